@@ -1,0 +1,1 @@
+"""Subcommands of `mmft` owned by the operator package."""

@@ -1,0 +1,59 @@
+"""Progress and output contract between a workload pod and the operator.
+
+The workload (trainer, dataprep, evaluator) writes a JSON document of :class:`WorkloadReport` to
+
+* a local file (``MMFT_REPORT_FILE``; always, so a user can read it on the volume), and
+* the data key :data:`REPORT_KEY` of the ConfigMap named by ``MMFT_REPORT_CONFIGMAP`` in ``MMFT_NAMESPACE``,
+  when those variables are set. The operator creates that ConfigMap empty and a Role that lets the pod's
+  ServiceAccount ``get``/``patch`` exactly that one ConfigMap, nothing else.
+
+The operator watches the ConfigMap and copies ``progress`` into the owner's ``status.progress`` and ``outputs``
+into ``status.outputs``. Field names are camelCase so they land in status unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPORT_KEY = "report.json"
+ENV_REPORT_FILE = "MMFT_REPORT_FILE"
+ENV_REPORT_CONFIGMAP = "MMFT_REPORT_CONFIGMAP"
+ENV_NAMESPACE = "MMFT_NAMESPACE"
+ENV_REPORT_INTERVAL = "MMFT_REPORT_INTERVAL_SECONDS"
+DEFAULT_REPORT_INTERVAL_SECONDS = 10.0
+
+Phase = Literal["Starting", "Preflight", "Running", "Saving", "Exporting", "Completed", "Failed"]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class TrainingProgress(_Contract):
+    step: int = Field(0, ge=0, description="Optimizer steps completed.")
+    totalSteps: int | None = Field(None, ge=0, description="Optimizer steps the run will take.")
+    epoch: float | None = Field(None, ge=0, description="Fractional epoch reached.")
+    loss: float | None = Field(None, description="Training loss at the last logging step.")
+    learningRate: float | None = Field(None, ge=0, description="Learning rate at the last logging step.")
+    samplesPerSecond: float | None = Field(None, ge=0, description="Training throughput, samples per second.")
+    etaSeconds: int | None = Field(None, ge=0, description="Estimated seconds until the last step.")
+    lastCheckpoint: str | None = Field(None, description="Path of the newest complete checkpoint.")
+
+
+class WorkloadReport(_Contract):
+    phase: Phase = "Starting"
+    message: str | None = None
+    updatedAt: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    progress: TrainingProgress | None = None
+    outputs: dict[str, str] = Field(default_factory=dict, description="Named output URIs or paths.")
+    results: dict | None = Field(None, description="Kind-specific results (split counts, metrics per model).")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "WorkloadReport":
+        return cls.model_validate_json(text)
