@@ -1,0 +1,196 @@
+"""Types shared by the three mmft.io kinds.
+
+Every field carries a description: it becomes the CRD's OpenAPI description and so `kubectl explain`.
+Field names are camelCase on the wire (Kubernetes convention) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "mmft.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Kubernetes resource.Quantity, as the API server's own regex spells it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Cloud Storage bucket names: 3-63 characters of lowercase letters, digits, dashes, underscores and dots.
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
+GCS_URI_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$"
+ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"
+IMAGE_PATTERN = r"^[^\s:@]+(:[0-9]+)?(/[^\s:@]+)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+
+PinnedImage = Annotated[
+    str,
+    Field(
+        pattern=IMAGE_PATTERN,
+        max_length=512,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.contains('@sha256:') || (self.substring(self.lastIndexOf('/') + 1).contains(':') "
+                    "&& !self.endsWith(':latest'))",
+                    "message": "image must be pinned by a tag other than latest or by a digest (@sha256:...)",
+                }
+            ]
+        },
+    ),
+]
+
+Accelerator = Literal[
+    "nvidia-tesla-a100",
+    "nvidia-a100-80gb",
+    "nvidia-h100-80gb",
+    "nvidia-h100-mega-80gb",
+    "nvidia-l4",
+]
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields rejected (the API server prunes them first)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+def validations(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+Quantity = Annotated[
+    str,
+    Field(
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+    ),
+]
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object of a known kind in the same namespace."""
+
+    name: str = Field(
+        description="Name of the referenced object in this namespace.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+
+
+class SecretKeySelector(ApiModel):
+    """A key of a Secret in the same namespace. Its value is passed to pods as an environment variable only."""
+
+    name: str = Field(description="Secret name.", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    key: str = Field(
+        "token", description="Key within the Secret.", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$"
+    )
+
+
+class GcsBucket(ApiModel):
+    """A Cloud Storage bucket mounted into pods with the Cloud Storage FUSE CSI driver."""
+
+    name: str = Field(description="Bucket name (without gs://).", pattern=BUCKET_PATTERN)
+    mount_path: str = Field(
+        "/mnt/gcs", description="Where the bucket is mounted inside pods.", pattern=ABSOLUTE_PATH_PATTERN, max_length=256
+    )
+    mount_options: list[Annotated[str, Field(max_length=256, pattern=r"^[^,\s]+$")]] = Field(
+        default_factory=lambda: ["implicit-dirs"],
+        description="gcsfuse mount options (e.g. implicit-dirs, file-cache:max-size-mb:-1). uid/gid for the "
+        "non-root workload user are added by the operator.",
+        max_length=32,
+    )
+    sidecar_cpu: Quantity | None = Field(
+        None, description="CPU request and limit of the gke-gcsfuse-sidecar (annotation gke-gcsfuse/cpu-*)."
+    )
+    sidecar_memory: Quantity | None = Field(
+        None, description="Memory request and limit of the gke-gcsfuse-sidecar (annotation gke-gcsfuse/memory-*)."
+    )
+    sidecar_ephemeral_storage: Quantity | None = Field(
+        None,
+        description="Ephemeral storage of the gke-gcsfuse-sidecar, used by its file cache "
+        "(annotation gke-gcsfuse/ephemeral-storage-*).",
+    )
+
+
+class PodMetadata(ApiModel):
+    """Extra labels and annotations for the workload pods (cost allocation, policy tags)."""
+
+    labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, description="Labels added to the workload pods.", max_length=64
+    )
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict,
+        description="Annotations added to the workload pods. The operator's own (gke-gcsfuse/*) win on conflict.",
+        max_length=64,
+    )
+
+
+class Condition(ApiModel):
+    """A Kubernetes API convention condition."""
+
+    type: str = Field(description="Condition type, e.g. Succeeded, Running, DatasetReady.", max_length=316)
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        description="CamelCase machine-readable reason for the last transition.",
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+    )
+    message: str = Field("", description="Human-readable details.", max_length=32768)
+    last_transition_time: dt.datetime = Field(description="When the status last changed.")
+    observed_generation: int | None = Field(
+        None, description="metadata.generation the condition was computed from.", ge=0
+    )
+
+
+class CommonStatus(ApiModel):
+    """Status fields every mmft kind has."""
+
+    observed_generation: int | None = Field(None, description="The metadata.generation last reconciled.", ge=0)
+    phase: str | None = Field(None, description="One-word summary of the conditions, for printer columns.")
+    reason: str | None = Field(None, description="Reason of the condition that explains the phase.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Observations of the resource's state, keyed by type (Kubernetes API conventions; "
+        "kstatus Reconciling/Stalled included).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    start_time: dt.datetime | None = Field(None, description="When the workload Job was created.")
+    completion_time: dt.datetime | None = Field(None, description="When the workload finished (succeeded or failed).")
+    children: dict[str, str] = Field(
+        default_factory=dict, description="Names of the objects this resource owns, by role (job, configMap, pvc...)."
+    )
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="Output locations (paths as seen by pods, and gs:// URIs) by name."
+    )
+
+
+class WorkloadResources(ApiModel):
+    """Compute requested by the workload's main container. Empty fields take the operator's per-accelerator defaults."""
+
+    cpu: Quantity | None = Field(None, description="CPU request, e.g. 8.")
+    memory: Quantity | None = Field(None, description="Memory request, e.g. 32Gi.")
+    ephemeral_storage: Quantity | None = Field(None, description="Ephemeral storage request, e.g. 10Gi.")

@@ -1,0 +1,175 @@
+"""Evaluation: base, tuned and other models scored on a DatasetPrep's test split."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import (
+    ABSOLUTE_PATH_PATTERN,
+    DNS_LABEL_PATTERN,
+    GCS_URI_PATTERN,
+        Accelerator,
+    ApiModel,
+    CommonStatus,
+    GcsBucket,
+    LocalObjectReference,
+    PinnedImage,
+    PodMetadata,
+    SecretKeySelector,
+    WorkloadResources,
+    cel,
+    validations,
+)
+from .datasetprep import SEED_NEGATIVE_ANSWER, SEED_POSITIVE_ANSWER
+
+
+class EvaluationDataset(ApiModel):
+    """The labelled data to score: a DatasetPrep (its test and validation splits) or JSONL paths."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.datasetPrepRef) != has(self.testPath)", "set exactly one of datasetPrepRef or testPath"),
+            cel("!has(self.validationPath) || has(self.testPath)",
+                "validationPath goes with testPath; a DatasetPrep provides its own validation split",
+                field_path=".validationPath"),
+        )
+    }
+
+    dataset_prep_ref: LocalObjectReference | None = Field(
+        None, description="A DatasetPrep; its test split is scored and its validation split picks the threshold."
+    )
+    test_path: str | None = Field(None, description="Test JSONL path inside the pod.", pattern=ABSOLUTE_PATH_PATTERN,
+                                  max_length=1024)
+    validation_path: str | None = Field(None, description="Validation JSONL path inside the pod (threshold tuning).",
+                                        pattern=ABSOLUTE_PATH_PATTERN, max_length=1024)
+
+
+class FineTuneJobModelRef(LocalObjectReference):
+    """A FineTuneJob's result: its base model plus its adapter, or its merged export."""
+
+    use: Literal["adapter", "merged"] = Field(
+        "adapter", description="adapter: base model + LoRA adapter; merged: the merged export (needs export merged)."
+    )
+
+
+class ModelUnderTest(ApiModel):
+    """One model of the comparison."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("has(self.huggingFace) != has(self.fineTuneJobRef)",
+                "set exactly one of huggingFace or fineTuneJobRef"),
+        )
+    }
+
+    name: str = Field(description="Short name shown in the report (e.g. base, tuned, medgemma).",
+                      pattern=DNS_LABEL_PATTERN, max_length=63)
+    hugging_face: str | None = Field(
+        None, description="Hugging Face model id (e.g. google/medgemma-4b-it) or an absolute path inside the pod.",
+        pattern=r"^(/[^\x00]+|[A-Za-z0-9][\w.-]*/[\w.-]+)$", max_length=512,
+    )
+    fine_tune_job_ref: FineTuneJobModelRef | None = Field(
+        None, description="A FineTuneJob in this namespace; the evaluation waits until it has Succeeded."
+    )
+
+
+class ScoringSettings(ApiModel):
+    """How a model's answer becomes a score."""
+
+    method: Literal["logprob", "generate"] = Field(
+        "logprob",
+        description="logprob: one batched forward pass, score = P(positive answer's first token); gives ROC/PR "
+        "curves. generate: the seed's free-text answers parsed with a regex, for comparison with published numbers.",
+    )
+    positive_answer: str = Field(SEED_POSITIVE_ANSWER, description="Positive answer text.", min_length=1,
+                                 max_length=4096)
+    negative_answer: str = Field(SEED_NEGATIVE_ANSWER, description="Negative answer text.", min_length=1,
+                                 max_length=4096)
+    max_new_tokens: int = Field(500, description="Token budget per answer (generate only).", ge=1, le=8192)
+    batch_size: int | None = Field(None, description="Images per forward pass. Empty: sized to the GPU.", ge=1,
+                                   le=1024)
+
+
+class ThresholdPolicy(ApiModel):
+    """How the decision threshold on the score is chosen (logprob only)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("self.policy != 'TargetRecall' || has(self.targetRecall)", "policy TargetRecall needs targetRecall",
+                field_path=".targetRecall"),
+        )
+    }
+
+    policy: Literal["Fixed", "MaxBalancedAccuracy", "TargetRecall"] = Field(
+        "MaxBalancedAccuracy",
+        description="Fixed: use value. MaxBalancedAccuracy or TargetRecall: chosen on the validation split.",
+    )
+    value: float = Field(0.5, description="Threshold for policy Fixed.", ge=0, le=1)
+    target_recall: float | None = Field(None, description="Recall to reach for policy TargetRecall.", gt=0, le=1)
+
+
+class EvaluationCompute(WorkloadResources):
+    """GPU for the evaluation pod."""
+
+    accelerator: Accelerator = Field("nvidia-tesla-a100", description="GKE accelerator type.")
+    gpus: Literal[1, 2, 4, 8] = Field(1, description="GPUs for the evaluation pod.")
+    spot: bool = Field(False, description="Run on Spot capacity.")
+
+
+class EvaluationSpec(ApiModel):
+    """Desired state of an Evaluation. Immutable once the Job has started."""
+
+    dataset: EvaluationDataset = Field(description="Labelled data to score.")
+    models: list[ModelUnderTest] = Field(
+        description="Models to compare (names unique).", min_length=1, max_length=10,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings, description="Scoring method.")
+    threshold: ThresholdPolicy = Field(default_factory=ThresholdPolicy, description="Decision threshold policy.")
+    bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse.")
+    output_path: str = Field(description="Report directory under the bucket mount, e.g. evaluations/melanoma.",
+                             pattern=r"^[^/\x00][^\x00]*$", max_length=1024)
+    output_uri: str | None = Field(None, description="Also upload the report to this gs:// URI.",
+                                   pattern=GCS_URI_PATTERN, max_length=1024)
+    compute: EvaluationCompute = Field(default_factory=EvaluationCompute, description="Accelerator and resources.")
+    hugging_face_token_secret_ref: SecretKeySelector | None = Field(
+        None, description="Secret holding a Hugging Face token (gated models). Passed as HF_TOKEN."
+    )
+    service_account_name: str = Field("default", description="ServiceAccount of the pod (Workload Identity).",
+                                      pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    image: PinnedImage | None = Field(
+        None, description="Evaluator image pinned by tag or digest. Empty: operator default."
+    )
+    active_deadline_seconds: int = Field(24 * 3600, description="Maximum run time in seconds.", ge=60)
+    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, description="Seconds the finished Job is kept.", ge=0)
+    backoff_limit: int = Field(2, description="Retries of the Job.", ge=0, le=20)
+    pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")
+
+
+class ModelMetrics(ApiModel):
+    """Metrics of one model on the test split."""
+
+    name: str = Field(description="Model name from spec.models.")
+    accuracy: float | None = Field(None, description="Accuracy.")
+    balanced_accuracy: float | None = Field(None, description="Mean of recall and specificity.")
+    recall: float | None = Field(None, description="Sensitivity: true positives / positives.")
+    specificity: float | None = Field(None, description="True negatives / negatives.")
+    precision: float | None = Field(None, description="True positives / predicted positives.")
+    roc_auc: float | None = Field(None, description="Area under the ROC curve (logprob only).")
+    pr_auc: float | None = Field(None, description="Area under the precision-recall curve (logprob only).")
+    threshold: float | None = Field(None, description="Decision threshold used.")
+    error: str | None = Field(None, description="Why this model could not be scored.")
+
+
+class EvaluationStatus(CommonStatus):
+    """Observed state of an Evaluation."""
+
+    models: list[ModelMetrics] = Field(default_factory=list, description="Metrics per model.")
+    best_model: str | None = Field(None, description="Model with the highest balanced accuracy.")
+    best_balanced_accuracy: float | None = Field(None, description="Balanced accuracy of the best model.")
+    report: str | None = Field(None, description="Location of the HTML report.")
+
+
+IMMUTABLE_AFTER_START = ("dataset", "models", "scoring", "threshold", "bucket", "outputPath", "outputUri", "compute")
