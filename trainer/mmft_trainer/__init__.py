@@ -1,0 +1,1 @@
+"""mmft's bundled trainer: preflight, Axolotl training with progress reports, preemption-safe checkpoints, export."""
