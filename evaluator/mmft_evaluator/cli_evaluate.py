@@ -1,0 +1,169 @@
+"""`mmft evaluate`: score base, tuned and reference models on the test split and compare them in one report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = "Evaluate models (HF id, path, BASE+ADAPTER) on a test JSONL: predictions, metrics, charts, HTML report."
+
+# Kept in step with evaluation.METHODS / thresholds.POLICIES; restated so `mmft --help` imports no numpy.
+METHODS = ("logprob", "generate")
+POLICIES = ("fixed", "max-balanced-accuracy", "target-recall")
+CONFIG_INVALID = 78  # mmft_operator.contracts.exit_codes.CONFIG_INVALID, restated for argparse errors
+
+
+def _default_workers() -> int:
+    return max(0, min(12, len(os.sched_getaffinity(0)) - 1))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--test-jsonl", required=True, help="test split in the dataprep chat format (path or gs://)")
+    parser.add_argument("--validation-jsonl", help="validation split, for thresholds chosen by a policy")
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=SPEC",
+                        help="repeatable. SPEC: HF id or path (gs:// too) of a full or merged model, BASE+ADAPTER, or "
+                             "an adapter directory whose adapter_config.json names its base")
+    parser.add_argument("--output-dir", required=True, help="local directory for predictions, metrics, plots, report")
+    parser.add_argument("--output-uri", help="gs://bucket/prefix to upload the output directory to")
+    parser.add_argument("--method", default="logprob", choices=METHODS,
+                        help="logprob (default): P(positive) from the first answer token, batched; generate: the "
+                             "seed's free-text answers, parsed")
+    parser.add_argument("--threshold-policy", default="fixed", choices=POLICIES,
+                        help="how the logprob decision threshold is chosen (non-fixed policies use the validation split)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed policy (default 0.5)")
+    parser.add_argument("--target-recall", type=float, default=0.9, help="recall the target-recall policy reaches")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="images per forward pass; halved automatically when the GPU runs out of memory")
+    parser.add_argument("--max-new-tokens", type=int, default=500, help="generate method: answer length limit")
+    parser.add_argument("--positive-answer", default="Yes, this appears to be malignant melanoma.",
+                        help="the answer that means positive (its first token is scored by logprob)")
+    parser.add_argument("--negative-answer", default="No, this does not appear to be malignant melanoma.",
+                        help="the answer that means negative")
+    parser.add_argument("--baseline", help="model NAME that relative changes in the report compare against "
+                                           "(default: the first model that ran)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    parser.add_argument("--workers", type=int, default=_default_workers(),
+                        help="image preprocessing processes (default: CPU count - 1, at most 12)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N examples of each split (smoke runs)")
+    parser.add_argument("--cache-dir", default="/tmp/mmft-evaluate-cache", help="where gs:// inputs are downloaded")
+    _exit_78_on_usage_errors(parser)
+
+
+def _exit_78_on_usage_errors(parser: argparse.ArgumentParser) -> None:
+    # argparse exits 2 on usage errors; the operator maps 78 to "configuration invalid, do not retry".
+    def error(message: str):
+        parser.print_usage(sys.stderr)
+        parser.exit(CONFIG_INVALID, f"{parser.prog}: error: {message}\n")
+
+    parser.error = error
+
+
+def _check(args) -> list[str]:
+    problems = []
+    if not 0.0 <= args.threshold <= 1.0:
+        problems.append(f"--threshold {args.threshold} must be between 0 and 1")
+    if not 0.0 < args.target_recall <= 1.0:
+        problems.append(f"--target-recall {args.target_recall} must be in (0, 1]")
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--max-new-tokens", args.max_new_tokens, 1),
+                             ("--workers", args.workers, 0), ("--limit", args.limit, 1)):
+        if value is not None and value < low:
+            problems.append(f"{flag} {value} must be at least {low}")
+    if args.method == "logprob" and args.threshold_policy != "fixed" and not args.validation_jsonl:
+        problems.append(f"--threshold-policy {args.threshold_policy} chooses the threshold on --validation-jsonl; "
+                        "give one or use --threshold-policy fixed")
+    if args.output_uri and not args.output_uri.startswith("gs://"):
+        problems.append(f"--output-uri {args.output_uri!r} must start with gs://")
+    for flag in ("test_jsonl", "validation_jsonl"):
+        value = getattr(args, flag)
+        if value and not value.startswith("gs://") and not os.path.isfile(value):
+            problems.append(f"--{flag.replace('_', '-')} {value}: no such file")
+    if args.positive_answer.strip().lower() == args.negative_answer.strip().lower():
+        problems.append("--positive-answer and --negative-answer must differ")
+    return problems
+
+
+def _contract_results(summary: dict) -> dict:
+    keys = {"accuracy": "accuracy", "balancedAccuracy": "balanced_accuracy", "recall": "recall",
+            "specificity": "specificity", "rocAuc": "roc_auc", "prAuc": "pr_auc"}
+    models = {}
+    for name, result in summary["models"].items():
+        if result.get("error"):
+            models[name] = {"error": result["error"]}
+            continue
+        entry = {camel: result["metrics"].get(snake) for camel, snake in keys.items()}
+        entry["threshold"] = result.get("threshold")
+        models[name] = entry
+    return {"models": models, "best": summary.get("best")}
+
+
+def main(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from mmft_operator.contracts.exit_codes import DATA_INVALID
+    from mmft_operator.contracts.progress import TrainingProgress, WorkloadReport
+    from mmft_operator.contracts.report_writer import ReportWriter
+
+    from .evaluation import EvaluateOptions, run_evaluation
+    from .examples import ExamplesError
+    from .model_spec import ModelSpecError, parse_model_arguments
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problems = _check(args)
+    try:
+        specs = parse_model_arguments(args.model)
+    except ModelSpecError as error:
+        problems.append(str(error))
+        specs = []
+    if args.baseline and args.baseline not in {spec.name for spec in specs}:
+        problems.append(f"--baseline {args.baseline!r} is not one of the --model names")
+    if problems:
+        for problem in problems:
+            print(f"mmft evaluate: {problem}", file=sys.stderr)
+        return CONFIG_INVALID
+
+    options = EvaluateOptions(
+        test_jsonl=args.test_jsonl, validation_jsonl=args.validation_jsonl, models=tuple(specs),
+        output_dir=Path(args.output_dir), output_uri=args.output_uri, method=args.method,
+        threshold_policy=args.threshold_policy, threshold=args.threshold, target_recall=args.target_recall,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, positive_answer=args.positive_answer,
+        negative_answer=args.negative_answer, device=args.device, workers=args.workers, baseline=args.baseline,
+        limit=args.limit, cache_dir=Path(args.cache_dir),
+    )
+    writer = ReportWriter.from_environment()
+    report = WorkloadReport(phase="Starting", message=f"evaluating {len(specs)} model(s)")
+    writer.publish(report, force=True)
+
+    def on_progress(progress) -> None:
+        report.phase = "Running"
+        report.message = f"scoring {progress.model}"
+        report.progress = TrainingProgress(
+            step=progress.done, totalSteps=progress.total,
+            samplesPerSecond=progress.rate, etaSeconds=int(progress.eta) if progress.eta is not None else None)
+        writer.publish(report)
+
+    try:
+        summary = run_evaluation(options, on_progress)
+    except ExamplesError as error:
+        return _fail(writer, report, str(error), DATA_INVALID)
+    except FileNotFoundError as error:
+        return _fail(writer, report, str(error), CONFIG_INVALID)
+    report.results = _contract_results(summary)
+    report.outputs = summary["outputs"]
+    failed = [name for name, result in summary["models"].items() if result.get("error")]
+    if len(failed) == len(specs):
+        return _fail(writer, report, f"every model failed: {', '.join(failed)}", 1)
+    report.phase = "Completed"
+    report.message = f"best: {summary['best']}" + (f"; failed: {', '.join(failed)}" if failed else "")
+    writer.publish(report, force=True)
+    print(f"mmft evaluate: {report.message}; report {summary['outputs']['report']}", file=sys.stderr)
+    return 0
+
+
+def _fail(writer, report, message: str, code: int) -> int:
+    report.phase = "Failed"
+    report.message = message
+    writer.publish(report, force=True)
+    print(f"mmft evaluate: {message}", file=sys.stderr)
+    return code

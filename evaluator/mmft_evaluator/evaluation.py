@@ -1,0 +1,234 @@
+"""One `mmft evaluate` run: score every model of the spec, choose thresholds, write predictions, metrics, charts
+and the HTML report, and upload them. A model that fails (cannot load, runs out of memory) is recorded with its
+error while the other models still run."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .examples import Example, read_examples
+from .html_report import render_report
+from .metrics import classification_metrics
+from .model_spec import ModelSpec
+from .plots import confusion_matrix_png, curves_png
+from .predictions import write_predictions
+from .storage import fetch_file, upload_tree
+from .thresholds import choose_threshold
+
+log = logging.getLogger(__name__)
+
+METHODS = ("logprob", "generate")
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    test_jsonl: str
+    models: tuple[ModelSpec, ...]
+    output_dir: Path
+    validation_jsonl: str | None = None
+    output_uri: str | None = None
+    method: str = "logprob"
+    threshold_policy: str = "fixed"
+    threshold: float = 0.5
+    target_recall: float = 0.9
+    batch_size: int = 32
+    max_new_tokens: int = 500
+    positive_answer: str = "Yes, this appears to be malignant melanoma."
+    negative_answer: str = "No, this does not appear to be malignant melanoma."
+    device: str = "auto"
+    workers: int = 4
+    baseline: str | None = None
+    limit: int | None = None
+    cache_dir: Path = Path("/tmp/mmft-evaluate-cache")
+
+
+@dataclass
+class Progress:
+    """What the run reports while it scores: the model at hand and images done over all models."""
+
+    model: str = ""
+    done: int = 0
+    total: int = 0
+    rate: float | None = None
+    eta: float | None = None
+
+
+ProgressSink = Callable[[Progress], None]
+
+
+def load_splits(options: EvaluateOptions) -> tuple[list[Example], list[Example]]:
+    def read(uri: str) -> list[Example]:
+        path = fetch_file(uri, options.cache_dir)
+        return read_examples(path, options.positive_answer, options.negative_answer, options.limit)
+
+    validation = read(options.validation_jsonl) if options.validation_jsonl else []
+    return read(options.test_jsonl), validation
+
+
+def _score(loaded, examples, options, progress_line):
+    from .scoring import generate_answers, pil_loader, score_logprob
+
+    common = dict(
+        positive_answer=options.positive_answer, negative_answer=options.negative_answer,
+        batch_size=options.batch_size, workers=options.workers, image_loader=pil_loader(options.cache_dir),
+        on_progress=progress_line,
+    )
+    if options.method == "generate":
+        return generate_answers(loaded, examples, max_new_tokens=options.max_new_tokens, **common)
+    return score_logprob(loaded, examples, **common)
+
+
+def _evaluate_model(spec, options, test, validation, progress: Progress, sink: ProgressSink):
+    from .loading import load_model, pick_device
+    from .scoring import ProgressLine
+
+    loaded = load_model(spec, pick_device(options.device), options.cache_dir)
+    done_before = progress.done
+
+    def publish(done, _total, rate, eta):
+        progress.done, progress.rate, progress.eta = done_before + done, rate, eta
+        sink(progress)
+
+    threshold = None
+    if options.method == "logprob":
+        if options.threshold_policy != "fixed":
+            scored_validation = _score(loaded, validation, options, ProgressLine(f"{spec.name} validation", publish))
+            done_before = progress.done
+            threshold = choose_threshold(
+                options.threshold_policy,
+                [s.example.label for s in scored_validation], [s.score for s in scored_validation],
+                fixed=options.threshold, target_recall=options.target_recall,
+            )
+            log.info("%s: %s threshold on validation = %.4f", spec.name, options.threshold_policy, threshold)
+        else:
+            threshold = options.threshold
+    scored = _score(loaded, test, options, ProgressLine(f"{spec.name} test", publish))
+    del loaded
+    return scored, threshold
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _prediction_rows(name: str, scored, threshold: float | None) -> list[dict]:
+    rows = []
+    for item in scored:
+        if item.score is not None:
+            prediction = int(item.score >= threshold)
+        else:
+            # Unparseable answers stay in the denominator as "not called melanoma", and are counted apart.
+            prediction = item.parsed if item.parsed is not None else 0
+        row = {"model": name, "id": item.example.id, "label": item.example.label, "prediction": prediction}
+        if item.score is not None:
+            row["score"] = item.score
+            row["threshold"] = threshold
+        if item.answer is not None:
+            row["answer"] = item.answer
+            row["parsed"] = item.parsed is not None
+        rows.append(row)
+    return rows
+
+
+def best_model(models: dict) -> str | None:
+    """Highest balanced accuracy; ROC AUC breaks ties. Models that failed or have no balanced accuracy can't win."""
+    candidates = [
+        (result["metrics"]["balanced_accuracy"], result["metrics"].get("roc_auc") or 0.0, name)
+        for name, result in models.items()
+        if not result.get("error") and result["metrics"].get("balanced_accuracy") is not None
+    ]
+    return max(candidates)[2] if candidates else None
+
+
+def run_evaluation(options: EvaluateOptions, sink: ProgressSink = lambda progress: None) -> dict:
+    """Runs everything and returns the metrics.json document (with ``outputs``: report, metrics, predictions)."""
+    test, validation = load_splits(options)
+    output_dir = options.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plots_dir = output_dir / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    needs_validation = options.method == "logprob" and options.threshold_policy != "fixed"
+    progress = Progress(total=len(options.models) * (len(test) + (len(validation) if needs_validation else 0)))
+    models: dict[str, dict] = {}
+    rows: list[dict] = []
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for spec in options.models:
+        progress.model = spec.name
+        sink(progress)
+        try:
+            scored, threshold = _evaluate_model(spec, options, test, validation, progress, sink)
+        except Exception as error:  # noqa: BLE001 - one model's failure must not stop the comparison
+            log.error("model %s (%s) failed:\n%s", spec.name, spec.describe(), traceback.format_exc())
+            models[spec.name] = {"spec": spec.describe(), "error": f"{type(error).__name__}: {error}"}
+            continue
+        finally:
+            _release_memory()
+        model_rows = _prediction_rows(spec.name, scored, threshold)
+        rows.extend(model_rows)
+        labels = [row["label"] for row in model_rows]
+        scores = [row["score"] for row in model_rows] if options.method == "logprob" else None
+        metrics = classification_metrics(labels, [row["prediction"] for row in model_rows], scores).as_dict()
+        result = {"spec": spec.describe(), "method": options.method, "threshold": threshold, "metrics": metrics}
+        if options.method == "generate":
+            result["unparsed"] = sum(1 for row in model_rows if not row["parsed"])
+        models[spec.name] = result
+        if scores is not None:
+            curves[spec.name] = (labels, scores)
+    return _write_outputs(options, test, models, rows, curves)
+
+
+def _write_outputs(options, test, models, rows, curves) -> dict:
+    output_dir = options.output_dir
+    plots_dir = output_dir / "plots"
+    baseline = options.baseline or next((name for name in models if not models[name].get("error")), None)
+    summary = {
+        "examples": len(test),
+        "positives": sum(example.label for example in test),
+        "baseline": baseline,
+        "best": best_model(models),
+        "models": models,
+        "settings": {
+            "test": options.test_jsonl,
+            "validation": options.validation_jsonl,
+            "method": options.method,
+            "thresholdPolicy": options.threshold_policy if options.method == "logprob" else None,
+            "targetRecall": options.target_recall if options.threshold_policy == "target-recall" else None,
+            "positiveAnswer": options.positive_answer,
+            "negativeAnswer": options.negative_answer,
+        },
+    }
+    images: dict[str, Path | None] = {}
+    for name, result in models.items():
+        if not result.get("error"):
+            images[f"{name}: confusion matrix"] = confusion_matrix_png(
+                plots_dir / f"confusion-{name}.png", name, result["metrics"])
+    if curves:
+        images["ROC curves"] = curves_png(plots_dir / "roc.png", "roc", curves)
+        images["Precision-recall curves"] = curves_png(plots_dir / "pr.png", "pr", curves)
+    paths = {
+        "predictions": output_dir / "predictions.jsonl",
+        "metrics": output_dir / "metrics.json",
+        "report": output_dir / "report.html",
+    }
+    write_predictions(paths["predictions"], rows)
+    paths["metrics"].write_text(json.dumps(summary, indent=2) + "\n")
+    paths["report"].write_text(render_report(summary, images), encoding="utf-8")
+    outputs = {key: str(path) for key, path in paths.items()}
+    if options.output_uri:
+        uploaded = upload_tree(output_dir, options.output_uri)
+        outputs = {key: uploaded[path] for key, path in paths.items()}
+    summary["outputs"] = outputs
+    return summary

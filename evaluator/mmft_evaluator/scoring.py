@@ -1,0 +1,203 @@
+"""Scoring examples with a loaded model: `logprob` (one batched forward pass, P(positive) from the first answer
+token) and `generate` (the seed's free-text answer, parsed).
+
+Image decoding, resizing and tokenisation run in DataLoader worker processes so the GPU never waits on the
+main thread; a batch that does not fit in GPU memory is split in halves, and later batches use the size that fit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .answers import parse_answer
+from .examples import Example
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class Scored:
+    example: Example
+    score: float | None = None
+    answer: str | None = None
+    parsed: int | None = None
+
+
+class PromptCollator:
+    """Turns a list of examples into one padded model batch (runs inside DataLoader workers)."""
+
+    def __init__(self, processor, image_loader: Callable[[str], object]):
+        self.processor = processor
+        self.image_loader = image_loader
+
+    def __call__(self, examples: Sequence[Example]):
+        texts = [
+            self.processor.apply_chat_template(list(example.prompt), add_generation_prompt=True, tokenize=False)
+            for example in examples
+        ]
+        images = [[self.image_loader(example.image)] for example in examples]
+        batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        return list(examples), batch
+
+
+def pil_loader(cache_dir):
+    def load(reference: str):
+        from PIL import Image
+
+        from .storage import fetch_file
+
+        with Image.open(fetch_file(reference, cache_dir)) as image:
+            return image.convert("RGB")
+
+    return load
+
+
+def answer_token_ids(tokenizer, positive_answer: str, negative_answer: str) -> tuple[int, int]:
+    positive = tokenizer.encode(positive_answer, add_special_tokens=False)
+    negative = tokenizer.encode(negative_answer, add_special_tokens=False)
+    if not positive or not negative or positive[0] == negative[0]:
+        raise ValueError(
+            f"the positive answer {positive_answer!r} and negative answer {negative_answer!r} must start with "
+            "different tokens for logprob scoring"
+        )
+    return positive[0], negative[0]
+
+
+def _batches(examples, collator, batch_size: int, workers: int, pin_memory: bool):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        list(examples),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collator,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+
+
+def _to_device(batch, device, dtype):
+    moved = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        moved[key] = value.to(dtype) if value.is_floating_point() else value
+    return moved
+
+
+def _slice(batch: dict, start: int, stop: int) -> dict:
+    return {key: value[start:stop] for key, value in batch.items()}
+
+
+class _MemoryAdaptiveRunner:
+    """Runs ``step(batch)`` on chunks no larger than the biggest size that has fit in GPU memory so far."""
+
+    def __init__(self, step):
+        self.step = step
+        self.chunk: int | None = None
+
+    def __call__(self, batch: dict, size: int) -> list:
+        import torch
+
+        chunk = min(size, self.chunk or size)
+        while True:
+            try:
+                results = []
+                for start in range(0, size, chunk):
+                    results.extend(self.step(_slice(batch, start, min(start + chunk, size))))
+                self.chunk = chunk
+                return results
+            except torch.cuda.OutOfMemoryError:
+                if chunk == 1:
+                    raise
+                torch.cuda.empty_cache()
+                chunk = max(1, chunk // 2)
+
+
+def _model_dtype(model):
+    return next(model.parameters()).dtype
+
+
+def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
+                  on_progress: ProgressCallback | None = None) -> list[Scored]:
+    """score = P(positive | positive or negative first answer token) = sigmoid(logit_pos - logit_neg)."""
+    import torch
+
+    positive_id, negative_id = answer_token_ids(loaded.processor.tokenizer, positive_answer, negative_answer)
+    model, device, dtype = loaded.model, loaded.device, _model_dtype(loaded.model)
+
+    def step(batch):
+        # logits_to_keep=1: only the last position's logits, not a (batch x sequence x 262k vocab) tensor.
+        logits = model(**batch, logits_to_keep=1).logits[:, -1, :].float()
+        return torch.sigmoid(logits[:, positive_id] - logits[:, negative_id]).tolist()
+
+    runner = _MemoryAdaptiveRunner(step)
+    scored: list[Scored] = []
+    collator = PromptCollator(loaded.processor, image_loader)
+    with torch.inference_mode():
+        for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
+            scores = runner(_to_device(batch, device, dtype), len(chunk))
+            scored.extend(Scored(example=e, score=s) for e, s in zip(chunk, scores))
+            if on_progress:
+                on_progress(len(scored), len(examples))
+    return scored
+
+
+def generate_answers(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
+                     max_new_tokens: int, min_new_tokens: int = 0,
+                     on_progress: ProgressCallback | None = None) -> list[Scored]:
+    """Greedy generation of the seed's free-text answer, parsed into a call (None: unparseable)."""
+    import torch
+
+    model, device, dtype = loaded.model, loaded.device, _model_dtype(loaded.model)
+    tokenizer = loaded.processor.tokenizer
+
+    def step(batch):
+        prompt_length = batch["input_ids"].shape[1]
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                                do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+
+    runner = _MemoryAdaptiveRunner(step)
+    scored: list[Scored] = []
+    collator = PromptCollator(loaded.processor, image_loader)
+    with torch.inference_mode():
+        for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
+            answers = runner(_to_device(batch, device, dtype), len(chunk))
+            scored.extend(
+                Scored(example=e, answer=a.strip(), parsed=parse_answer(a, positive_answer, negative_answer))
+                for e, a in zip(chunk, answers)
+            )
+            if on_progress:
+                on_progress(len(scored), len(examples))
+    return scored
+
+
+class ProgressLine:
+    """Prints 'name: done/total images, rate, eta' at most every ``interval`` seconds, and calls ``publish``."""
+
+    def __init__(self, label: str, publish: Callable[[int, int, float, float | None], None] | None = None,
+                 interval: float = 5.0, stream=None, clock=time.monotonic):
+        import sys
+
+        self.label, self.publish, self.interval = label, publish, interval
+        self.stream = stream or sys.stderr
+        self.clock = clock
+        self.started = clock()
+        self.last_print: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self.clock()
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else None
+        if self.publish:
+            self.publish(done, total, rate, eta)
+        if done < total and self.last_print is not None and now - self.last_print < self.interval:
+            return
+        self.last_print = now
+        eta_text = f", eta {eta:.0f}s" if eta is not None and done < total else ""
+        print(f"{self.label}: {done}/{total} images ({rate:.2f} images/s{eta_text})", file=self.stream, flush=True)
