@@ -23,15 +23,24 @@ class ProgressMeter:
         self._is_terminal = bool(getattr(self._stream, "isatty", lambda: False)())
         self._clock = clock
         self._started = clock()
-        self._last_shown = self._started
+        self._last_drawn = self._started
+        self._last_logged = self._started
 
     def advance(self, count: int = 1) -> None:
         self.done += count
+        if self.done >= self.total:
+            return  # close() shows the final state once
         now = self._clock()
-        interval = BAR_INTERVAL_SECONDS if self._is_terminal else LOG_INTERVAL_SECONDS
-        if now - self._last_shown >= interval and self.done < self.total:
-            self._last_shown = now
-            self._show()
+        if self._is_terminal and now - self._last_drawn >= BAR_INTERVAL_SECONDS:
+            self._last_drawn = now
+            self._draw_bar()
+        if now - self._last_logged >= LOG_INTERVAL_SECONDS:
+            self._last_logged = now
+            message = self.summary()
+            if not self._is_terminal:
+                log.info("%s", message)
+            if self._on_update:
+                self._on_update(message)
 
     def rate(self) -> float:
         elapsed = self._clock() - self._started
@@ -50,16 +59,6 @@ class ProgressMeter:
             self._stream.write("\n")
             self._stream.flush()
         log.info("%s", self.summary())
-
-    def _show(self) -> None:
-        message = self.summary()
-        if self._is_terminal:
-            self._draw_bar()
-        else:
-            log.info("%s", message)
-        if self._on_update:
-            self._on_update(message)
-
 
     def _draw_bar(self) -> None:
         filled = int(BAR_WIDTH * self.done / self.total) if self.total else BAR_WIDTH
