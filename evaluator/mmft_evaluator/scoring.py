@@ -77,7 +77,15 @@ def _batches(examples, collator, batch_size: int, workers: int, pin_memory: bool
         pin_memory=pin_memory,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
+        worker_init_fn=_single_threaded_worker,
     )
+
+
+def _single_threaded_worker(_worker_id: int) -> None:
+    import torch
+
+    # Each worker preprocesses whole batches; intra-op threads in every worker would oversubscribe the CPUs.
+    torch.set_num_threads(1)
 
 
 def _to_device(batch, device, dtype):
