@@ -1,0 +1,71 @@
+"""The trainer's side of the report contract (``mmft_operator.contracts.progress``): one report, updated in place.
+
+Only the main process (global rank 0) publishes; other ranks hold a reporter that drops everything, so callers
+never branch on rank themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from mmft_operator.contracts.progress import Phase, TrainingProgress, WorkloadReport
+from mmft_operator.contracts.report_writer import ReportWriter
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+class RunReporter:
+    def __init__(self, writer: ReportWriter | None) -> None:
+        self._writer = writer
+        self.report = WorkloadReport(phase="Starting", progress=TrainingProgress())
+
+    @classmethod
+    def from_environment(cls) -> "RunReporter":
+        return cls(ReportWriter.from_environment() if is_main_process() else None)
+
+    def phase(self, phase: Phase, message: str | None = None) -> None:
+        self.report.phase = phase
+        self.report.message = message
+        self._publish(force=True)
+
+    def progress(self, force: bool = False, **fields) -> None:
+        self.report.progress = self.report.progress.model_copy(update=fields)
+        self._publish(force=force)
+
+    def output(self, name: str, value: str) -> None:
+        self.report.outputs[name] = value
+
+    def _publish(self, force: bool) -> None:
+        if self._writer is None:
+            return
+        self.report.updatedAt = WorkloadReport.model_fields["updatedAt"].default_factory()
+        self._writer.publish(self.report, force=force)
+
+
+class Throughput:
+    """Samples per second and ETA over the steps run by this process (a resumed run starts counting afresh)."""
+
+    def __init__(self, samples_per_step: int, clock=time.monotonic) -> None:
+        self.samples_per_step = samples_per_step
+        self._clock = clock
+        self._start: tuple[int, float] | None = None
+
+    def start(self, step: int) -> None:
+        self._start = (step, self._clock())
+
+    def measure(self, step: int, total_steps: int | None) -> dict:
+        if self._start is None:
+            return {}
+        first_step, started = self._start
+        elapsed = self._clock() - started
+        done = step - first_step
+        if done <= 0 or elapsed <= 0:
+            return {}
+        seconds_per_step = elapsed / done
+        measured = {"samplesPerSecond": round(done * self.samples_per_step / elapsed, 4)}
+        if total_steps:
+            measured["etaSeconds"] = max(0, round((total_steps - step) * seconds_per_step))
+        return measured

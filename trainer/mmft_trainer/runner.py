@@ -1,0 +1,125 @@
+"""``mmft train``: preflight, Axolotl training with reports and preemption safety, export, final report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+
+from .checkpoints import newest_complete, remove_incomplete
+from .preemption import PREEMPTED_EXIT_CODE, Preempted, PreemptionGuard
+from .preflight import run_preflight
+from .reporting import RunReporter, is_main_process
+
+log = logging.getLogger("mmft_trainer")
+
+TRAINING_FAILED = 1
+OUTPUT_MANIFEST = "mmft-outputs.json"
+
+
+def run(args) -> int:
+    reporter = RunReporter.from_environment()
+    guard = PreemptionGuard()
+    guard.install()
+    try:
+        return _run(args, reporter, guard)
+    except Preempted as preempted:
+        log.warning("%s", preempted)
+        reporter.phase("Running", f"{preempted}; the next start resumes from the newest complete checkpoint")
+        return PREEMPTED_EXIT_CODE
+    finally:
+        guard.uninstall()
+
+
+def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
+    reporter.phase("Preflight")
+    result = run_preflight(Path(args.config))
+    if not result.ok:
+        for finding in result.findings:
+            print(f"mmft train: config invalid: {finding}", file=sys.stderr)
+        reporter.phase("Failed", "config invalid: " + "; ".join(str(f) for f in result.findings))
+        return CONFIG_INVALID
+    print(f"mmft train: preflight passed for {args.config}", file=sys.stderr)
+    if args.preflight:
+        return 0
+
+    output_dir = Path(result.raw.get("output_dir") or "./model-out")
+    reporter.output("outputDir", str(output_dir))
+    sync = _start_tensorboard_sync(args, output_dir, reporter)
+    try:
+        _train(result.raw, output_dir, reporter, guard)
+    except Preempted:
+        raise
+    except Exception as error:  # noqa: BLE001 - any training failure is reported, then re-raised as exit 1
+        log.exception("training failed")
+        reporter.phase("Failed", f"training failed: {type(error).__name__}: {str(error)[:500]}")
+        return TRAINING_FAILED
+    finally:
+        if sync is not None:
+            sync.stop()
+
+    if is_main_process() and args.export_uri:
+        reporter.phase("Exporting")
+        _export(args, result.raw, output_dir, reporter)
+    if is_main_process():
+        (output_dir / OUTPUT_MANIFEST).write_text(json.dumps(reporter.report.outputs, indent=2))
+    reporter.phase("Completed")
+    return 0
+
+
+def _start_tensorboard_sync(args, output_dir: Path, reporter: RunReporter):
+    if not (args.tensorboard_sync_dir and is_main_process()):
+        return None
+    from .tensorboard_sync import TensorBoardSync
+
+    reporter.output("tensorboardDir", str(args.tensorboard_sync_dir))
+    sync = TensorBoardSync(output_dir, Path(args.tensorboard_sync_dir), args.tensorboard_sync_interval)
+    sync.start()
+    return sync
+
+
+def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: PreemptionGuard) -> None:
+    from axolotl.cli.args import TrainerCliArgs
+    from axolotl.cli.config import load_cfg
+    from axolotl.cli.train import do_train
+    from axolotl.utils.dict import DictDefault
+
+    from . import axolotl_plugin
+    from .callback import MmftCallback
+    from .run_config import training_config
+
+    if is_main_process():
+        remove_incomplete(output_dir)
+    resume_from = newest_complete(output_dir)
+    cfg, notes = training_config(raw, axolotl_plugin.PLUGIN_NAME, resume_from)
+    for note in notes:
+        log.info("mmft: %s", note)
+    if resume_from is not None:
+        reporter.progress(force=True, lastCheckpoint=str(resume_from))
+    axolotl_plugin.attach(MmftCallback(reporter, guard))
+    do_train(load_cfg(DictDefault(cfg)), TrainerCliArgs())
+    guard.training = False
+
+
+def _export(args, raw: dict, output_dir: Path, reporter: RunReporter) -> None:
+    from .gcs_upload import upload_directory
+
+    base = args.export_uri.rstrip("/")
+    if args.export in ("adapter", "both"):
+        upload_directory(output_dir, f"{base}/adapter", skip=lambda path: _not_adapter_file(path, output_dir))
+        reporter.output("adapterUri", f"{base}/adapter")
+    if args.export in ("merged", "both"):
+        from .merge import merge_adapter
+
+        merged_dir = merge_adapter(raw["base_model"], output_dir, output_dir / "merged",
+                                   multimodal=bool(raw.get("processor_type")))
+        upload_directory(merged_dir, f"{base}/merged")
+        reporter.output("mergedUri", f"{base}/merged")
+
+
+def _not_adapter_file(path: Path, output_dir: Path) -> bool:
+    """The adapter is the top-level files of the output directory: checkpoints, runs and merged stay behind."""
+    return path.parent != output_dir or path.name in (OUTPUT_MANIFEST, "debug.log")
