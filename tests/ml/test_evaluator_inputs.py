@@ -77,6 +77,14 @@ def test_model_specs():
         parse_model_arguments(["a=m1", "a=m2"])
 
 
+def _exit_code(argv: list[str]) -> int:
+    """The CLI's exit status, whether argparse exits (usage errors) or main returns (checked values)."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--model", "nameless"], "expected NAME=SPEC"),
     (["--model", "m=x", "--threshold", "1.5"], "--threshold 1.5 must be between 0 and 1"),
@@ -87,14 +95,6 @@ def test_model_specs():
     (["--model", "m=x", "--method", "vibes"], "invalid choice"),
     ([], "--model"),
 ])
-def _exit_code(argv: list[str]) -> int:
-    """The CLI's exit status, whether argparse exits (usage errors) or main returns (checked values)."""
-    try:
-        return cli.main(argv)
-    except SystemExit as exit_:
-        return exit_.code
-
-
 def test_bad_arguments_exit_78_before_loading_anything(tmp_path, capsys, extra, message):
     test = tmp_path / "test.jsonl"
     test.write_text(_row(POSITIVE) + "\n")
