@@ -19,7 +19,18 @@ def split_gcs(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+_clients: dict[int, object] = {}
+
+
 def _client():
+    # One client per process: DataLoader workers are forked, and an HTTP session must not be shared across a fork.
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = _new_client()
+    return _clients[pid]
+
+
+def _new_client():
     from google.cloud import storage
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
