@@ -115,7 +115,10 @@ class GcsBucket(ApiModel):
 
     name: str = Field(description="Bucket name (without gs://).", pattern=BUCKET_PATTERN)
     mount_path: str = Field(
-        "/mnt/gcs", description="Where the bucket is mounted inside pods.", pattern=ABSOLUTE_PATH_PATTERN, max_length=256
+        "/mnt/gcs",
+        description="Where the bucket is mounted inside pods.",
+        pattern=ABSOLUTE_PATH_PATTERN,
+        max_length=256,
     )
     mount_options: list[Annotated[str, Field(max_length=256, pattern=r"^[^,\s]+$")]] = Field(
         default_factory=lambda: ["implicit-dirs"],
@@ -180,11 +183,16 @@ class CommonStatus(ApiModel):
     )
     start_time: dt.datetime | None = Field(None, description="When the workload Job was created.")
     completion_time: dt.datetime | None = Field(None, description="When the workload finished (succeeded or failed).")
-    children: dict[str, str] = Field(
-        default_factory=dict, description="Names of the objects this resource owns, by role (job, configMap, pvc...)."
+    children: list[str] = Field(
+        default_factory=list, description="Objects this resource owns, as Kind/name (deleted with it)."
     )
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Output locations (paths as seen by pods, and gs:// URIs) by name."
+    )
+    resolved: dict[str, str] = Field(
+        default_factory=dict,
+        description="Inputs resolved from referenced resources (dataset paths, model locations) the Job was built "
+        "with; kept so the run stays reproducible if a referenced resource changes later.",
     )
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from .common import (
     ABSOLUTE_PATH_PATTERN,
-        ApiModel,
+    ApiModel,
     CommonStatus,
     GcsBucket,
     PinnedImage,
@@ -43,50 +43,69 @@ class DatasetPrepSource(ApiModel):
     labels_csv: str = Field(
         description="Label CSV: a path inside the pod (e.g. on the GCS Fuse mount), a gs:// URI or an http(s) URL. "
         "ISIC 2020 ground truth (v1 or v2) works as is.",
-        pattern=_SOURCE_LOCATION, max_length=2048,
+        pattern=_SOURCE_LOCATION,
+        max_length=2048,
     )
     images_path: str | None = Field(
-        None, description="Directory of images inside the pod, e.g. /mnt/gcs/isic/train.", pattern=ABSOLUTE_PATH_PATTERN,
+        None,
+        description="Directory of images inside the pod, e.g. /mnt/gcs/isic/train.",
+        pattern=ABSOLUTE_PATH_PATTERN,
         max_length=1024,
     )
     images_gcs_uri: str | None = Field(
-        None, description="gs://bucket/prefix of the images, read with the Cloud Storage API.",
-        pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$", max_length=1024,
+        None,
+        description="gs://bucket/prefix of the images, read with the Cloud Storage API.",
+        pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$",
+        max_length=1024,
     )
     archive_urls: list[Annotated[str, Field(pattern=_HTTP_URL, max_length=2048)]] | None = Field(
-        None, description="Zip archives of images (e.g. the ISIC 2020 JPEG zip), downloaded resumably and extracted.",
-        min_length=1, max_length=16,
+        None,
+        description="Zip archives of images (e.g. the ISIC 2020 JPEG zip), downloaded resumably and extracted.",
+        min_length=1,
+        max_length=16,
     )
     duplicates_csv: str | None = Field(
-        None, description="Optional list of duplicate images to drop (ISIC_2020_Training_Duplicates.csv).",
-        pattern=_SOURCE_LOCATION, max_length=2048,
+        None,
+        description="Optional list of duplicate images to drop (ISIC_2020_Training_Duplicates.csv).",
+        pattern=_SOURCE_LOCATION,
+        max_length=2048,
     )
 
 
 class ColumnMapping(ApiModel):
     """Which CSV columns hold the image id, the label and the group (patient). ISIC 2020 by default."""
 
-    image: str = Field("image_name", description="Column with the image file name (without extension).",
-                       min_length=1, max_length=128)
+    image: str = Field(
+        "image_name", description="Column with the image file name (without extension).", min_length=1, max_length=128
+    )
     label: str = Field("target", description="Column with the binary label.", min_length=1, max_length=128)
-    group: str = Field("patient_id", description="Column grouping images that must stay in one split (patient).",
-                       min_length=1, max_length=128)
-    positive_value: str = Field("1", description="Label value that means positive (malignant).", min_length=1,
-                                max_length=128)
-    image_extension: str = Field(".jpg", description="Extension appended to the image column.",
-                                 pattern=r"^(\.[A-Za-z0-9]+)?$", max_length=16)
+    group: str = Field(
+        "patient_id",
+        description="Column grouping images that must stay in one split (patient).",
+        min_length=1,
+        max_length=128,
+    )
+    positive_value: str = Field(
+        "1", description="Label value that means positive (malignant).", min_length=1, max_length=128
+    )
+    image_extension: str = Field(
+        ".jpg", description="Extension appended to the image column.", pattern=r"^(\.[A-Za-z0-9]+)?$", max_length=16
+    )
 
 
 class PromptTemplates(ApiModel):
     """Texts of each chat_template sample. The seed's texts by default."""
 
     system: str = Field(SEED_SYSTEM_PROMPT, description="System message.", max_length=4096)
-    question: str = Field(SEED_QUESTION, description="User question asked with each image.", min_length=1,
-                          max_length=4096)
-    positive_answer: str = Field(SEED_POSITIVE_ANSWER, description="Assistant answer for positives.", min_length=1,
-                                 max_length=4096)
-    negative_answer: str = Field(SEED_NEGATIVE_ANSWER, description="Assistant answer for negatives.", min_length=1,
-                                 max_length=4096)
+    question: str = Field(
+        SEED_QUESTION, description="User question asked with each image.", min_length=1, max_length=4096
+    )
+    positive_answer: str = Field(
+        SEED_POSITIVE_ANSWER, description="Assistant answer for positives.", min_length=1, max_length=4096
+    )
+    negative_answer: str = Field(
+        SEED_NEGATIVE_ANSWER, description="Assistant answer for negatives.", min_length=1, max_length=4096
+    )
 
 
 class SplitSettings(ApiModel):
@@ -123,8 +142,11 @@ class ImageSettings(ApiModel):
 class DatasetPrepOutput(ApiModel):
     """Where the splits and images are written, relative to the mounted bucket."""
 
-    path: str = Field(description="Directory under the bucket mount, e.g. prepared/isic2020.",
-                      pattern=_BUCKET_RELATIVE, max_length=1024)
+    path: str = Field(
+        description="Directory under the bucket mount, e.g. prepared/isic2020.",
+        pattern=_BUCKET_RELATIVE,
+        max_length=1024,
+    )
 
 
 class DatasetPrepSpec(ApiModel):
@@ -139,8 +161,10 @@ class DatasetPrepSpec(ApiModel):
     output: DatasetPrepOutput = Field(description="Output directory in the bucket.")
     resources: WorkloadResources = Field(default_factory=WorkloadResources, description="CPU Job resources.")
     service_account_name: str = Field(
-        "default", description="ServiceAccount of the pod (Workload Identity).",
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253,
+        "default",
+        description="ServiceAccount of the pod (Workload Identity).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
     )
     image: PinnedImage | None = Field(
         None, description="Workload image pinned by tag or digest. Empty: operator default."

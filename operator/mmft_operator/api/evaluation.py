@@ -10,7 +10,7 @@ from .common import (
     ABSOLUTE_PATH_PATTERN,
     DNS_LABEL_PATTERN,
     GCS_URI_PATTERN,
-        Accelerator,
+    Accelerator,
     ApiModel,
     CommonStatus,
     GcsBucket,
@@ -31,19 +31,26 @@ class EvaluationDataset(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel("has(self.datasetPrepRef) != has(self.testPath)", "set exactly one of datasetPrepRef or testPath"),
-            cel("!has(self.validationPath) || has(self.testPath)",
+            cel(
+                "!has(self.validationPath) || has(self.testPath)",
                 "validationPath goes with testPath; a DatasetPrep provides its own validation split",
-                field_path=".validationPath"),
+                field_path=".validationPath",
+            ),
         )
     }
 
     dataset_prep_ref: LocalObjectReference | None = Field(
         None, description="A DatasetPrep; its test split is scored and its validation split picks the threshold."
     )
-    test_path: str | None = Field(None, description="Test JSONL path inside the pod.", pattern=ABSOLUTE_PATH_PATTERN,
-                                  max_length=1024)
-    validation_path: str | None = Field(None, description="Validation JSONL path inside the pod (threshold tuning).",
-                                        pattern=ABSOLUTE_PATH_PATTERN, max_length=1024)
+    test_path: str | None = Field(
+        None, description="Test JSONL path inside the pod.", pattern=ABSOLUTE_PATH_PATTERN, max_length=1024
+    )
+    validation_path: str | None = Field(
+        None,
+        description="Validation JSONL path inside the pod (threshold tuning).",
+        pattern=ABSOLUTE_PATH_PATTERN,
+        max_length=1024,
+    )
 
 
 class FineTuneJobModelRef(LocalObjectReference):
@@ -59,16 +66,22 @@ class ModelUnderTest(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel("has(self.huggingFace) != has(self.fineTuneJobRef)",
-                "set exactly one of huggingFace or fineTuneJobRef"),
+            cel(
+                "has(self.huggingFace) != has(self.fineTuneJobRef)", "set exactly one of huggingFace or fineTuneJobRef"
+            ),
         )
     }
 
-    name: str = Field(description="Short name shown in the report (e.g. base, tuned, medgemma).",
-                      pattern=DNS_LABEL_PATTERN, max_length=63)
+    name: str = Field(
+        description="Short name shown in the report (e.g. base, tuned, medgemma).",
+        pattern=DNS_LABEL_PATTERN,
+        max_length=63,
+    )
     hugging_face: str | None = Field(
-        None, description="Hugging Face model id (e.g. google/medgemma-4b-it) or an absolute path inside the pod.",
-        pattern=r"^(/[^\x00]+|[A-Za-z0-9][\w.-]*/[\w.-]+)$", max_length=512,
+        None,
+        description="Hugging Face model id (e.g. google/medgemma-4b-it) or an absolute path inside the pod.",
+        pattern=r"^(/[^\x00]+|[A-Za-z0-9][\w.-]*/[\w.-]+)$",
+        max_length=512,
     )
     fine_tune_job_ref: FineTuneJobModelRef | None = Field(
         None, description="A FineTuneJob in this namespace; the evaluation waits until it has Succeeded."
@@ -83,13 +96,14 @@ class ScoringSettings(ApiModel):
         description="logprob: one batched forward pass, score = P(positive answer's first token); gives ROC/PR "
         "curves. generate: the seed's free-text answers parsed with a regex, for comparison with published numbers.",
     )
-    positive_answer: str = Field(SEED_POSITIVE_ANSWER, description="Positive answer text.", min_length=1,
-                                 max_length=4096)
-    negative_answer: str = Field(SEED_NEGATIVE_ANSWER, description="Negative answer text.", min_length=1,
-                                 max_length=4096)
+    positive_answer: str = Field(
+        SEED_POSITIVE_ANSWER, description="Positive answer text.", min_length=1, max_length=4096
+    )
+    negative_answer: str = Field(
+        SEED_NEGATIVE_ANSWER, description="Negative answer text.", min_length=1, max_length=4096
+    )
     max_new_tokens: int = Field(500, description="Token budget per answer (generate only).", ge=1, le=8192)
-    batch_size: int | None = Field(None, description="Images per forward pass. Empty: sized to the GPU.", ge=1,
-                                   le=1024)
+    batch_size: int | None = Field(None, description="Images per forward pass. Empty: sized to the GPU.", ge=1, le=1024)
 
 
 class ThresholdPolicy(ApiModel):
@@ -97,8 +111,11 @@ class ThresholdPolicy(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel("self.policy != 'TargetRecall' || has(self.targetRecall)", "policy TargetRecall needs targetRecall",
-                field_path=".targetRecall"),
+            cel(
+                "self.policy != 'TargetRecall' || has(self.targetRecall)",
+                "policy TargetRecall needs targetRecall",
+                field_path=".targetRecall",
+            ),
         )
     }
 
@@ -123,22 +140,32 @@ class EvaluationSpec(ApiModel):
 
     dataset: EvaluationDataset = Field(description="Labelled data to score.")
     models: list[ModelUnderTest] = Field(
-        description="Models to compare (names unique).", min_length=1, max_length=10,
+        description="Models to compare (names unique).",
+        min_length=1,
+        max_length=10,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     scoring: ScoringSettings = Field(default_factory=ScoringSettings, description="Scoring method.")
     threshold: ThresholdPolicy = Field(default_factory=ThresholdPolicy, description="Decision threshold policy.")
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse.")
-    output_path: str = Field(description="Report directory under the bucket mount, e.g. evaluations/melanoma.",
-                             pattern=r"^[^/\x00][^\x00]*$", max_length=1024)
-    output_uri: str | None = Field(None, description="Also upload the report to this gs:// URI.",
-                                   pattern=GCS_URI_PATTERN, max_length=1024)
+    output_path: str = Field(
+        description="Report directory under the bucket mount, e.g. evaluations/melanoma.",
+        pattern=r"^[^/\x00][^\x00]*$",
+        max_length=1024,
+    )
+    output_uri: str | None = Field(
+        None, description="Also upload the report to this gs:// URI.", pattern=GCS_URI_PATTERN, max_length=1024
+    )
     compute: EvaluationCompute = Field(default_factory=EvaluationCompute, description="Accelerator and resources.")
     hugging_face_token_secret_ref: SecretKeySelector | None = Field(
         None, description="Secret holding a Hugging Face token (gated models). Passed as HF_TOKEN."
     )
-    service_account_name: str = Field("default", description="ServiceAccount of the pod (Workload Identity).",
-                                      pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    service_account_name: str = Field(
+        "default",
+        description="ServiceAccount of the pod (Workload Identity).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+    )
     image: PinnedImage | None = Field(
         None, description="Evaluator image pinned by tag or digest. Empty: operator default."
     )

@@ -11,7 +11,7 @@ from mmft_operator.contracts.progress import TrainingProgress
 from .common import (
     ABSOLUTE_PATH_PATTERN,
     GCS_URI_PATTERN,
-        Accelerator,
+    Accelerator,
     ApiModel,
     CommonStatus,
     GcsBucket,
@@ -31,12 +31,40 @@ GEMMA3_LORA_TARGET_MODULES = r"model.language_model.layers.[\d]+.(mlp|self_attn)
 
 # Axolotl keys that typed fields own: an override would silently fight the typed value, or carry a secret.
 RESERVED_OVERRIDE_KEYS = (
-    "base_model", "datasets", "test_datasets", "output_dir", "adapter", "load_in_4bit", "load_in_8bit",
-    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "sequence_len", "optimizer", "lr_scheduler",
-    "learning_rate", "weight_decay", "max_steps", "num_epochs", "warmup_steps", "gradient_checkpointing",
-    "gradient_accumulation_steps", "micro_batch_size", "save_strategy", "save_steps", "save_total_limit",
-    "attn_implementation", "chat_template", "image_size", "image_resize_algorithm", "hf_use_auth_token",
-    "hub_token", "wandb_api_key", "tensorboard_log_dir", "use_tensorboard",
+    "base_model",
+    "datasets",
+    "test_datasets",
+    "output_dir",
+    "adapter",
+    "load_in_4bit",
+    "load_in_8bit",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "sequence_len",
+    "optimizer",
+    "lr_scheduler",
+    "learning_rate",
+    "weight_decay",
+    "max_steps",
+    "num_epochs",
+    "warmup_steps",
+    "gradient_checkpointing",
+    "gradient_accumulation_steps",
+    "micro_batch_size",
+    "save_strategy",
+    "save_steps",
+    "save_total_limit",
+    "attn_implementation",
+    "chat_template",
+    "image_size",
+    "image_resize_algorithm",
+    "hf_use_auth_token",
+    "hub_token",
+    "wandb_api_key",
+    "tensorboard_log_dir",
+    "use_tensorboard",
 )
 
 
@@ -65,11 +93,15 @@ class DatasetSource(ApiModel):
         None, description="A DatasetPrep in this namespace; the job waits until it has Succeeded and uses its splits."
     )
     train_path: str | None = Field(
-        None, description="Path of the training JSONL as seen inside the pod (e.g. on the GCS Fuse mount).",
-        pattern=ABSOLUTE_PATH_PATTERN, max_length=1024,
+        None,
+        description="Path of the training JSONL as seen inside the pod (e.g. on the GCS Fuse mount).",
+        pattern=ABSOLUTE_PATH_PATTERN,
+        max_length=1024,
     )
     validation_path: str | None = Field(
-        None, description="Optional validation JSONL path inside the pod.", pattern=ABSOLUTE_PATH_PATTERN,
+        None,
+        description="Optional validation JSONL path inside the pod.",
+        pattern=ABSOLUTE_PATH_PATTERN,
         max_length=1024,
     )
 
@@ -84,7 +116,8 @@ class LoraSettings(ApiModel):
         GEMMA3_LORA_TARGET_MODULES,
         description="Regular expression over module names that get adapters (lora_target_modules). The default "
         "matches Gemma 3's language-model attention and MLP projections in current transformers.",
-        min_length=1, max_length=1024,
+        min_length=1,
+        max_length=1024,
     )
 
 
@@ -93,36 +126,61 @@ class TrainingSettings(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel("self.adapter != 'qlora' || self.loadIn4bit", "adapter qlora requires loadIn4bit: true",
-                field_path=".loadIn4bit", reason="FieldValueInvalid"),
-            cel("!(self.loadIn4bit && self.loadIn8bit)", "loadIn4bit and loadIn8bit are exclusive",
-                field_path=".loadIn8bit"),
-            cel("has(self.maxSteps) != has(self.numEpochs)", "set exactly one of maxSteps or numEpochs",
-                field_path=".maxSteps"),
-            cel("self.saveStrategy != 'steps' || has(self.saveSteps)", "saveStrategy steps needs saveSteps",
-                field_path=".saveSteps"),
-            cel("!has(self.maxSteps) || !has(self.warmupSteps) || self.warmupSteps < self.maxSteps",
+            cel(
+                "self.adapter != 'qlora' || self.loadIn4bit",
+                "adapter qlora requires loadIn4bit: true",
+                field_path=".loadIn4bit",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!(self.loadIn4bit && self.loadIn8bit)",
+                "loadIn4bit and loadIn8bit are exclusive",
+                field_path=".loadIn8bit",
+            ),
+            cel(
+                "has(self.maxSteps) != has(self.numEpochs)",
+                "set exactly one of maxSteps or numEpochs",
+                field_path=".maxSteps",
+            ),
+            cel(
+                "self.saveStrategy != 'steps' || has(self.saveSteps)",
+                "saveStrategy steps needs saveSteps",
+                field_path=".saveSteps",
+            ),
+            cel(
+                "!has(self.maxSteps) || !has(self.warmupSteps) || self.warmupSteps < self.maxSteps",
                 "warmupSteps must be below maxSteps",
-                field_path=".warmupSteps"),
+                field_path=".warmupSteps",
+            ),
         )
     }
 
     adapter: Literal["lora", "qlora"] = Field("qlora", description="Adapter type: lora, or qlora (4-bit base).")
-    load_in_4bit: bool = Field(True, description="Load the base model in 4 bit (bitsandbytes). Required for qlora.")
-    load_in_8bit: bool = Field(False, description="Load the base model in 8 bit.")
+    load_in_4bit: bool = Field(
+        True, alias="loadIn4bit", description="Load the base model in 4 bit (bitsandbytes). Required for qlora."
+    )
+    load_in_8bit: bool = Field(False, alias="loadIn8bit", description="Load the base model in 8 bit.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA rank, alpha, dropout, target modules.")
     sequence_len: int = Field(4096, description="Maximum tokens per sample (sequence_len).", ge=128, le=131072)
     optimizer: Literal[
-        "adamw_torch_fused", "adamw_torch", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit",
-        "paged_adamw_32bit", "adafactor", "sgd", "lion_8bit",
+        "adamw_torch_fused",
+        "adamw_torch",
+        "adamw_8bit",
+        "adamw_bnb_8bit",
+        "paged_adamw_8bit",
+        "paged_adamw_32bit",
+        "adafactor",
+        "sgd",
+        "lion_8bit",
     ] = Field("adamw_torch_fused", description="Optimizer (Axolotl/transformers name).")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_min_lr", "rex"] = Field(
         "cosine", description="Learning-rate scheduler."
     )
     learning_rate: float = Field(2e-5, description="Peak learning rate.", gt=0, le=1)
     weight_decay: float = Field(0.01, description="AdamW weight decay.", ge=0, le=1)
-    max_steps: int | None = Field(None, description="Optimizer steps to train (exclusive with numEpochs).", ge=1,
-                                  le=10_000_000)
+    max_steps: int | None = Field(
+        None, description="Optimizer steps to train (exclusive with numEpochs).", ge=1, le=10_000_000
+    )
     num_epochs: int | None = Field(None, description="Epochs to train (exclusive with maxSteps).", ge=1, le=1000)
     warmup_steps: int | None = Field(
         None, description="Learning-rate warmup steps. Empty: 10% of maxSteps, at most 100.", ge=0, le=1_000_000
@@ -139,16 +197,18 @@ class TrainingSettings(ApiModel):
     save_strategy: Literal["steps", "epoch", "no"] = Field(
         "steps", description="When to checkpoint. steps (default) makes Spot preemption cheap to resume from."
     )
-    save_steps: int | None = Field(50, description="Checkpoint every N optimizer steps (saveStrategy steps).", ge=1,
-                                   le=1_000_000)
+    save_steps: int | None = Field(
+        50, description="Checkpoint every N optimizer steps (saveStrategy steps).", ge=1, le=1_000_000
+    )
     save_total_limit: int = Field(2, description="Checkpoints kept on the output volume.", ge=1, le=100)
     logging_steps: int = Field(10, description="Log (and report progress) every N optimizer steps.", ge=1, le=100000)
     attention_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(
         "sdpa",
         description="Attention kernel. sdpa runs without downloading kernels; flash_attention_2 needs it in the image.",
     )
-    chat_template: str = Field("gemma3", description="Axolotl chat template name.", pattern=r"^[a-z0-9_]+$",
-                               max_length=64)
+    chat_template: str = Field(
+        "gemma3", description="Axolotl chat template name.", pattern=r"^[a-z0-9_]+$", max_length=64
+    )
     image_size: int = Field(512, description="Images are resized to this many pixels (image_size).", ge=32, le=4096)
     image_resize_algorithm: Literal["bilinear", "bicubic", "lanczos"] = Field(
         "bilinear", description="Resampling used to resize images."
@@ -180,10 +240,10 @@ class ComputeSettings(WorkloadResources):
         "nvidia-tesla-a100", description="GKE accelerator type (node label cloud.google.com/gke-accelerator)."
     )
     gpus_per_node: Literal[1, 2, 4, 8] = Field(1, description="GPUs per node; one training process per GPU.")
-    nodes: int = Field(1, description="Nodes; more than one runs an Indexed Job with torchrun rendezvous.", ge=1,
-                       le=64)
+    nodes: int = Field(1, description="Nodes; more than one runs an Indexed Job with torchrun rendezvous.", ge=1, le=64)
     spot: bool = Field(
-        False, description="Run on Spot capacity. Preemptions (25 s notice on Autopilot) resume from the last "
+        False,
+        description="Run on Spot capacity. Preemptions (25 s notice on Autopilot) resume from the last "
         "checkpoint and do not count against retries.",
     )
 
@@ -192,8 +252,12 @@ class OutputVolume(ApiModel):
     """The PersistentVolumeClaim holding checkpoints and the final adapter."""
 
     size: Quantity = Field("100Gi", description="Capacity of the output volume.")
-    storage_class_name: str = Field("standard-rwo", description="StorageClass of the output volume.",
-                                    pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    storage_class_name: str = Field(
+        "standard-rwo",
+        description="StorageClass of the output volume.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+    )
 
 
 class TensorBoardSettings(ApiModel):
@@ -208,8 +272,11 @@ class TensorBoardSettings(ApiModel):
 class ExportSettings(ApiModel):
     """Upload of the result to Cloud Storage after a successful run."""
 
-    uri: str = Field(description="Destination, e.g. gs://my-bucket/tuned-models/gemma3-melanoma.",
-                     pattern=GCS_URI_PATTERN, max_length=1024)
+    uri: str = Field(
+        description="Destination, e.g. gs://my-bucket/tuned-models/gemma3-melanoma.",
+        pattern=GCS_URI_PATTERN,
+        max_length=1024,
+    )
     format: Literal["adapter", "merged", "both"] = Field(
         "adapter", description="adapter (LoRA weights), merged (adapter merged into the base model) or both."
     )
@@ -220,7 +287,9 @@ class FineTuneJobSpec(ApiModel):
 
     base_model: str = Field(
         description="Hugging Face model id (e.g. google/gemma-3-4b-it) or an absolute path inside the pod.",
-        min_length=1, max_length=512, pattern=r"^(/[^\x00]+|[A-Za-z0-9][\w.-]*/[\w.-]+)$",
+        min_length=1,
+        max_length=512,
+        pattern=r"^(/[^\x00]+|[A-Za-z0-9][\w.-]*/[\w.-]+)$",
     )
     dataset: DatasetSource = Field(description="Training data.")
     training: TrainingSettings = Field(description="Axolotl training settings (maxSteps or numEpochs at least).")
@@ -233,7 +302,8 @@ class FineTuneJobSpec(ApiModel):
     service_account_name: str = Field(
         "default",
         description="Kubernetes ServiceAccount of the pods, bound to a Google service account by Workload Identity.",
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
     )
     tensorboard: TensorBoardSettings = Field(default_factory=TensorBoardSettings, description="TensorBoard.")
     export: ExportSettings | None = Field(None, description="Upload the adapter/merged model to Cloud Storage.")
@@ -251,8 +321,10 @@ class FineTuneJobSpec(ApiModel):
     )
     suspend: bool = Field(False, description="Create the Job suspended (or suspend it); Kueue admits by unsuspending.")
     queue_name: str | None = Field(
-        None, description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job.",
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=63,
+        None,
+        description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=63,
     )
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")
 
@@ -267,8 +339,9 @@ class FineTuneJobStatus(CommonStatus):
     """Observed state of a FineTuneJob."""
 
     progress: FineTuneProgress | None = Field(None, description="Live progress from the trainer.")
-    preemptions: int = Field(0, description="Pods lost to preemption or node disruption (not counted as failures).",
-                             ge=0)
+    preemptions: int = Field(
+        0, description="Pods lost to preemption or node disruption (not counted as failures).", ge=0
+    )
     failures: int = Field(0, description="Pod failures counted against backoffLimit.", ge=0)
 
 

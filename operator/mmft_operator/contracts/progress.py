@@ -46,7 +46,7 @@ class TrainingProgress(_Contract):
 class WorkloadReport(_Contract):
     phase: Phase = "Starting"
     message: str | None = None
-    updatedAt: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    updatedAt: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     progress: TrainingProgress | None = None
     outputs: dict[str, str] = Field(default_factory=dict, description="Named output URIs or paths.")
     results: dict | None = Field(None, description="Kind-specific results (split counts, metrics per model).")
@@ -55,5 +55,5 @@ class WorkloadReport(_Contract):
         return self.model_dump_json(exclude_none=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "WorkloadReport":
+    def from_json(cls, text: str) -> WorkloadReport:
         return cls.model_validate_json(text)

@@ -47,7 +47,7 @@ class ReportWriter:
         self._last_sent: float | None = None
 
     @classmethod
-    def from_environment(cls, default_file: str | os.PathLike | None = None) -> "ReportWriter":
+    def from_environment(cls, default_file: str | os.PathLike | None = None) -> ReportWriter:
         return cls(
             report_file=os.environ.get(ENV_REPORT_FILE) or default_file,
             configmap=os.environ.get(ENV_REPORT_CONFIGMAP) or None,
@@ -90,12 +90,11 @@ class ReportWriter:
 
     def _patch_configmap(self, payload: str) -> None:
         try:
-            self._api().patch_namespaced_config_map(
-                self.configmap, self.namespace, {"data": {REPORT_KEY: payload}}
-            )
+            self._api().patch_namespaced_config_map(self.configmap, self.namespace, {"data": {REPORT_KEY: payload}})
         except Exception as error:  # noqa: BLE001 - reporting must never break the workload
-            log.warning("could not publish report to ConfigMap %s/%s: %s", self.namespace, self.configmap,
-                        _short(error))
+            log.warning(
+                "could not publish report to ConfigMap %s/%s: %s", self.namespace, self.configmap, _short(error)
+            )
 
 
 def _short(error: Exception) -> str:

@@ -1,0 +1,111 @@
+"""The Axolotl YAML of a FineTuneJob: the seed's gemma3-melanoma.yaml, typed, with GPU defaults per accelerator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mmft_operator.accelerators import profile
+from mmft_operator.api.finetunejob import FineTuneJobSpec
+
+OUTPUT_MOUNT = "/outputs"
+RUN_DIR = f"{OUTPUT_MOUNT}/run"
+
+_ATTENTION_KEYS = {
+    "sdpa": "sdp_attention",
+    "eager": "eager_attention",
+    "flash_attention_2": "flash_attention",
+    "flex_attention": "flex_attention",
+}
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Where the JSONL splits are, as seen inside the training pod."""
+
+    train: str
+    validation: str | None = None
+
+
+def effective_warmup_steps(spec: FineTuneJobSpec) -> int:
+    training = spec.training
+    if training.warmup_steps is not None:
+        return training.warmup_steps
+    if training.max_steps is None:
+        return 0
+    return min(100, training.max_steps // 10)
+
+
+def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[str, Any]:
+    training = spec.training
+    card = profile(spec.compute.accelerator)
+
+    def dataset_entry(path: str) -> dict[str, Any]:
+        return {
+            "path": path,
+            "type": "chat_template",
+            "ds_type": "json",
+            "field_messages": "messages",
+            "chat_template": training.chat_template,
+        }
+
+    config: dict[str, Any] = {
+        "base_model": spec.base_model,
+        "processor_type": "AutoProcessor",
+        "chat_template": training.chat_template,
+        "datasets": [dataset_entry(dataset.train)],
+    }
+    if dataset.validation:
+        config["test_datasets"] = [{**dataset_entry(dataset.validation), "split": "train"}]
+    if spec.hugging_face_token_secret_ref is not None:
+        config["hf_use_auth_token"] = True
+
+    config.update(
+        {
+            "adapter": training.adapter,
+            "load_in_4bit": training.load_in_4bit,
+            "load_in_8bit": training.load_in_8bit,
+            "lora_r": training.lora.r,
+            "lora_alpha": training.lora.alpha,
+            "lora_dropout": training.lora.dropout,
+            "lora_target_modules": training.lora.target_modules,
+            "sequence_len": training.sequence_len,
+            "optimizer": training.optimizer,
+            "lr_scheduler": training.lr_scheduler,
+            "learning_rate": training.learning_rate,
+            "weight_decay": training.weight_decay,
+            "warmup_steps": effective_warmup_steps(spec),
+            "gradient_checkpointing": _first(training.gradient_checkpointing, card.gradient_checkpointing),
+            "gradient_accumulation_steps": _first(training.gradient_accumulation_steps, 1),
+            "micro_batch_size": _first(training.micro_batch_size, card.micro_batch_size),
+            "save_strategy": training.save_strategy,
+            "save_total_limit": training.save_total_limit,
+            _ATTENTION_KEYS[training.attention_implementation]: True,
+            "bf16": "auto",
+            "tf32": True,
+            # Multimodal samples are tokenised on the fly by the processor; packing would split images.
+            "skip_prepare_dataset": True,
+            "remove_unused_columns": False,
+            "sample_packing": False,
+            "image_size": training.image_size,
+            "image_resize_algorithm": training.image_resize_algorithm,
+            "dataloader_num_workers": min(8, profile(spec.compute.accelerator).cpu_per_gpu),
+            "dataloader_pin_memory": True,
+            "use_tensorboard": True,
+            "output_dir": RUN_DIR,
+            "logging_steps": training.logging_steps,
+            "seed": training.seed,
+        }
+    )
+    if training.max_steps is not None:
+        config["max_steps"] = training.max_steps
+    else:
+        config["num_epochs"] = training.num_epochs
+    if training.save_strategy == "steps":
+        config["save_steps"] = training.save_steps
+    config.update(training.overrides)
+    return config
+
+
+def _first(explicit, default):  # noqa: ANN001, ANN202 - any field type
+    return default if explicit is None else explicit

@@ -1,0 +1,187 @@
+"""Pieces every workload pod shares: ownership, labels, GCS Fuse, the restricted security context, reporting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mmft_operator import naming
+from mmft_operator.api.common import API_VERSION, GcsBucket, PodMetadata
+from mmft_operator.contracts import progress
+from mmft_operator.settings import OperatorSettings
+
+GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
+GCSFUSE_VOLUME = "gcs"
+SHM_VOLUME = "dshm"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The mmft resource whose children are being built."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def metadata(owner: Owner, name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": naming.labels(owner.kind, owner.name, component),
+        "ownerReferences": [owner.reference()],
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def with_spec_hash(obj: dict[str, Any]) -> dict[str, Any]:
+    """Stamp a hash of everything but the stamp itself, so an unchanged child is never patched."""
+    body = json.dumps({k: v for k, v in obj.items() if k != "status"}, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    obj["metadata"].setdefault("annotations", {})[naming.SPEC_HASH_ANNOTATION] = digest
+    return obj
+
+
+def gcsfuse_volume(bucket: GcsBucket, settings: OperatorSettings, read_only: bool = False) -> dict[str, Any]:
+    options = list(bucket.mount_options)
+    # Non-root pods only see their files on the mount when gcsfuse maps ownership to their uid/gid.
+    for key, value in (("uid", settings.run_as_user), ("gid", settings.run_as_group)):
+        if not any(option.startswith(f"{key}=") for option in options):
+            options.append(f"{key}={value}")
+    return {
+        "name": GCSFUSE_VOLUME,
+        "csi": {
+            "driver": GCSFUSE_DRIVER,
+            "readOnly": read_only,
+            "volumeAttributes": {"bucketName": bucket.name, "mountOptions": ",".join(options)},
+        },
+    }
+
+
+def gcsfuse_mount(bucket: GcsBucket, read_only: bool = False) -> dict[str, Any]:
+    return {"name": GCSFUSE_VOLUME, "mountPath": bucket.mount_path, "readOnly": read_only}
+
+
+def pod_annotations(bucket: GcsBucket, pod_metadata: PodMetadata, settings: OperatorSettings) -> dict[str, str]:
+    sidecar = {
+        "cpu": bucket.sidecar_cpu or settings.gcsfuse_sidecar_cpu,
+        "memory": bucket.sidecar_memory or settings.gcsfuse_sidecar_memory,
+        "ephemeral-storage": bucket.sidecar_ephemeral_storage or settings.gcsfuse_sidecar_ephemeral_storage,
+    }
+    annotations = dict(pod_metadata.annotations)
+    annotations["gke-gcsfuse/volumes"] = "true"
+    for resource, quantity in sidecar.items():
+        annotations[f"gke-gcsfuse/{resource}-limit"] = str(quantity)
+        annotations[f"gke-gcsfuse/{resource}-request"] = str(quantity)
+    return annotations
+
+
+def pod_labels(owner: Owner, component: str, pod_metadata: PodMetadata) -> dict[str, str]:
+    return {**pod_metadata.labels, **naming.labels(owner.kind, owner.name, component)}
+
+
+def pod_security_context(settings: OperatorSettings) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_group,
+        "fsGroup": settings.run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+    }
+
+
+def shm_volume(size_limit: str) -> dict[str, Any]:
+    # PyTorch data-loader workers pass batches through /dev/shm; the container default of 64 MiB is far too small.
+    return {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size_limit}}
+
+
+def shm_mount() -> dict[str, Any]:
+    return {"name": SHM_VOLUME, "mountPath": "/dev/shm"}
+
+
+def report_env(owner: Owner, report_file: str) -> list[dict[str, Any]]:
+    return [
+        {"name": progress.ENV_REPORT_FILE, "value": report_file},
+        {"name": progress.ENV_REPORT_CONFIGMAP, "value": naming.report_config_map(owner.kind, owner.name)},
+        {"name": progress.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+
+
+def hf_token_env(secret_ref) -> list[dict[str, Any]]:  # noqa: ANN001 - SecretKeySelector | None
+    if secret_ref is None:
+        return []
+    return [
+        {
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": secret_ref.name, "key": secret_ref.key}},
+        }
+    ]
+
+
+def build_report_config_map(owner: Owner, component: str) -> dict[str, Any]:
+    """Empty at creation; the workload fills it. The operator never overwrites `data` once created."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            owner, naming.report_config_map(owner.kind, owner.name), component, {naming.CREATE_ONLY_ANNOTATION: "true"}
+        ),
+    }
+
+
+def build_report_role(owner: Owner, component: str) -> dict[str, Any]:
+    """The only API right a workload pod gets: read and patch its own report ConfigMap."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(owner, naming.report_role(owner.kind, owner.name), component),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [naming.report_config_map(owner.kind, owner.name)],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def build_report_role_binding(owner: Owner, component: str, service_account: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(owner, naming.report_role(owner.kind, owner.name), component),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": naming.report_role(owner.kind, owner.name),
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": owner.namespace}],
+    }
+
+
+def resource_requests(cpu: str, memory: str, ephemeral_storage: str) -> dict[str, str]:
+    return {"cpu": str(cpu), "memory": str(memory), "ephemeral-storage": str(ephemeral_storage)}

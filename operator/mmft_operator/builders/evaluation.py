@@ -1,0 +1,133 @@
+"""Children of an Evaluation: a GPU Job running `mmft evaluate`, and its report ConfigMap and Role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mmft_operator.accelerators import profile
+from mmft_operator.api.evaluation import EvaluationSpec
+from mmft_operator.settings import OperatorSettings
+
+from . import common
+from .common import Owner
+from .workload_job import WorkloadPod, build_workload_job, report_children
+
+KIND = "Evaluation"
+COMPONENT = "evaluator"
+
+_POLICY_FLAGS = {"Fixed": "fixed", "MaxBalancedAccuracy": "max-balanced-accuracy", "TargetRecall": "target-recall"}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model of spec.models with its reference resolved to what `mmft evaluate --model` takes."""
+
+    name: str
+    location: str  # a Hugging Face id, a path, or BASE+ADAPTER
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    test: str
+    validation: str | None
+
+
+def output_dir(spec: EvaluationSpec) -> str:
+    return f"{spec.bucket.mount_path}/{spec.output_path.strip('/')}"
+
+
+def output_paths(spec: EvaluationSpec) -> dict[str, str]:
+    base = output_dir(spec)
+    return {
+        "report": f"{base}/report.html",
+        "metrics": f"{base}/metrics.json",
+        "predictions": f"{base}/predictions.jsonl",
+    }
+
+
+def evaluate_command(spec: EvaluationSpec, models: list[ResolvedModel], data: EvaluationData) -> list[str]:
+    command = ["mmft", "evaluate", "--test-jsonl", data.test]
+    threshold = spec.threshold
+    policy = threshold.policy if data.validation else "Fixed"
+    if data.validation:
+        command += ["--validation-jsonl", data.validation]
+    for model in models:
+        command += ["--model", f"{model.name}={model.location}"]
+    command += [
+        "--output-dir",
+        output_dir(spec),
+        "--method",
+        spec.scoring.method,
+        "--threshold-policy",
+        _POLICY_FLAGS[policy],
+        "--threshold",
+        repr(threshold.value),
+        "--positive-answer",
+        spec.scoring.positive_answer,
+        "--negative-answer",
+        spec.scoring.negative_answer,
+        "--max-new-tokens",
+        str(spec.scoring.max_new_tokens),
+        "--cache-dir",
+        "/scratch/models",
+    ]
+    if threshold.target_recall is not None:
+        command += ["--target-recall", repr(threshold.target_recall)]
+    if spec.scoring.batch_size is not None:
+        command += ["--batch-size", str(spec.scoring.batch_size)]
+    if spec.output_uri:
+        command += ["--output-uri", spec.output_uri]
+    return command
+
+
+def build_evaluation_job(
+    owner: Owner,
+    spec: EvaluationSpec,
+    models: list[ResolvedModel],
+    data: EvaluationData,
+    settings: OperatorSettings,
+) -> dict[str, Any]:
+    compute = spec.compute
+    card = profile(compute.accelerator)
+    node_selector = {"cloud.google.com/gke-accelerator": compute.accelerator}
+    if compute.spot:
+        node_selector["cloud.google.com/gke-spot"] = "true"
+    pod = WorkloadPod(
+        component=COMPONENT,
+        command=evaluate_command(spec, models, data),
+        image=spec.image or settings.workload_image,
+        service_account_name=spec.service_account_name,
+        bucket=spec.bucket,
+        pod_metadata=spec.pod_metadata,
+        requests=common.resource_requests(
+            compute.cpu or str(card.cpu_per_gpu * compute.gpus),
+            compute.memory or f"{card.memory_gib_per_gpu * compute.gpus}Gi",
+            compute.ephemeral_storage or "50Gi",
+        ),
+        report_file=f"{output_dir(spec)}/report.json",
+        active_deadline_seconds=spec.active_deadline_seconds,
+        ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
+        backoff_limit=spec.backoff_limit,
+        gpus=compute.gpus,
+        node_selector=node_selector,
+        extra_env=[
+            *common.hf_token_env(spec.hugging_face_token_secret_ref),
+            {"name": "HF_HOME", "value": "/scratch/models"},
+        ],
+    )
+    return build_workload_job(owner, pod, settings)
+
+
+def build_children(
+    owner: Owner,
+    spec: EvaluationSpec,
+    models: list[ResolvedModel],
+    data: EvaluationData,
+    settings: OperatorSettings,
+) -> list[dict[str, Any]]:
+    children = [
+        *report_children(owner, COMPONENT, spec.service_account_name),
+        build_evaluation_job(owner, spec, models, data, settings),
+    ]
+    return [common.with_spec_hash(child) for child in children]

@@ -1,0 +1,99 @@
+"""The Job skeleton shared by DatasetPrep and Evaluation: one non-root pod with the bucket mounted, reporting back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmft_operator import naming
+from mmft_operator.api.common import GcsBucket, PodMetadata
+from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+from mmft_operator.settings import OperatorSettings
+
+from . import common
+from .common import Owner
+
+WORKLOAD_CONTAINER = "workload"
+
+
+@dataclass(frozen=True)
+class WorkloadPod:
+    component: str
+    command: list[str]
+    image: str
+    service_account_name: str
+    bucket: GcsBucket
+    pod_metadata: PodMetadata
+    requests: dict[str, str]
+    report_file: str
+    active_deadline_seconds: int
+    ttl_seconds_after_finished: int
+    backoff_limit: int
+    gpus: int = 0
+    node_selector: dict[str, str] = field(default_factory=dict)
+    extra_env: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSettings) -> dict[str, Any]:
+    resources: dict[str, Any] = {"requests": dict(pod.requests)}
+    if pod.gpus:
+        resources["requests"]["nvidia.com/gpu"] = str(pod.gpus)
+        resources["limits"] = {"nvidia.com/gpu": str(pod.gpus)}
+    container = {
+        "name": WORKLOAD_CONTAINER,
+        "image": pod.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": pod.command,
+        "env": [*common.report_env(owner, pod.report_file), *pod.extra_env],
+        "resources": resources,
+        "securityContext": common.container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [common.gcsfuse_mount(pod.bucket), {"name": "scratch", "mountPath": "/scratch"}],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": pod.service_account_name,
+        "securityContext": common.pod_security_context(settings),
+        "containers": [container],
+        "volumes": [common.gcsfuse_volume(pod.bucket, settings), {"name": "scratch", "emptyDir": {}}],
+    }
+    if pod.node_selector:
+        pod_spec["nodeSelector"] = dict(pod.node_selector)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": common.metadata(owner, naming.job(owner.name, pod.component), pod.component),
+        "spec": {
+            "backoffLimit": pod.backoff_limit,
+            "activeDeadlineSeconds": pod.active_deadline_seconds,
+            "ttlSecondsAfterFinished": pod.ttl_seconds_after_finished,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": WORKLOAD_CONTAINER,
+                            "operator": "In",
+                            "values": [CONFIG_INVALID],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
+            "template": {
+                "metadata": {
+                    "labels": common.pod_labels(owner, pod.component, pod.pod_metadata),
+                    "annotations": common.pod_annotations(pod.bucket, pod.pod_metadata, settings),
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def report_children(owner: Owner, component: str, service_account: str) -> list[dict[str, Any]]:
+    return [
+        common.build_report_config_map(owner, component),
+        common.build_report_role(owner, component),
+        common.build_report_role_binding(owner, component, service_account),
+    ]

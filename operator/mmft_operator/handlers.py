@@ -1,0 +1,139 @@
+"""kopf wiring: every watch event becomes a level-triggered reconcile of the mmft resource it concerns.
+
+Handlers are thin: find which resource an event is about, then hand over to `reconcile.engine`. Only `on.event`
+and timers are used, so kopf itself writes nothing to our objects (no progress annotations, no finalizers).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from mmft_operator import naming
+from mmft_operator.api.common import GROUP, VERSION
+from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
+from mmft_operator.kube import Kube
+from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
+from mmft_operator.reconcile.engine import Context, KindReconciler, reconcile
+from mmft_operator.reconcile.evaluation import EvaluationReconciler
+from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
+from mmft_operator.settings import OperatorSettings
+
+RESYNC_SECONDS = 60.0
+MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
+RECONCILERS: dict[str, KindReconciler] = {
+    "DatasetPrep": DatasetPrepReconciler(),
+    "FineTuneJob": FineTuneJobReconciler(),
+    "Evaluation": EvaluationReconciler(),
+}
+_KIND_BY_LABEL = {info.kind.lower(): info.kind for info in ALL_KINDS}
+
+
+class _Runtime:
+    context: Context | None = None
+    locks: dict[tuple[str, str, str], threading.Lock] = {}
+    guard = threading.Lock()
+
+
+def _lock(key: tuple[str, str, str]) -> threading.Lock:
+    with _Runtime.guard:
+        return _Runtime.locks.setdefault(key, threading.Lock())
+
+
+def reconcile_resource(kind: str, namespace: str, name: str) -> None:
+    # One reconcile per resource at a time: events of a child and of its owner arrive on different workers.
+    with _lock((kind, namespace, name)):
+        reconcile(_Runtime.context, RECONCILERS[kind], namespace, name)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Kopf turns log lines into Events at this level or above; our own transitions are posted explicitly.
+    settings.posting.level = logging.ERROR
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.execution.max_workers = 16
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    _Runtime.context = Context(Kube.connect(), OperatorSettings.from_environment())
+
+
+@kopf.on.probe(id="reconcilers")
+def reconcilers_ready(**_: Any) -> bool:
+    return _Runtime.context is not None
+
+
+@kopf.index(GROUP, VERSION, "finetunejobs")
+def finetunejobs_by_dataset(namespace: str, name: str, spec: kopf.Spec, **_: Any):
+    ref = (spec.get("dataset") or {}).get("datasetPrepRef")
+    return {(namespace, ref["name"]): name} if ref else None
+
+
+@kopf.index(GROUP, VERSION, "evaluations")
+def evaluations_by_dependency(namespace: str, name: str, spec: kopf.Spec, **_: Any):
+    keys = {}
+    ref = (spec.get("dataset") or {}).get("datasetPrepRef")
+    if ref:
+        keys[("DatasetPrep", namespace, ref["name"])] = name
+    for model in spec.get("models") or []:
+        job_ref = model.get("fineTuneJobRef")
+        if job_ref:
+            keys[("FineTuneJob", namespace, job_ref["name"])] = name
+    return keys or None
+
+
+def _on_owner(kind: str):
+    def handler(
+        type: str,
+        namespace: str,
+        name: str,
+        finetunejobs_by_dataset: kopf.Index,
+        evaluations_by_dependency: kopf.Index,
+        **_: Any,
+    ) -> None:
+        if type != "DELETED":
+            reconcile_resource(kind, namespace, name)
+        # Resources waiting on this one re-check now instead of at the next resync.
+        if kind == "DatasetPrep":
+            for dependent in finetunejobs_by_dataset.get((namespace, name), []):
+                reconcile_resource("FineTuneJob", namespace, dependent)
+        for dependent in evaluations_by_dependency.get((kind, namespace, name), []):
+            reconcile_resource("Evaluation", namespace, dependent)
+
+    return handler
+
+
+def _on_timer(kind: str):
+    def handler(namespace: str, name: str, **_: Any) -> None:
+        reconcile_resource(kind, namespace, name)
+
+    return handler
+
+
+for _info in ALL_KINDS:
+    kopf.on.event(GROUP, VERSION, _info.plural, id=f"{_info.singular}-event")(_on_owner(_info.kind))
+    kopf.timer(
+        GROUP,
+        VERSION,
+        _info.plural,
+        id=f"{_info.singular}-resync",
+        interval=RESYNC_SECONDS,
+        initial_delay=RESYNC_SECONDS,
+    )(_on_timer(_info.kind))
+
+
+def _owner_of_child(labels: dict[str, str]) -> tuple[str, str] | None:
+    kind = _KIND_BY_LABEL.get(labels.get(naming.OWNER_KIND_LABEL, ""))
+    name = labels.get(naming.OWNER_NAME_LABEL)
+    return (kind, name) if kind in BY_KIND and name else None
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+@kopf.on.event("", "v1", "configmaps", labels=MANAGED)
+def child_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    owner = _owner_of_child(labels)
+    if owner is not None:
+        reconcile_resource(owner[0], namespace, owner[1])

@@ -1,0 +1,229 @@
+"""The one module that talks to the Kubernetes API.
+
+Objects are plain dicts. Children are created once and patched only when their spec hash changed, so a reconcile
+with nothing to do makes no mutating call. Conflicts (409) and races (404) are handled here, not in handlers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from kubernetes import client, config
+
+from mmft_operator import naming
+from mmft_operator.api.common import API_VERSION
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "mmft-operator"
+
+_PLURALS = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("v1", "Service"): "services",
+    ("v1", "Pod"): "pods",
+    ("v1", "Event"): "events",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("apps/v1", "Deployment"): "deployments",
+    ("batch/v1", "Job"): "jobs",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    (API_VERSION, "DatasetPrep"): "datasetpreps",
+    (API_VERSION, "FineTuneJob"): "finetunejobs",
+    (API_VERSION, "Evaluation"): "evaluations",
+}
+
+# The API server will not let a Job's template or a PVC's claim change; the Job's suspend is synced on its own.
+_CREATE_ONLY_KINDS = {"PersistentVolumeClaim", "Job"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class ChildConflict(Exception):
+    """A child's name is taken by an object this resource does not control."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+
+def path(api_version: str, kind: str, namespace: str | None, name: str | None = None, subresource: str = "") -> str:
+    prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    parts = [prefix]
+    if namespace:
+        parts.append(f"namespaces/{namespace}")
+    parts.append(_PLURALS[(api_version, kind)])
+    if name:
+        parts.append(name)
+    if subresource:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+
+    @classmethod
+    def connect(cls) -> Kube:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient())
+
+    # -- raw requests ------------------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        resource_path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        if query:
+            resource_path = f"{resource_path}?{urlencode(query)}"
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        serialized = self._api.param_serialize(
+            method=method,
+            resource_path=resource_path,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*serialized)
+        response.read()
+        payload = json.loads(response.data) if response.data else {}
+        if response.status >= 400:
+            raise ApiError(response.status, payload.get("reason", ""), payload.get("message", response.data[:200]))
+        return payload
+
+    def get(self, ref: Ref) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", path(ref.api_version, ref.kind, ref.namespace, ref.name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, namespace: str, label_selector: dict[str, str]) -> list[dict]:
+        selector = ",".join(f"{key}={value}" for key, value in sorted(label_selector.items()))
+        payload = self.request("GET", path(api_version, kind, namespace), query={"labelSelector": selector})
+        return payload.get("items", [])
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self.request(
+            "POST",
+            path(obj["apiVersion"], obj["kind"], meta["namespace"]),
+            body=obj,
+            query={"fieldManager": FIELD_MANAGER},
+        )
+
+    def merge_patch(self, ref: Ref, patch: dict[str, Any], subresource: str = "") -> dict[str, Any]:
+        return self.request(
+            "PATCH",
+            path(ref.api_version, ref.kind, ref.namespace, ref.name, subresource),
+            body=patch,
+            content_type="application/merge-patch+json",
+            query={"fieldManager": FIELD_MANAGER},
+        )
+
+    # -- children ----------------------------------------------------------------------------------------------
+    def ensure(self, desired: dict[str, Any], owner_uid: str) -> tuple[dict[str, Any], bool]:
+        """Create the child, or bring it to the desired spec hash. Returns (object, whether a write happened)."""
+        meta = desired["metadata"]
+        ref = Ref(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+        existing = self.get(ref)
+        if existing is None:
+            try:
+                return self.create(desired), True
+            except ApiError as error:
+                if error.status != 409:
+                    raise
+                existing = self.get(ref)
+                if existing is None:
+                    raise
+        if not _controlled_by(existing, owner_uid):
+            raise ChildConflict(
+                f"{desired['kind']} {meta['name']} exists and is not controlled by this resource; rename or delete it"
+            )
+        wanted_hash = meta.get("annotations", {}).get(naming.SPEC_HASH_ANNOTATION)
+        current_hash = existing["metadata"].get("annotations", {}).get(naming.SPEC_HASH_ANNOTATION)
+        if wanted_hash == current_hash or _create_only(desired):
+            return existing, False
+        patch = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
+        patch["metadata"] = {**patch["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}
+        return self.merge_patch(ref, patch), True
+
+    def set_job_suspend(self, job: dict[str, Any], suspend: bool) -> dict[str, Any]:
+        meta = job["metadata"]
+        ref = Ref("batch/v1", "Job", meta["namespace"], meta["name"])
+        return self.merge_patch(
+            ref, {"metadata": {"resourceVersion": meta["resourceVersion"]}, "spec": {"suspend": suspend}}
+        )
+
+    # -- status and events -------------------------------------------------------------------------------------
+    def patch_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Optimistic: fails with 409 if the object changed since it was read, so no update is lost."""
+        meta = body["metadata"]
+        ref = Ref(body["apiVersion"], body["kind"], meta["namespace"], meta["name"])
+        return self.merge_patch(
+            ref, {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}, subresource="status"
+        )
+
+    def post_event(self, body: dict[str, Any], event_type: str, reason: str, message: str, now: dt.datetime) -> None:
+        meta = body["metadata"]
+        stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.create(event)
+        except ApiError as error:  # an Event is best effort; the status already tells the story
+            log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], error)
+
+
+def _controlled_by(obj: dict[str, Any], owner_uid: str) -> bool:
+    return any(
+        ref.get("uid") == owner_uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences", [])
+    )
+
+
+def _create_only(obj: dict[str, Any]) -> bool:
+    annotations = obj["metadata"].get("annotations", {})
+    return obj["kind"] in _CREATE_ONLY_KINDS or annotations.get(naming.CREATE_ONLY_ANNOTATION) == "true"

@@ -1,0 +1,60 @@
+"""Deterministic names and labels of the children of each mmft resource."""
+
+from __future__ import annotations
+
+MANAGED_BY = "mmft-operator"
+OWNER_KIND_LABEL = "mmft.io/owner-kind"
+OWNER_NAME_LABEL = "mmft.io/owner-name"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+SPEC_HASH_ANNOTATION = "mmft.io/spec-hash"
+# Created once, never patched: the workload owns the data (report ConfigMap) or the API forbids changes (PVC).
+CREATE_ONLY_ANNOTATION = "mmft.io/create-only"
+
+
+def labels(kind: str, name: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "mmft",
+        "app.kubernetes.io/instance": name,
+        COMPONENT_LABEL: component,
+        "app.kubernetes.io/part-of": "mmft",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        OWNER_KIND_LABEL: kind.lower(),
+        OWNER_NAME_LABEL: name,
+    }
+
+
+def selector(kind: str, name: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/instance": name,
+        COMPONENT_LABEL: component,
+        OWNER_KIND_LABEL: kind.lower(),
+    }
+
+
+def config_map(name: str) -> str:
+    return f"{name}-axolotl"
+
+
+# Kinds share a namespace and users give a FineTuneJob and its Evaluation the same name: the kind is in the name.
+def report_config_map(kind: str, name: str) -> str:
+    return f"{name}-{kind.lower()}-report"
+
+
+def report_role(kind: str, name: str) -> str:
+    return f"{name}-{kind.lower()}-report-writer"
+
+
+def job(name: str, component: str) -> str:
+    return f"{name}-{component}"
+
+
+def output_pvc(name: str) -> str:
+    return f"{name}-output"
+
+
+def rendezvous_service(name: str) -> str:
+    return f"{name}-rdzv"
+
+
+def tensorboard(name: str) -> str:
+    return f"{name}-tensorboard"

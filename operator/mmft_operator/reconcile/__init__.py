@@ -1,0 +1,1 @@
+"""Reconcilers: one per kind, on a shared engine."""

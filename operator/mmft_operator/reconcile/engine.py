@@ -1,0 +1,280 @@
+"""The reconcile loop every mmft kind shares: observe -> plan -> apply -> patch status.
+
+A kind contributes what differs (its prerequisites, its children, its results); this module owns the order of
+things, the conditions, the events and the "write only what changed" rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from mmft_operator import naming
+from mmft_operator.api.common import API_VERSION
+from mmft_operator.builders.common import Owner
+from mmft_operator.contracts.progress import REPORT_KEY, WorkloadReport
+from mmft_operator.kube import ApiError, ChildConflict, Kube, Ref
+from mmft_operator.settings import OperatorSettings
+from mmft_operator.status import workload
+from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
+
+log = logging.getLogger(__name__)
+
+STATUS_CONFLICT_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Context:
+    kube: Kube
+    settings: OperatorSettings
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """Something the resource waits for before its Job may exist (a dataset, the models to compare)."""
+
+    condition_type: str
+    ready: bool
+    reason: str
+    message: str
+    stalled: bool = False
+    resolved: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observed:
+    job: dict[str, Any] | None
+    pods: list[dict[str, Any]]
+    report: WorkloadReport | None
+    verdict: workload.WorkloadVerdict
+
+
+class KindReconciler:
+    """Hooks a kind implements; `reconcile` drives them."""
+
+    kind: str
+    job_component: str
+
+    def parse(self, spec: dict[str, Any]):  # noqa: ANN201 - the kind's spec model
+        raise NotImplementedError
+
+    def prerequisites(self, ctx: Context, owner: Owner, spec, status: dict[str, Any]) -> list[Prerequisite]:
+        return []
+
+    def children(self, owner: Owner, spec, resolved: dict[str, str], settings: OperatorSettings) -> list[dict]:
+        raise NotImplementedError
+
+    def desired_suspend(self, spec) -> bool | None:
+        """The Job's suspend to keep in sync, or None when someone else (Kueue) owns it."""
+        return None
+
+    def extra_conditions(self, observed: Observed) -> list[ConditionUpdate]:
+        return []
+
+    def extra_status(self, owner: Owner, spec, observed: Observed) -> dict[str, Any]:
+        return {}
+
+    def success_message(self, observed: Observed) -> str:
+        return "finished"
+
+    def job_name(self, owner: Owner) -> str:
+        return naming.job(owner.name, self.job_component)
+
+
+def owner_of(body: dict[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(kind=body["kind"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def reconcile(ctx: Context, reconciler: KindReconciler, namespace: str, name: str) -> None:
+    for _attempt in range(STATUS_CONFLICT_RETRIES):
+        body = ctx.kube.get(Ref(API_VERSION, reconciler.kind, namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # owner references cascade the deletion; nothing outside the cluster to clean
+        try:
+            _reconcile_once(ctx, reconciler, body)
+            return
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            log.info("%s/%s changed while reconciling; retrying with a fresh read", namespace, name)
+    raise RuntimeError(f"{namespace}/{name}: status kept conflicting after {STATUS_CONFLICT_RETRIES} attempts")
+
+
+def _reconcile_once(ctx: Context, reconciler: KindReconciler, body: dict[str, Any]) -> None:
+    owner = owner_of(body)
+    now = ctx.clock()
+    status = body.get("status") or {}
+    generation = body["metadata"].get("generation", 1)
+    try:
+        spec = reconciler.parse(body["spec"])
+    except ValidationError as error:
+        _write_status(ctx, body, _spec_invalid_status(status, generation, now, error), now)
+        return
+
+    job_ref = Ref("batch/v1", "Job", owner.namespace, reconciler.job_name(owner))
+    job = ctx.kube.get(job_ref)
+    if job is not None and not any(ref.get("uid") == owner.uid for ref in job["metadata"].get("ownerReferences", [])):
+        job = None  # a stale Job of an earlier object with this name: never adopt it
+    prerequisites = [] if job is not None else reconciler.prerequisites(ctx, owner, spec, status)
+    resolved: dict[str, str] = dict(status.get("resolved") or {})
+    for prerequisite in prerequisites:
+        resolved.update(prerequisite.resolved)
+
+    conflict = None
+    children: list[str] = []
+    if all(p.ready for p in prerequisites):
+        try:
+            for child in reconciler.children(owner, spec, resolved, ctx.settings):
+                children.append(f"{child['kind']}/{child['metadata']['name']}")
+                applied, _ = ctx.kube.ensure(child, owner.uid)
+                if child["kind"] == "Job":
+                    job = applied
+        except ChildConflict as error:
+            conflict = str(error)
+        wanted_suspend = reconciler.desired_suspend(spec)
+        if job is not None and wanted_suspend is not None and bool(job["spec"].get("suspend")) != wanted_suspend:
+            job = ctx.kube.set_job_suspend(job, wanted_suspend)
+
+    pods = []
+    if job is not None:
+        pods = ctx.kube.list("v1", "Pod", owner.namespace, {"batch.kubernetes.io/job-name": job["metadata"]["name"]})
+    observed = Observed(
+        job, pods, _read_report(ctx, owner), workload.judge(job, pods, now, ctx.settings.unschedulable_grace_seconds)
+    )
+    new_status = _compose(
+        reconciler, owner, spec, status, generation, now, prerequisites, observed, resolved, children, conflict
+    )
+    _write_status(ctx, body, new_status, now)
+
+
+def _read_report(ctx: Context, owner: Owner) -> WorkloadReport | None:
+    config_map = ctx.kube.get(Ref("v1", "ConfigMap", owner.namespace, naming.report_config_map(owner.kind, owner.name)))
+    text = ((config_map or {}).get("data") or {}).get(REPORT_KEY)
+    if not text:
+        return None
+    try:
+        return WorkloadReport.from_json(text)
+    except ValidationError as error:
+        log.warning(
+            "%s/%s: ignoring an unreadable workload report: %s", owner.namespace, owner.name, error.errors()[0]["msg"]
+        )
+        return None
+
+
+def _compose(
+    reconciler: KindReconciler,
+    owner: Owner,
+    spec,
+    status: dict[str, Any],
+    generation: int,
+    now: dt.datetime,
+    prerequisites: list[Prerequisite],
+    observed: Observed,
+    resolved: dict[str, str],
+    children: list[str],
+    conflict: str | None,
+) -> dict[str, Any]:
+    verdict = observed.verdict
+    waiting = next((p for p in prerequisites if not p.ready), None)
+    if conflict:
+        phase, reason, message, stalled = workload.PENDING, "ChildConflict", conflict, True
+    elif waiting is not None:
+        phase, reason, message, stalled = workload.PENDING, waiting.reason, waiting.message, waiting.stalled
+    else:
+        phase, reason, message, stalled = verdict.phase, verdict.reason, verdict.message, verdict.stalled
+    succeeded = phase == workload.SUCCEEDED
+    failed = phase == workload.FAILED
+    if succeeded:
+        message = reconciler.success_message(observed)
+
+    updates = (
+        [ConditionUpdate(p.condition_type, p.ready, p.reason, p.message) for p in prerequisites]
+        + reconciler.extra_conditions(observed)
+        + [
+            ConditionUpdate("Running", phase == workload.RUNNING, reason, message),
+            ConditionUpdate("Succeeded", succeeded, "Succeeded" if succeeded else reason, message),
+            ConditionUpdate("Failed", failed, reason if failed else "NoFailure", message if failed else ""),
+            ConditionUpdate(
+                "Ready",
+                succeeded,
+                "Succeeded" if succeeded else reason,
+                message if succeeded else "the result is not ready yet",
+            ),
+            ConditionUpdate("Reconciling", not (succeeded or failed) and not stalled, reason, message),
+            ConditionUpdate("Stalled", stalled, reason if stalled else "NotStalled", message if stalled else ""),
+        ]
+    )
+    new_status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": phase,
+        "reason": reason,
+        "conditions": merge_conditions(status.get("conditions") or [], updates, generation, now),
+        "children": children or None,
+        "resolved": resolved or None,
+        "startTime": verdict.start_time if observed.job is not None else None,
+        "completionTime": verdict.completion_time if verdict.terminal else None,
+    }
+    new_status.update(reconciler.extra_status(owner, spec, observed))
+    # Terminal states are final: once Succeeded or Failed the recorded times never move again.
+    for key in ("startTime", "completionTime"):
+        if status.get(key) and new_status.get(key):
+            new_status[key] = status[key]
+    return {key: value for key, value in new_status.items() if value is not None}
+
+
+def _spec_invalid_status(status: dict[str, Any], generation: int, now: dt.datetime, error: ValidationError):
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = f"spec.{where}: {first['msg']}"
+    updates = [
+        ConditionUpdate("ConfigValid", False, "SpecInvalid", message),
+        ConditionUpdate("Stalled", True, "SpecInvalid", message),
+        ConditionUpdate("Reconciling", False, "SpecInvalid", message),
+        ConditionUpdate("Ready", False, "SpecInvalid", message),
+    ]
+    return {
+        **status,
+        "observedGeneration": generation,
+        "phase": workload.PENDING,
+        "reason": "SpecInvalid",
+        "conditions": merge_conditions(status.get("conditions") or [], updates, generation, now),
+    }
+
+
+def _write_status(ctx: Context, body: dict[str, Any], new_status: dict[str, Any], now: dt.datetime) -> None:
+    old_status = body.get("status") or {}
+    if _normalised(old_status) == _normalised(new_status):
+        return
+    patch = dict(new_status)
+    for key in old_status:
+        if key not in new_status:
+            patch[key] = None  # merge patch removes what no longer applies
+    ctx.kube.patch_status(body, patch)
+    if (old_status.get("phase"), old_status.get("reason")) != (new_status.get("phase"), new_status.get("reason")):
+        _post_transition_event(ctx, body, new_status, now)
+
+
+def _post_transition_event(ctx: Context, body: dict[str, Any], status: dict[str, Any], now: dt.datetime) -> None:
+    conditions = {condition["type"]: condition for condition in status.get("conditions", [])}
+    warning = status.get("phase") == workload.FAILED or conditions.get("Stalled", {}).get("status") == "True"
+    message = conditions.get("Reconciling", {}).get("message") or conditions.get("Ready", {}).get("message", "")
+    if warning:
+        message = conditions.get("Stalled", {}).get("message") or conditions.get("Failed", {}).get("message", "")
+    ctx.kube.post_event(
+        body,
+        "Warning" if warning else "Normal",
+        status.get("reason", ""),
+        f"{status.get('phase')}: {message}" if message else status.get("phase", ""),
+        now,
+    )
+
+
+def _normalised(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if value not in (None, {}, [])}

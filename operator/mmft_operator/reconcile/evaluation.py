@@ -1,0 +1,114 @@
+"""Evaluation: waits for its dataset and the FineTuneJobs it compares, then scores every model on one GPU Job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmft_operator.api.common import API_VERSION
+from mmft_operator.api.evaluation import EvaluationSpec, ModelMetrics
+from mmft_operator.builders import evaluation as builders
+from mmft_operator.builders.common import Owner
+from mmft_operator.kube import Ref
+from mmft_operator.settings import OperatorSettings
+from mmft_operator.status import workload
+
+from .engine import Context, KindReconciler, Observed, Prerequisite
+from .finetunejob import dataset_prerequisite
+
+MODEL_KEY_PREFIX = "model."
+
+
+class EvaluationReconciler(KindReconciler):
+    kind = builders.KIND
+    job_component = builders.COMPONENT
+
+    def parse(self, spec: dict[str, Any]) -> EvaluationSpec:
+        return EvaluationSpec.model_validate(spec)
+
+    def prerequisites(self, ctx: Context, owner: Owner, spec: EvaluationSpec, status) -> list[Prerequisite]:
+        return [dataset_prerequisite(ctx, owner.namespace, spec), models_prerequisite(ctx, owner.namespace, spec)]
+
+    def children(
+        self, owner: Owner, spec: EvaluationSpec, resolved: dict[str, str], settings: OperatorSettings
+    ) -> list[dict]:
+        models = [builders.ResolvedModel(m.name, resolved[MODEL_KEY_PREFIX + m.name]) for m in spec.models]
+        data = builders.EvaluationData(test=resolved["testJsonl"], validation=resolved.get("validationJsonl"))
+        return builders.build_children(owner, spec, models, data, settings)
+
+    def extra_status(self, owner: Owner, spec: EvaluationSpec, observed: Observed) -> dict[str, Any]:
+        status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
+        report = observed.report
+        if report is None or not report.results:
+            return status
+        status["outputs"].update(report.outputs)
+        metrics = [
+            ModelMetrics(
+                name=name,
+                accuracy=values.get("accuracy"),
+                balanced_accuracy=values.get("balancedAccuracy"),
+                recall=values.get("recall"),
+                specificity=values.get("specificity"),
+                precision=values.get("precision"),
+                roc_auc=values.get("rocAuc"),
+                pr_auc=values.get("prAuc"),
+                threshold=values.get("threshold"),
+                error=values.get("error"),
+            ).to_wire()
+            for name, values in (report.results.get("models") or {}).items()
+        ]
+        status["models"] = metrics
+        scored = [m for m in metrics if m.get("balancedAccuracy") is not None]
+        if scored:
+            best = max(scored, key=lambda m: m["balancedAccuracy"])
+            status["bestModel"] = best["name"]
+            status["bestBalancedAccuracy"] = best["balancedAccuracy"]
+        status["report"] = status["outputs"].get("report")
+        return status
+
+    def success_message(self, observed: Observed) -> str:
+        return "all models scored; see status.models and the report"
+
+
+def models_prerequisite(ctx: Context, namespace: str, spec: EvaluationSpec) -> Prerequisite:
+    resolved: dict[str, str] = {}
+    waiting: list[str] = []
+    for model in spec.models:
+        if model.hugging_face is not None:
+            resolved[MODEL_KEY_PREFIX + model.name] = model.hugging_face
+            continue
+        ref = model.fine_tune_job_ref
+        job = ctx.kube.get(Ref(API_VERSION, "FineTuneJob", namespace, ref.name))
+        if job is None:
+            waiting.append(f"FineTuneJob {ref.name} does not exist yet")
+            continue
+        status = job.get("status") or {}
+        if status.get("phase") == workload.FAILED:
+            return Prerequisite(
+                "ModelsReady",
+                False,
+                "ModelFailed",
+                f"FineTuneJob {ref.name} failed ({status.get('reason')}); model {model.name} cannot be scored",
+                stalled=True,
+            )
+        if status.get("phase") != workload.SUCCEEDED:
+            waiting.append(f"FineTuneJob {ref.name} is {status.get('phase') or 'Pending'}")
+            continue
+        outputs = status.get("outputs") or {}
+        if ref.use == "merged":
+            location = outputs.get("mergedUri")
+        else:
+            location = outputs.get("adapterUri") and f"{job['spec']['baseModel']}+{outputs['adapterUri']}"
+        if not location:
+            return Prerequisite(
+                "ModelsReady",
+                False,
+                "ModelNotExported",
+                f"FineTuneJob {ref.name} has no {ref.use} export; set its spec.export.format",
+                stalled=True,
+            )
+        resolved[MODEL_KEY_PREFIX + model.name] = location
+    if waiting:
+        return Prerequisite("ModelsReady", False, "WaitingForModels", "; ".join(waiting))
+    return Prerequisite(
+        "ModelsReady", True, "ModelsResolved", f"{len(spec.models)} model(s) resolved", resolved=resolved
+    )

@@ -1,0 +1,142 @@
+"""FineTuneJob: waits for its dataset, then runs the trainer; status carries live progress from the trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmft_operator import naming
+from mmft_operator.api.common import API_VERSION
+from mmft_operator.api.finetunejob import FineTuneJobSpec
+from mmft_operator.builders import finetunejob as builders
+from mmft_operator.builders.axolotl_config import DatasetPaths
+from mmft_operator.builders.common import Owner
+from mmft_operator.kube import Ref
+from mmft_operator.settings import OperatorSettings
+from mmft_operator.status import workload
+from mmft_operator.status.conditions import ConditionUpdate
+
+from .engine import Context, KindReconciler, Observed, Prerequisite
+
+_PAST_PREFLIGHT = {"Running", "Saving", "Exporting", "Completed"}
+
+
+class FineTuneJobReconciler(KindReconciler):
+    kind = builders.KIND
+    job_component = "train"
+
+    def parse(self, spec: dict[str, Any]) -> FineTuneJobSpec:
+        return FineTuneJobSpec.model_validate(spec)
+
+    def prerequisites(self, ctx: Context, owner: Owner, spec: FineTuneJobSpec, status) -> list[Prerequisite]:
+        return [dataset_prerequisite(ctx, owner.namespace, spec)]
+
+    def children(
+        self, owner: Owner, spec: FineTuneJobSpec, resolved: dict[str, str], settings: OperatorSettings
+    ) -> list[dict]:
+        paths = DatasetPaths(train=resolved["trainJsonl"], validation=resolved.get("validationJsonl"))
+        return builders.build_children(owner, spec, paths, settings)
+
+    def desired_suspend(self, spec: FineTuneJobSpec) -> bool | None:
+        return None if spec.queue_name else spec.suspend
+
+    def extra_conditions(self, observed: Observed) -> list[ConditionUpdate]:
+        verdict, report = observed.verdict, observed.report
+        if verdict.reason == "ConfigInvalid":
+            return [ConditionUpdate("ConfigValid", False, "ConfigInvalid", verdict.message)]
+        if verdict.phase == workload.SUCCEEDED or (report is not None and report.phase in _PAST_PREFLIGHT):
+            return [
+                ConditionUpdate(
+                    "ConfigValid", True, "PreflightPassed", "the trainer validated the Axolotl config against the model"
+                )
+            ]
+        return [
+            ConditionUpdate("ConfigValid", None, "PreflightPending", "the trainer validates the config when it starts")
+        ]
+
+    def extra_status(self, owner: Owner, spec: FineTuneJobSpec, observed: Observed) -> dict[str, Any]:
+        outputs = {
+            "exportUri": builders.export_uri(spec, owner),
+            "tensorboardDir": builders.tensorboard_dir(spec, owner),
+            "checkpointVolume": naming.output_pvc(owner.name),
+        }
+        status: dict[str, Any] = {
+            "preemptions": observed.verdict.preemptions,
+            "failures": observed.verdict.failures,
+            "outputs": outputs,
+        }
+        report = observed.report
+        if report is not None:
+            outputs.update(report.outputs)
+            if report.progress is not None:
+                progress = report.progress.model_dump(exclude_none=True)
+                progress["summary"] = progress_summary(report.progress.step, report.progress.totalSteps)
+                status["progress"] = progress
+        return status
+
+    def success_message(self, observed: Observed) -> str:
+        report = observed.report
+        if report is not None and report.outputs.get("adapterUri"):
+            return f"adapter exported to {report.outputs['adapterUri']}"
+        return "training finished"
+
+
+def progress_summary(step: int, total: int | None) -> str:
+    if not total:
+        return str(step)
+    return f"{step}/{total} ({100 * step // total}%)"
+
+
+def dataset_prerequisite(ctx: Context, namespace: str, spec) -> Prerequisite:  # noqa: ANN001 - any kind's spec
+    """DatasetReady for a FineTuneJob or an Evaluation: a JSONL path, or a Succeeded DatasetPrep on the same bucket."""
+    dataset = spec.dataset
+    ref = dataset.dataset_prep_ref
+    if ref is None:
+        direct = {
+            "trainJsonl": getattr(dataset, "train_path", None),
+            "testJsonl": getattr(dataset, "test_path", None),
+            "validationJsonl": dataset.validation_path,
+        }
+        return Prerequisite(
+            "DatasetReady",
+            True,
+            "PathGiven",
+            "using the JSONL paths in spec.dataset",
+            resolved={key: value for key, value in direct.items() if value},
+        )
+    prep = ctx.kube.get(Ref(API_VERSION, "DatasetPrep", namespace, ref.name))
+    if prep is None:
+        return Prerequisite(
+            "DatasetReady", False, "DatasetNotFound", f"DatasetPrep {ref.name} does not exist yet; waiting for it"
+        )
+    prep_status = prep.get("status") or {}
+    bucket = prep["spec"]["bucket"]
+    if bucket["name"] != spec.bucket.name or bucket.get("mountPath", "/mnt/gcs") != spec.bucket.mount_path:
+        return Prerequisite(
+            "DatasetReady",
+            False,
+            "DatasetBucketMismatch",
+            f"DatasetPrep {ref.name} writes to bucket {bucket['name']} mounted at {bucket.get('mountPath', '/mnt/gcs')}"
+            f"; mount the same bucket at the same path (spec.bucket) so its image paths resolve",
+            stalled=True,
+        )
+    phase = prep_status.get("phase")
+    if phase == workload.FAILED:
+        return Prerequisite(
+            "DatasetReady",
+            False,
+            "DatasetFailed",
+            f"DatasetPrep {ref.name} failed: {prep_status.get('reason', '')}",
+            stalled=True,
+        )
+    if phase != workload.SUCCEEDED:
+        return Prerequisite(
+            "DatasetReady",
+            False,
+            "WaitingForDataset",
+            f"waiting for DatasetPrep {ref.name} to succeed (now {phase or 'Pending'})",
+        )
+    outputs = prep_status.get("outputs") or {}
+    resolved = {key: outputs[key] for key in ("trainJsonl", "validationJsonl", "testJsonl") if outputs.get(key)}
+    return Prerequisite(
+        "DatasetReady", True, "DatasetSucceeded", f"using the splits of DatasetPrep {ref.name}", resolved=resolved
+    )

@@ -1,0 +1,39 @@
+"""Operator-wide settings: images and policies an installation chooses, not each resource.
+
+Read from the environment once, at start-up, by the entry point; builders receive the object and never read the
+environment themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+ENV_PREFIX = "MMFT_"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    # The workload image runs `mmft dataprep|train|evaluate`; pinned, never latest.
+    workload_image: str = "us-docker.pkg.dev/mmft-project/mmft/mmft-workload:0.1.0"
+    tensorboard_image: str = "tensorflow/tensorflow:2.17.0"
+    # Non-root user of the workload image; also handed to gcsfuse so files on the mount belong to it.
+    run_as_user: int = 1000
+    run_as_group: int = 1000
+    gcsfuse_sidecar_cpu: str = "2"
+    gcsfuse_sidecar_memory: str = "4Gi"
+    gcsfuse_sidecar_ephemeral_storage: str = "10Gi"
+    # A pod that stays unschedulable this long marks its resource Stalled (Autopilot needs minutes to add a GPU node).
+    unschedulable_grace_seconds: int = 900
+    rendezvous_port: int = 29500
+    tensorboard_port: int = 6006
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
+        environ = os.environ if environ is None else environ
+        overrides = {}
+        for field in fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                overrides[field.name] = int(raw) if field.type in (int, "int") else raw
+        return replace(cls(), **overrides)

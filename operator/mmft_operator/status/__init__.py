@@ -1,0 +1,1 @@
+"""Pure status computation: conditions and what a workload Job and its pods show."""
