@@ -1,0 +1,75 @@
+"""Fixtures for tests against the local control plane (docs/localcluster.md).
+
+`cluster` starts one cluster per test session and stops it at the end; with MMFT_KUBECONFIG set, the tests use that
+cluster instead and leave it running. Every test under tests/integration is marked `integration`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+INTEGRATION_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+class KubectlError(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        return f"kubectl {' '.join(self.cmd[2:])} exited {self.returncode}: {self.stderr.strip()}"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Path:
+    """The admin kubeconfig of a running local cluster."""
+    reused = os.environ.get("MMFT_KUBECONFIG")
+    if reused:
+        yield Path(reused)
+        return
+    from mmft_localcluster import LocalCluster
+
+    local = LocalCluster(tmp_path_factory.mktemp("localcluster"))
+    try:
+        yield local.up()
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster):
+    """kubectl(*args, input=None, check=True) -> CompletedProcess, with the wheel's kubectl and the cluster's config."""
+    from mmft_localcluster import kubectl_path
+
+    executable = str(kubectl_path())
+
+    def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        command = [executable, f"--kubeconfig={cluster}", *args]
+        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=180)
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, command, result.stdout, result.stderr)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def namespace(kubectl) -> str:
+    """A fresh namespace whose default ServiceAccount exists (pods are refused before it does); deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"namespace {name}: default ServiceAccount never appeared"
+        time.sleep(0.2)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false")
+
