@@ -168,5 +168,11 @@ def target_module_problems(target_modules: Any, module_names: list[str]) -> list
 
 
 def _example_projections(module_names: list[str], limit: int = 3) -> list[str]:
-    projections = [name for name in module_names if re.search(r"\.layers\.0\..*_proj$", name)]
-    return projections[:limit] or module_names[:limit]
+    """One projection of layer 0 from each stack (language model, vision tower...), so the user sees each prefix."""
+    by_stack: dict[str, str] = {}
+    for name in module_names:
+        match = re.match(r"(.*)\.layers\.0\..*_proj$", name)
+        if match:
+            by_stack.setdefault(match.group(1), name)
+    examples = sorted(by_stack.values(), key=lambda name: "language_model" not in name)
+    return examples[:limit] or module_names[:limit]

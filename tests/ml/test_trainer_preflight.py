@@ -1,0 +1,73 @@
+"""Preflight on the real tiny Gemma 3 and Axolotl's real validator: bad configs fail with named fields, exit 78."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+from mmft_trainer import cli
+from mmft_trainer.preflight import run_preflight
+from trainer_configs import SEED_TARGET_MODULES, cpu_config, write_config
+
+pytestmark = pytest.mark.ml
+
+
+def preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, **overrides):
+    config = cpu_config(tiny_gemma3_dir, tiny_chat_dataset, tmp_path / "out", **overrides)
+    for key in [key for key, value in overrides.items() if value is None]:
+        config.pop(key)
+    return run_preflight(write_config(tmp_path / "axolotl.yaml", config)).findings
+
+
+def test_the_cpu_config_passes(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    assert preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset) == []
+
+
+def test_the_seed_regex_is_rejected_with_the_real_module_names(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    findings = preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset,
+                                  lora_target_modules=SEED_TARGET_MODULES)
+    assert [finding.field for finding in findings] == ["lora_target_modules"]
+    assert "matches no module" in findings[0].message
+    assert "model.language_model.layers.0." in findings[0].message
+
+
+@pytest.mark.parametrize("overrides,field,words", [
+    ({"adapter": "lorax"}, "adapter", "unknown adapter 'lorax'"),
+    ({"lora_r": -1}, "lora_r", ">= 1"),
+    ({"lora_dropout": 2}, "lora_dropout", "< 1"),
+    ({"optimizer": "foo"}, "optimizer", "unknown optimizer 'foo'"),
+    ({"lora_rr": 16}, "lora_rr", "did you mean 'lora_r'?"),
+])
+def test_what_axolotl_lets_through_is_rejected(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, overrides, field, words):
+    findings = preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, **overrides)
+    assert [finding.field for finding in findings] == [field]
+    assert words in findings[0].message
+
+
+def test_a_missing_dataset_file_is_named(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    missing = tmp_path / "nowhere" / "train.jsonl"
+    findings = preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset,
+                                  datasets=[{"path": str(missing), "type": "chat_template", "ds_type": "json"}])
+    assert [finding.field for finding in findings] == ["datasets[0].path"]
+    assert str(missing) in findings[0].message
+
+
+def test_gpu_only_options_are_rejected_on_a_cpu(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    findings = preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, lora_mlp_kernel=True)
+    assert [finding.field for finding in findings] == ["lora_mlp_kernel"]
+
+
+def test_a_missing_model_is_named(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    findings = preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, base_model=str(tmp_path / "no-model"))
+    assert [finding.field for finding in findings] == ["base_model"]
+
+
+def test_the_command_exits_78_and_prints_the_field(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, capsys):
+    config = write_config(tmp_path / "axolotl.yaml",
+                          cpu_config(tiny_gemma3_dir, tiny_chat_dataset, tmp_path / "out", lora_r=-1))
+    args = argparse.Namespace(config=str(config), preflight=True, export_uri=None, export="adapter",
+                              tensorboard_sync_dir=None, tensorboard_sync_interval=60.0)
+    assert cli.main(args) == CONFIG_INVALID
+    assert "mmft train: config invalid: lora_r: must be >= 1, got -1" in capsys.readouterr().err
