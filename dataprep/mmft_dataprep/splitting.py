@@ -55,13 +55,15 @@ def _groups(records: Sequence[LabelRecord]) -> list[_Group]:
 
 
 def _placement_order(groups: list[_Group], rarest_first: list[int], seed: int) -> list[tuple[int, _Group]]:
-    """(key class, group): groups of the rarest class first, each class's largest groups first (hardest to place
-    late); the seed orders groups of equal size."""
+    """(key class, group) in placement order: groups holding the rarest class first, those with most of it
+    first, so its per-split counts land close to target; then the other groups in seeded random order, which
+    keeps patients (not only images) spread by the fractions. Sorting by size everywhere would fill the large
+    split with the largest patients."""
     shuffled = list(groups)
     random.Random(seed).shuffle(shuffled)
     rank = {c: position for position, c in enumerate(rarest_first)}
     keyed = [(next(c for c in rarest_first if group.counts[c]), group) for group in shuffled]
-    return sorted(keyed, key=lambda item: (rank[item[0]], -item[1].counts[item[0]]))
+    return sorted(keyed, key=lambda item: (rank[item[0]], -item[1].counts[item[0]] if rank[item[0]] == 0 else 0))
 
 
 def balance_train(records: list[LabelRecord], mode: str, seed: int) -> list[LabelRecord]:

@@ -114,3 +114,10 @@ def test_balance_none_and_balancing_are_deterministic():
     train = _train(50, 5)
     assert balance_train(train, "none", seed=1) is train
     assert balance_train(train, "undersample", seed=9) == balance_train(train, "undersample", seed=9)
+
+
+def test_patients_are_spread_by_the_fractions_too(isic_records):
+    assignment = assign_groups(isic_records, FRACTIONS, seed=42)
+    patients = Counter(assignment.values())
+    for split, fraction in enumerate(FRACTIONS):
+        assert abs(patients[split] / len(assignment) - fraction) < 0.03, patients
