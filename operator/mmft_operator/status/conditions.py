@@ -46,13 +46,3 @@ def merge_conditions(
     merged.extend(by_type.values())
     return merged
 
-
-def transitions(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Conditions whose status or reason changed: each becomes one Kubernetes Event."""
-    previous = {condition["type"]: condition for condition in before}
-    changed = []
-    for condition in after:
-        old = previous.get(condition["type"])
-        if old is None or old.get("status") != condition["status"] or old.get("reason") != condition["reason"]:
-            changed.append(condition)
-    return changed
