@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -89,26 +90,33 @@ def tiny_random(device, workdir: Path):
     return loaded
 
 
-def write_images(workdir: Path, count: int, size: int = 512) -> Path:
-    """Distinct lesion-like JPEGs at dataprep's default output size, and a test JSONL pointing at them."""
+def _write_lesion_jpeg(job: tuple[Path, int, int]) -> None:
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    (workdir / "images").mkdir(parents=True, exist_ok=True)
+    path, index, size = job
+    rng = np.random.default_rng(index)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    lines = []
-    for index in range(count):
-        cx, cy, radius = rng.uniform(0.35, 0.65) * size, rng.uniform(0.35, 0.65) * size, rng.uniform(0.1, 0.3) * size
-        blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2)))[..., None]
-        pixels = (np.array([220, 170, 150]) * (1 - 0.7 * blob) + rng.normal(0, 6, (size, size, 3))).clip(0, 255)
-        path = workdir / "images" / f"bench_{index:05d}.jpg"
-        Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
-        lines.append(json.dumps({"label": index % 2, "messages": [
-            {"role": "system", "content": [{"type": "text", "text": "You are a dermatology assistant that helps "
-                                            "identify potential melanoma from skin lesion images."}]},
-            {"role": "user", "content": [{"type": "image", "path": str(path)},
-                                         {"type": "text", "text": "Does this appear to be malignant melanoma?"}]}]}))
+    cx, cy, radius = rng.uniform(0.35, 0.65) * size, rng.uniform(0.35, 0.65) * size, rng.uniform(0.1, 0.3) * size
+    blob = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2)))[..., None]
+    pixels = (np.array([220, 170, 150]) * (1 - 0.7 * blob) + rng.normal(0, 6, (size, size, 3))).clip(0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
+
+
+def write_images(workdir: Path, count: int, size: int = 512) -> Path:
+    """Distinct lesion-like JPEGs at dataprep's default output size, and a test JSONL pointing at them."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    (workdir / "images").mkdir(parents=True, exist_ok=True)
+    jobs = [(workdir / "images" / f"bench_{index:05d}.jpg", index, size) for index in range(count)]
+    with ProcessPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+        list(pool.map(_write_lesion_jpeg, jobs, chunksize=16))
+    lines = [json.dumps({"label": index % 2, "messages": [
+        {"role": "system", "content": [{"type": "text", "text": "You are a dermatology assistant that helps "
+                                        "identify potential melanoma from skin lesion images."}]},
+        {"role": "user", "content": [{"type": "image", "path": str(path)},
+                                     {"type": "text", "text": "Does this appear to be malignant melanoma?"}]}]})
+        for path, index, _ in jobs]
     jsonl = workdir / "test.jsonl"
     jsonl.write_text("\n".join(lines) + "\n")
     return jsonl
@@ -168,7 +176,9 @@ def main() -> int:
     common = dict(positive_answer=POSITIVE, negative_answer=NEGATIVE, image_loader=loader)
     results = {"arch": args.arch, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                "torch": torch.__version__, "batch_size": args.batch_size, "workers": args.workers,
-               "gflops_per_image": round(flops / 1e9, 1)}
+               "gflops_per_image": round(flops / 1e9, 1),
+               "image_processor": type(loaded.processor.image_processor).__name__,
+               "dev_shm_gib": round(shutil.disk_usage("/dev/shm").total / 2**30, 1)}
 
     # Warm-ups (kernel selection, allocator, worker start) are not timed.
     generate_answers(loaded, examples[:1], batch_size=1, workers=0, max_new_tokens=2, **common)

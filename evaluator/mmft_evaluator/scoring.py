@@ -28,9 +28,11 @@ class Scored:
 class PromptCollator:
     """Turns a list of examples into one padded model batch (runs inside DataLoader workers)."""
 
-    def __init__(self, processor, image_loader: Callable[[str], object]):
+    def __init__(self, processor, image_loader: Callable[[str], object], pixel_dtype=None):
         self.processor = processor
         self.image_loader = image_loader
+        # Casting pixels to the model's dtype in the worker halves the shared-memory and host-to-GPU traffic.
+        self.pixel_dtype = pixel_dtype
 
     def __call__(self, examples: Sequence[Example]):
         texts = [
@@ -39,7 +41,9 @@ class PromptCollator:
         ]
         images = [[self.image_loader(example.image)] for example in examples]
         batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
-        return list(examples), batch
+        if self.pixel_dtype is not None:
+            batch["pixel_values"] = batch["pixel_values"].to(self.pixel_dtype)
+        return list(examples), dict(batch)
 
 
 def pil_loader(cache_dir):
@@ -144,7 +148,7 @@ def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size
 
     runner = _MemoryAdaptiveRunner(step)
     scored: list[Scored] = []
-    collator = PromptCollator(loaded.processor, image_loader)
+    collator = PromptCollator(loaded.processor, image_loader, dtype)
     with torch.inference_mode():
         for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
             scores = runner(_to_device(batch, device, dtype), len(chunk))
@@ -171,7 +175,7 @@ def generate_answers(loaded, examples, positive_answer, negative_answer, batch_s
 
     runner = _MemoryAdaptiveRunner(step)
     scored: list[Scored] = []
-    collator = PromptCollator(loaded.processor, image_loader)
+    collator = PromptCollator(loaded.processor, image_loader, dtype)
     with torch.inference_mode():
         for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
             answers = runner(_to_device(batch, device, dtype), len(chunk))
