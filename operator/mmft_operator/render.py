@@ -83,5 +83,7 @@ def _model_location(model, owner: Owner, jobs: dict[str, FineTuneJobSpec]) -> st
     job = jobs.get(ref.name)
     if job is None:
         return f"<{ref.use} of FineTuneJob {ref.name}>"
-    export = finetunejob.export_uri(job, Owner("FineTuneJob", ref.name, owner.namespace, PLACEHOLDER_UID))
-    return f"{export}/merged" if ref.use == "merged" else f"{job.base_model}+{export}/adapter"
+    exported = finetunejob.export_locations(job, Owner("FineTuneJob", ref.name, owner.namespace, PLACEHOLDER_UID))
+    if ref.use == "merged":
+        return exported.get("mergedUri", f"<FineTuneJob {ref.name} exports no merged model>")
+    return f"{job.base_model}+{exported.get('adapterUri', f'<FineTuneJob {ref.name} exports no adapter>')}"

@@ -43,6 +43,17 @@ def export_format(spec: FineTuneJobSpec) -> str:
     return spec.export.format if spec.export is not None else "adapter"
 
 
+def export_locations(spec: FineTuneJobSpec, owner: Owner) -> dict[str, str]:
+    base = export_uri(spec, owner).rstrip("/")
+    fmt = export_format(spec)
+    locations = {}
+    if fmt in ("adapter", "both"):
+        locations["adapterUri"] = f"{base}/adapter"
+    if fmt in ("merged", "both"):
+        locations["mergedUri"] = f"{base}/merged"
+    return locations
+
+
 def tensorboard_dir(spec: FineTuneJobSpec, owner: Owner) -> str:
     return f"{bucket_run_dir(spec, owner)}/tensorboard"
 

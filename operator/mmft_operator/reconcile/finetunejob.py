@@ -64,6 +64,9 @@ class FineTuneJobReconciler(KindReconciler):
             "failures": observed.verdict.failures,
             "outputs": outputs,
         }
+        if observed.verdict.phase == workload.SUCCEEDED:
+            # The trainer uploads to these locations before it exits 0; its report, when readable, confirms them.
+            outputs.update(builders.export_locations(spec, owner))
         report = observed.report
         if report is not None:
             outputs.update(report.outputs)

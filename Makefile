@@ -1,0 +1,36 @@
+# The two commands a new user needs (README): `make demo` and `make test`.
+PYTHON ?= python3
+PIP_CACHE ?= $(HOME)/.cache/mmft/pip
+EXTRAS ?= test,dataprep,trainer,evaluator
+PYTEST_ARGS ?=
+
+.PHONY: install install-operator cluster demo test test-unit test-integration test-ml crds lint
+
+install:  ## the package with every extra (operator, workloads, tests)
+	$(PYTHON) -m pip install --quiet --upgrade "pip>=25"
+	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[$(EXTRAS)]"
+
+install-operator:  ## the slim operator install (no torch): enough for `make demo`
+	$(PYTHON) -m pip install --quiet --upgrade "pip>=25"
+	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[test]"
+
+cluster:  ## build the local control plane from Go modules (cached outside the repo)
+	bash localcluster/build.sh
+
+demo: install-operator cluster  ## the seed's pipeline on the local control plane with simulated GKE GPU nodes
+	bash hack/demo.sh
+
+test: install cluster  ## every tier: unit, integration (local control plane), ML on tiny models
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-unit:
+	$(PYTHON) -m pytest -m "not integration and not ml" $(PYTEST_ARGS)
+
+test-integration: cluster
+	$(PYTHON) -m pytest -m integration $(PYTEST_ARGS)
+
+test-ml:
+	$(PYTHON) -m pytest -m ml $(PYTEST_ARGS)
+
+crds:  ## regenerate crds/ from the pydantic models
+	$(PYTHON) -m mmft_operator.cli crds

@@ -1,0 +1,205 @@
+"""The operator on the local control plane, kwok simulating the workload pods (docs/localcluster.md).
+
+The kwok.mmft.io/* pod annotations, passed through spec.podMetadata, make a simulated pod exit with a code,
+get OOMKilled or be preempted: the operator sees exactly what a kubelet would report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from mmft_fixtures import ROOT, OperatorProcess, crds, operator, wait_for  # noqa: F401 - fixtures
+
+SAMPLES = ROOT / "deploy/samples/gemma3-melanoma"
+WORKLOAD_SA = "mmft-workload"
+
+
+def _prepare_namespace(kubectl, namespace: str) -> None:
+    kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
+    kubectl("create", "secret", "generic", "huggingface-credentials", "-n", namespace,
+            "--from-literal=token=hf_not_a_real_token")
+
+
+def _get(kubectl, kind: str, name: str, namespace: str) -> dict:
+    result = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else {}
+
+
+def _condition(obj: dict, type_: str) -> dict:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def _apply(kubectl, namespace: str, document: dict) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(document))
+
+
+def _finetunejob(name: str, **spec_changes) -> dict:
+    document = yaml.safe_load((SAMPLES / "finetunejob.yaml").read_text())
+    document["metadata"]["name"] = name
+    document["spec"]["dataset"] = {"trainPath": "/mnt/gcs/data/train.jsonl"}
+    for key, value in spec_changes.items():
+        document["spec"][key] = value
+    return document
+
+
+def test_samples_chain_to_succeeded_with_every_child_as_specified(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    kubectl("apply", "-n", namespace, "-k", str(SAMPLES))
+    for kind, name in (("dsp", "isic2020"), ("ftj", "gemma3-melanoma"), ("mmeval", "gemma3-melanoma")):
+        kubectl("wait", f"{kind}/{name}", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+
+    ftj = _get(kubectl, "ftj", "gemma3-melanoma", namespace)
+    status = ftj["status"]
+    assert status["phase"] == "Succeeded" and status["observedGeneration"] == ftj["metadata"]["generation"]
+    assert status["startTime"] <= status["completionTime"]
+    assert status["resolved"]["trainJsonl"] == "/mnt/gcs/prepared/isic2020/train.jsonl"
+    assert _condition(ftj, "DatasetReady")["reason"] == "DatasetSucceeded"
+    assert _condition(ftj, "Stalled")["status"] == "False"
+    assert _condition(ftj, "Reconciling")["status"] == "False"
+
+    job = _get(kubectl, "job", "gemma3-melanoma-train", namespace)
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "FineTuneJob"
+    pod_spec = job["spec"]["template"]["spec"]
+    assert pod_spec["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-a100"
+    assert job["spec"]["template"]["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
+    env = {e["name"]: e for e in pod_spec["containers"][0]["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "huggingface-credentials", "key": "token"}
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "batch.kubernetes.io/job-name=gemma3-melanoma-train",
+                              "-o", "json").stdout)["items"]
+    node = _get(kubectl, "node", pods[0]["spec"]["nodeName"], "")
+    assert node["metadata"]["labels"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-a100"
+
+    config = _get(kubectl, "configmap", "gemma3-melanoma-axolotl", namespace)
+    axolotl = yaml.safe_load(config["data"]["axolotl.yaml"])
+    assert axolotl["base_model"] == "google/gemma-3-4b-it"
+    assert "hf_not_a_real_token" not in config["data"]["axolotl.yaml"]
+    assert _get(kubectl, "pvc", "gemma3-melanoma-output", namespace)["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    service = _get(kubectl, "service", "gemma3-melanoma-tensorboard", namespace)
+    assert service["spec"]["type"] == "ClusterIP"
+    tensorboard = _get(kubectl, "deployment", "gemma3-melanoma-tensorboard", namespace)
+    claims = [v for v in tensorboard["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == [], "TensorBoard must not mount the trainer's ReadWriteOnce volume"
+
+    evaluation = _get(kubectl, "mmeval", "gemma3-melanoma", namespace)
+    command = _get(kubectl, "job", "gemma3-melanoma-evaluator", namespace)["spec"]["template"]["spec"]["containers"][0]
+    assert "tuned=google/gemma-3-4b-it+gs://my-mmft-bucket/tuned-models/gemma3-melanoma/adapter" in command["command"]
+    assert evaluation["status"]["phase"] == "Succeeded"
+
+    events = kubectl("get", "events", "-n", namespace, "--field-selector",
+                     "involvedObject.kind=FineTuneJob,involvedObject.name=gemma3-melanoma", "-o", "json").stdout
+    reasons = {event["reason"] for event in json.loads(events)["items"]}
+    assert {"Running", "Succeeded"} <= reasons or {"Starting", "Succeeded"} <= reasons, reasons
+    described = kubectl("describe", "ftj", "gemma3-melanoma", "-n", namespace).stdout
+    assert "Succeeded" in described and "Events:" in described
+
+
+def test_finetunejob_waits_for_its_dataset_then_starts(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "finetunejob.yaml"))
+    waiting = wait_for(lambda: _condition(_get(kubectl, "ftj", "gemma3-melanoma", namespace), "DatasetReady"),
+                       what="DatasetReady")
+    assert (waiting["status"], waiting["reason"]) == ("False", "DatasetNotFound")
+    assert kubectl("get", "job", "-n", namespace, "-o", "name").stdout.strip() == ""
+    kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "datasetprep.yaml"))
+    kubectl("wait", "ftj/gemma3-melanoma", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+
+
+def test_config_error_exit_code_fails_at_once_as_config_invalid(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    _apply(kubectl, namespace, _finetunejob("bad-config", podMetadata={"annotations": {"kwok.mmft.io/exit-code": "78"}}))
+    kubectl("wait", "ftj/bad-config", "-n", namespace, "--for=condition=Failed", "--timeout=120s")
+    ftj = _get(kubectl, "ftj", "bad-config", namespace)
+    assert (ftj["status"]["phase"], ftj["status"]["reason"]) == ("Failed", "ConfigInvalid")
+    assert _condition(ftj, "ConfigValid")["status"] == "False"
+    assert _condition(ftj, "Stalled")["status"] == "True"
+    job = _get(kubectl, "job", "bad-config-train", namespace)
+    assert job["status"].get("failed", 0) == 1, "a config error must not be retried"
+
+
+def test_oom_killed_is_reported_as_such(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    _apply(kubectl, namespace, _finetunejob("oom", backoffLimit=0,
+                                            podMetadata={"annotations": {"kwok.mmft.io/terminated-reason": "OOMKilled"}}))
+    kubectl("wait", "ftj/oom", "-n", namespace, "--for=condition=Failed", "--timeout=120s")
+    assert _get(kubectl, "ftj", "oom", namespace)["status"]["reason"] == "OOMKilled"
+
+
+def test_gpu_type_no_node_has_is_surfaced_as_unschedulable(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    document = _finetunejob("no-such-gpu")
+    document["spec"]["compute"].update({"accelerator": "nvidia-h100-mega-80gb", "spot": True})
+    _apply(kubectl, namespace, document)
+    stalled = wait_for(lambda: (c := _condition(_get(kubectl, "ftj", "no-such-gpu", namespace), "Stalled"))
+                       and c["status"] == "True" and c, timeout=90, what="Stalled=True")
+    assert stalled["reason"] == "Unschedulable"
+    assert "node" in stalled["message"]
+    assert _get(kubectl, "ftj", "no-such-gpu", namespace)["status"]["phase"] == "Pending"
+
+
+def test_progress_reported_by_the_trainer_reaches_status_and_printer_columns(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    _apply(kubectl, namespace, _finetunejob("progress", podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "600"}}))
+    wait_for(lambda: _get(kubectl, "ftj", "progress", namespace).get("status", {}).get("phase") == "Running",
+             what="Running")
+    report = {"phase": "Running", "updatedAt": "2026-11-29T12:00:00Z",
+              "progress": {"step": 120, "totalSteps": 1000, "loss": 0.4321, "learningRate": 1.9e-5,
+                           "samplesPerSecond": 9.5, "etaSeconds": 3700, "lastCheckpoint": "/outputs/run/checkpoint-100"}}
+    # Written with the workload's own identity: its Role allows exactly this ConfigMap.
+    kubectl("patch", "configmap", "progress-finetunejob-report", "-n", namespace, "--type=merge",
+            f"--as=system:serviceaccount:{namespace}:{WORKLOAD_SA}",
+            "-p", json.dumps({"data": {"report.json": json.dumps(report)}}))
+    progress = wait_for(lambda: _get(kubectl, "ftj", "progress", namespace)["status"].get("progress"), timeout=30,
+                        what="status.progress")
+    assert progress["summary"] == "120/1000 (12%)" and progress["lastCheckpoint"].endswith("checkpoint-100")
+    row = kubectl("get", "ftj", "progress", "-n", namespace, "--no-headers").stdout.split()
+    assert "120/1000" in row and "0.4321" in row
+    assert _condition(_get(kubectl, "ftj", "progress", namespace), "ConfigValid")["reason"] == "PreflightPassed"
+    denied = kubectl("auth", "can-i", "get", "secrets", "-n", namespace,
+                     f"--as=system:serviceaccount:{namespace}:{WORKLOAD_SA}", check=False)
+    assert denied.stdout.strip() == "no", "the training pod's identity must not read Secrets"
+
+
+def test_restricted_pod_security_admits_the_training_and_tensorboard_pods(kubectl, namespace, operator) -> None:
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    _prepare_namespace(kubectl, namespace)
+    _apply(kubectl, namespace, _finetunejob("restricted"))
+    kubectl("wait", "ftj/restricted", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+    wait_for(lambda: _get(kubectl, "deployment", "restricted-tensorboard", namespace).get("status", {})
+             .get("readyReplicas") == 1, timeout=60, what="TensorBoard ready")
+    warnings = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=FailedCreate", "-o", "name").stdout
+    assert warnings.strip() == ""
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(kubectl, namespace, cluster, crds,
+                                                                      tmp_path: Path) -> None:
+    _prepare_namespace(kubectl, namespace)
+    first = OperatorProcess(cluster, tmp_path / "first.log").start()
+    for index in range(5):
+        _apply(kubectl, namespace, _finetunejob(f"crash-{index}"))
+    wait_for(lambda: kubectl("get", "configmaps", "-n", namespace, "-o", "name").stdout.count("-axolotl") >= 1,
+             what="the first child")
+    first.kill()
+    second = OperatorProcess(cluster, tmp_path / "second.log").start()
+    try:
+        for index in range(5):
+            kubectl("wait", f"ftj/crash-{index}", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+    finally:
+        second.stop()
+    jobs = kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(jobs) == sorted(f"job.batch/crash-{i}-train" for i in range(5))
+    for index in range(5):
+        pods = kubectl("get", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name=crash-{index}-train",
+                       "-o", "name").stdout.split()
+        assert len(pods) == 1, f"crash-{index}: {pods}"
+
+
+def test_deleting_a_finetunejob_deletes_its_children(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    _apply(kubectl, namespace, _finetunejob("doomed"))
+    kubectl("wait", "ftj/doomed", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+    kubectl("delete", "ftj", "doomed", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for(lambda: kubectl("get", "jobs,configmaps,pvc,deployments,services,roles", "-n", namespace,
+                             "-l", "mmft.io/owner-name=doomed", "-o", "name").stdout.strip() == "",
+             timeout=60, what="garbage collection of the children")
