@@ -31,7 +31,11 @@ from mmft_evaluator.examples import read_examples  # noqa: E402
 from mmft_evaluator.loading import LoadedModel, load_model, pick_device  # noqa: E402
 from mmft_evaluator.model_spec import ModelSpec  # noqa: E402
 from mmft_evaluator.scoring import (  # noqa: E402
-    PromptCollator, answer_token_ids, generate_answers, pil_loader, score_logprob,
+    PromptCollator,
+    answer_token_ids,
+    generate_answers,
+    pil_loader,
+    score_logprob,
 )
 
 POSITIVE = "Yes, this appears to be malignant melanoma."

@@ -30,7 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="logprob (default): P(positive) from the first answer token, batched; generate: the "
                              "seed's free-text answers, parsed")
     parser.add_argument("--threshold-policy", default="fixed", choices=POLICIES,
-                        help="how the logprob decision threshold is chosen (non-fixed policies use the validation split)")
+                        help="how the logprob decision threshold is chosen (non-fixed policies use "
+                             "the validation split)")
     parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed policy (default 0.5)")
     parser.add_argument("--target-recall", type=float, default=0.9, help="recall the target-recall policy reaches")
     parser.add_argument("--batch-size", type=int, default=32,

@@ -8,9 +8,9 @@ import gc
 import json
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .examples import Example, read_examples
 from .html_report import render_report

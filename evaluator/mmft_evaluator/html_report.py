@@ -80,7 +80,8 @@ def render_report(summary: dict, images: dict[str, Path | None]) -> str:
         for name, result in models.items() if result.get("error"))
     settings = summary.get("settings", {})
     settings_rows = "".join(
-        f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(str(value))}</td></tr>" for key, value in settings.items())
+        f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(str(value))}</td></tr>"
+        for key, value in settings.items())
     specs = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(result.get('spec', ''))}</td></tr>"
         for name, result in models.items())

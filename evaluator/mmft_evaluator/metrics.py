@@ -7,8 +7,8 @@ as average precision, F1 = 2tp / (2tp + fp + fn)) so numbers agree with publishe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -8,8 +8,8 @@ main thread; a batch that does not fit in GPU memory is split in halves, and lat
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .answers import parse_answer
 from .examples import Example
@@ -152,7 +152,7 @@ def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size
     with torch.inference_mode():
         for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
             scores = runner(_to_device(batch, device, dtype), len(chunk))
-            scored.extend(Scored(example=e, score=s) for e, s in zip(chunk, scores))
+            scored.extend(Scored(example=e, score=s) for e, s in zip(chunk, scores, strict=True))
             if on_progress:
                 on_progress(len(scored), len(examples))
     return scored
@@ -181,7 +181,7 @@ def generate_answers(loaded, examples, positive_answer, negative_answer, batch_s
             answers = runner(_to_device(batch, device, dtype), len(chunk))
             scored.extend(
                 Scored(example=e, answer=a.strip(), parsed=parse_answer(a, positive_answer, negative_answer))
-                for e, a in zip(chunk, answers)
+                for e, a in zip(chunk, answers, strict=True)
             )
             if on_progress:
                 on_progress(len(scored), len(examples))

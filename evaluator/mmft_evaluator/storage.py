@@ -36,7 +36,8 @@ def _new_client():
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"), credentials=AnonymousCredentials())
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT", "local")
+        return storage.Client(project=project, credentials=AnonymousCredentials())
     return storage.Client()
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mmft_operator.cli import main as mmft
 from mmft_operator.contracts.progress import WorkloadReport
 from trainer_configs import cpu_config, write_config

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from mmft_operator import cli
 from mmft_operator.contracts.progress import WorkloadReport
 from tiny_gemma import ANSWERS
@@ -101,7 +100,7 @@ def test_adapter_changes_scores_and_equals_the_merged_model(tmp_path, monkeypatc
     base, tuned, merged_scores, adapter_only = (_scores(out, name) for name in ("base", "tuned", "merged",
                                                                                 "adapter-only"))
     assert len(tuned) == 6
-    assert max(abs(a - b) for a, b in zip(base, tuned)) > 1e-3
+    assert max(abs(a - b) for a, b in zip(base, tuned, strict=True)) > 1e-3
     assert tuned == pytest.approx(merged_scores, abs=1e-4)
     assert tuned == pytest.approx(adapter_only, abs=1e-6)
 
@@ -137,7 +136,7 @@ def test_target_recall_threshold_is_chosen_on_validation(tmp_path, monkeypatch, 
     # Validation and test are the same file here, so the recall target must be met on test too.
     assert metrics["metrics"]["recall"] == 1.0
     scores = _scores(out, "base")
-    positives = [s for s, row in zip(scores, _predictions(out)) if row["label"] == 1]
+    positives = [s for s, row in zip(scores, _predictions(out), strict=True) if row["label"] == 1]
     assert metrics["threshold"] == pytest.approx(min(positives))
     assert report.results["models"]["base"]["threshold"] == metrics["threshold"]
 

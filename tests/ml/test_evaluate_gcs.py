@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from mmft_operator import cli
 from mmft_operator.contracts.progress import WorkloadReport
 from tiny_gemma import ANSWERS

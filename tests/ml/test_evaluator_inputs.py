@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from mmft_evaluator.answers import parse_answer
 from mmft_evaluator.examples import ExamplesError, read_examples
 from mmft_evaluator.model_spec import ModelSpec, ModelSpecError, parse_model_argument, parse_model_arguments

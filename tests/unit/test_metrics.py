@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-from sklearn import metrics as sk
-
 from mmft_evaluator.metrics import average_precision, classification_metrics, roc_auc
 from mmft_evaluator.thresholds import ThresholdError, choose_threshold
+from sklearn import metrics as sk
 
 
 def test_hand_computed_confusion_and_ratios():

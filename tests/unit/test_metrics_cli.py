@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from mmft_operator import cli
 from mmft_operator.contracts.exit_codes import CONFIG_INVALID, DATA_INVALID
 
@@ -35,7 +34,8 @@ def test_prints_one_json_object_with_all_metrics(tmp_path, capsys):
 
 
 def test_without_scores_aucs_are_null_with_reason(tmp_path, capsys):
-    path = _write(tmp_path / "p.jsonl", ['{"id": 1, "label": 1, "prediction": 0}', '{"id": 2, "label": 0, "prediction": 0}'])
+    path = _write(tmp_path / "p.jsonl", ['{"id": 1, "label": 1, "prediction": 0}',
+                                         '{"id": 2, "label": 0, "prediction": 0}'])
     code, out, _ = _run(capsys, path)
     result = json.loads(out)
     assert code == 0
