@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
-from mmft_operator import naming
+from mmft_operator import metrics, naming
 from mmft_operator.api.common import GROUP, VERSION
 from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
 from mmft_operator.kube import Kube
@@ -22,6 +24,7 @@ from mmft_operator.reconcile.evaluation import EvaluationReconciler
 from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
 from mmft_operator.settings import OperatorSettings
 
+log = logging.getLogger(__name__)
 RESYNC_SECONDS = 60.0
 MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 RECONCILERS: dict[str, KindReconciler] = {
@@ -46,7 +49,17 @@ def _lock(key: tuple[str, str, str]) -> threading.Lock:
 def reconcile_resource(kind: str, namespace: str, name: str) -> None:
     # One reconcile per resource at a time: events of a child and of its owner arrive on different workers.
     with _lock((kind, namespace, name)):
-        reconcile(_Runtime.context, RECONCILERS[kind], namespace, name)
+        started = time.perf_counter()
+        try:
+            status = reconcile(_Runtime.context, RECONCILERS[kind], namespace, name)
+        except Exception:
+            metrics.RECONCILES.labels(kind, "error").inc()
+            log.exception("%s %s/%s: reconcile failed; retried at the next event or resync", kind, namespace, name)
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels(kind, "ok").inc()
+        metrics.RESOURCE_STATES.record(kind, namespace, name, status)
 
 
 @kopf.on.startup()
@@ -57,7 +70,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 16
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
-    _Runtime.context = Context(Kube.connect(), OperatorSettings.from_environment())
+    operator_settings = OperatorSettings.from_environment()
+    if operator_settings.metrics_port:
+        start_http_server(operator_settings.metrics_port, registry=metrics.REGISTRY)
+    _Runtime.context = Context(Kube.connect(), operator_settings)
 
 
 @kopf.on.probe(id="reconcilers")

@@ -27,6 +27,8 @@ class OperatorSettings:
     unschedulable_grace_seconds: int = 900
     rendezvous_port: int = 29500
     tensorboard_port: int = 6006
+    # Prometheus metrics of the operator itself; 0 turns the endpoint off.
+    metrics_port: int = 9090
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -27,10 +28,12 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_env = extra_env or {}
+        self.metrics_port = free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "OperatorProcess":
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.extra_env}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
+               "MMFT_METRICS_PORT": str(self.metrics_port), **self.extra_env}
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mmft_operator.cli", "operator", "--all-namespaces", "--liveness="],
@@ -64,6 +67,12 @@ def operator(cluster, crds, tmp_path):
     process.stop()
     if os.environ.get("MMFT_SHOW_OPERATOR_LOG"):
         print(process.log())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):

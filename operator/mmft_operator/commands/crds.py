@@ -27,7 +27,8 @@ def main(args: argparse.Namespace) -> int:
     files = render_files()
     if args.check:
         stale = [name for name, text in files.items() if _read(args.out / name) != text]
-        extra = sorted(p.name for p in args.out.glob("*.yaml") if p.name not in files) if args.out.is_dir() else []
+        known = set(files) | {"kustomization.yaml"}
+        extra = sorted(p.name for p in args.out.glob("*.yaml") if p.name not in known) if args.out.is_dir() else []
         for name in stale:
             print(f"stale: {args.out / name} (run `mmft crds`)", file=sys.stderr)
         for name in extra:

@@ -14,6 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="Liveness endpoint served by kopf (empty to disable)."
     )
+    parser.add_argument("--log-format", choices=("plain", "full", "json"), default="full",
+                        help="kopf log format; json carries the resource's namespace/name as fields.")
     parser.add_argument("--verbose", "-v", action="store_true", help="Debug logging.")
 
 
@@ -24,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
 
     import mmft_operator.handlers  # noqa: F401 - registers the handlers
 
-    kopf.configure(verbose=args.verbose)
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,

@@ -92,14 +92,14 @@ def owner_of(body: dict[str, Any]) -> Owner:
     return Owner(kind=body["kind"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
-def reconcile(ctx: Context, reconciler: KindReconciler, namespace: str, name: str) -> None:
+def reconcile(ctx: Context, reconciler: KindReconciler, namespace: str, name: str) -> dict[str, Any] | None:
+    """Bring one resource's children and status up to date; returns its status, or None once it is gone."""
     for _attempt in range(STATUS_CONFLICT_RETRIES):
         body = ctx.kube.get(Ref(API_VERSION, reconciler.kind, namespace, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return  # owner references cascade the deletion; nothing outside the cluster to clean
+            return None  # owner references cascade the deletion; nothing outside the cluster to clean
         try:
-            _reconcile_once(ctx, reconciler, body)
-            return
+            return _reconcile_once(ctx, reconciler, body)
         except ApiError as error:
             if error.status != 409:
                 raise
@@ -107,7 +107,7 @@ def reconcile(ctx: Context, reconciler: KindReconciler, namespace: str, name: st
     raise RuntimeError(f"{namespace}/{name}: status kept conflicting after {STATUS_CONFLICT_RETRIES} attempts")
 
 
-def _reconcile_once(ctx: Context, reconciler: KindReconciler, body: dict[str, Any]) -> None:
+def _reconcile_once(ctx: Context, reconciler: KindReconciler, body: dict[str, Any]) -> dict[str, Any]:
     owner = owner_of(body)
     now = ctx.clock()
     status = body.get("status") or {}
@@ -115,8 +115,9 @@ def _reconcile_once(ctx: Context, reconciler: KindReconciler, body: dict[str, An
     try:
         spec = reconciler.parse(body["spec"])
     except ValidationError as error:
-        _write_status(ctx, body, _spec_invalid_status(status, generation, now, error), now)
-        return
+        invalid = _spec_invalid_status(status, generation, now, error)
+        _write_status(ctx, body, invalid, now)
+        return invalid
 
     job_ref = Ref("batch/v1", "Job", owner.namespace, reconciler.job_name(owner))
     job = ctx.kube.get(job_ref)
