@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .metrics import precision_recall_curve, roc_curve
+from .metrics import average_precision, precision_recall_curve, roc_auc, roc_curve
 
 
 def _pyplot():
@@ -50,10 +50,12 @@ def curves_png(path: Path, kind: str, curves: dict[str, tuple[list[int], list[fl
             continue
         if kind == "roc":
             x, y, _ = roc_curve(labels, scores)
+            label = f"{name} (AUC {roc_auc(labels, scores):.3f})"
         else:
             precision, recall, _ = precision_recall_curve(labels, scores)
             x, y = recall, precision
-        axes.plot(x, y, label=name, drawstyle="default" if kind == "roc" else "steps-post")
+            label = f"{name} (AP {average_precision(labels, scores):.3f})"
+        axes.plot(x, y, label=label, drawstyle="default" if kind == "roc" else "steps-post")
         drawn += 1
     if not drawn:
         plt.close(figure)
