@@ -25,7 +25,7 @@ from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
 from mmft_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
-RESYNC_SECONDS = 60.0
+RESYNC_SECONDS = 300.0
 MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 RECONCILERS: dict[str, KindReconciler] = {
     "DatasetPrep": DatasetPrepReconciler(),
@@ -37,29 +37,49 @@ _KIND_BY_LABEL = {info.kind.lower(): info.kind for info in ALL_KINDS}
 
 class _Runtime:
     context: Context | None = None
-    locks: dict[tuple[str, str, str], threading.Lock] = {}
     guard = threading.Lock()
+    running: set[tuple[str, str, str]] = set()
+    # Triggers that arrived while the resource was being reconciled; value: whether any asked to verify children.
+    pending: dict[tuple[str, str, str], bool] = {}
 
 
-def _lock(key: tuple[str, str, str]) -> threading.Lock:
+def reconcile_resource(kind: str, namespace: str, name: str, verify_children: bool = False) -> None:
+    """Reconcile one resource; triggers arriving meanwhile collapse into one more pass.
+
+    Events of a child and of its owner arrive on different workers: one pass at a time per resource, and a burst of
+    child events (a Job, its pod, its ConfigMaps) costs at most one extra pass instead of one per event.
+    """
+    key = (kind, namespace, name)
     with _Runtime.guard:
-        return _Runtime.locks.setdefault(key, threading.Lock())
+        if key in _Runtime.running:
+            _Runtime.pending[key] = _Runtime.pending.get(key, False) or verify_children
+            return
+        _Runtime.running.add(key)
+    try:
+        while True:
+            _reconcile_measured(kind, namespace, name, verify_children)
+            with _Runtime.guard:
+                if key not in _Runtime.pending:
+                    break
+                verify_children = _Runtime.pending.pop(key)
+    finally:
+        with _Runtime.guard:
+            _Runtime.running.discard(key)
+            _Runtime.pending.pop(key, None)
 
 
-def reconcile_resource(kind: str, namespace: str, name: str) -> None:
-    # One reconcile per resource at a time: events of a child and of its owner arrive on different workers.
-    with _lock((kind, namespace, name)):
-        started = time.perf_counter()
-        try:
-            status = reconcile(_Runtime.context, RECONCILERS[kind], namespace, name)
-        except Exception:
-            metrics.RECONCILES.labels(kind, "error").inc()
-            log.exception("%s %s/%s: reconcile failed; retried at the next event or resync", kind, namespace, name)
-            raise
-        finally:
-            metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
-        metrics.RECONCILES.labels(kind, "ok").inc()
-        metrics.RESOURCE_STATES.record(kind, namespace, name, status)
+def _reconcile_measured(kind: str, namespace: str, name: str, verify_children: bool) -> None:
+    started = time.perf_counter()
+    try:
+        status = reconcile(_Runtime.context, RECONCILERS[kind], namespace, name, verify_children)
+    except Exception:
+        metrics.RECONCILES.labels(kind, "error").inc()
+        log.exception("%s %s/%s: reconcile failed; retried at the next event or resync", kind, namespace, name)
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+    metrics.RECONCILES.labels(kind, "ok").inc()
+    metrics.RESOURCE_STATES.record(kind, namespace, name, status)
 
 
 @kopf.on.startup()
@@ -123,7 +143,7 @@ def _on_owner(kind: str):
 
 def _on_timer(kind: str):
     def handler(namespace: str, name: str, **_: Any) -> None:
-        reconcile_resource(kind, namespace, name)
+        reconcile_resource(kind, namespace, name, verify_children=True)
 
     return handler
 

@@ -203,3 +203,33 @@ def test_deleting_a_finetunejob_deletes_its_children(kubectl, namespace, operato
     wait_for(lambda: kubectl("get", "jobs,configmaps,pvc,deployments,services,roles", "-n", namespace,
                              "-l", "mmft.io/owner-name=doomed", "-o", "name").stdout.strip() == "",
              timeout=60, what="garbage collection of the children")
+
+
+def test_preemption_is_retried_without_spending_the_retry_budget(kubectl, namespace, operator) -> None:
+    _prepare_namespace(kubectl, namespace)
+    _apply(kubectl, namespace, _finetunejob("spot", backoffLimit=0,
+                                            podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "600"}}))
+    wait_for(lambda: _get(kubectl, "ftj", "spot", namespace).get("status", {}).get("phase") == "Running",
+             what="Running")
+    selector = "batch.kubernetes.io/job-name=spot-train"
+    pod = json.loads(kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)["items"][0]
+    # What the kubelet reports when Autopilot reclaims a Spot node: DisruptionTarget, then the container killed.
+    pod["status"]["phase"] = "Failed"
+    pod["status"]["conditions"] = [
+        *[c for c in pod["status"].get("conditions", []) if c["type"] != "Ready"],
+        {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+         "message": "Pod was terminated in response to imminent node shutdown.",
+         "lastTransitionTime": pod["metadata"]["creationTimestamp"]},
+        {"type": "Ready", "status": "False", "lastTransitionTime": pod["metadata"]["creationTimestamp"]},
+    ]
+    for status in pod["status"]["containerStatuses"]:
+        status["ready"] = False
+        status["state"] = {"terminated": {"exitCode": 143, "reason": "Error",
+                                          "startedAt": pod["metadata"]["creationTimestamp"],
+                                          "finishedAt": pod["metadata"]["creationTimestamp"]}}
+    kubectl("replace", "--subresource=status", "-n", namespace, "-f", "-", input=json.dumps(pod))
+    status = wait_for(lambda: (s := _get(kubectl, "ftj", "spot", namespace)["status"]).get("preemptions") == 1
+                      and s["phase"] == "Running" and s, timeout=90, what="a replacement pod running")
+    assert status["failures"] == 0
+    job = _get(kubectl, "job", "spot-train", namespace)
+    assert not any(c["type"] == "Failed" and c["status"] == "True" for c in job["status"].get("conditions", []))

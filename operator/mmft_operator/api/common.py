@@ -189,6 +189,9 @@ class CommonStatus(ApiModel):
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Output locations (paths as seen by pods, and gs:// URIs) by name."
     )
+    children_hash: str | None = Field(
+        None, description="Hash of the children as last applied; the operator re-reads them only when it changes."
+    )
     resolved: dict[str, str] = Field(
         default_factory=dict,
         description="Inputs resolved from referenced resources (dataset paths, model locations) the Job was built "
