@@ -29,6 +29,7 @@ class ProcessTable:
                 start_new_session=True,  # survives the `mmft cluster up` process and ignores its Ctrl-C
             )
         (self.pid_dir / f"{name}.pid").write_text(f"{process.pid}\n{_identifying_word(argv)}\n")
+        _wait_for_exec(process, _identifying_word(argv))
         return process
 
     def log_path(self, name: str) -> Path:
@@ -69,6 +70,18 @@ class ProcessTable:
         except (FileNotFoundError, ProcessLookupError):
             return None
         return pid if word in command_line and _alive(pid) else None
+
+
+def _wait_for_exec(process: subprocess.Popen, word: str, timeout: float = 5.0) -> None:
+    """Until the child has exec'd, /proc shows the parent's command line and the pid file would look stale."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if word in Path(f"/proc/{process.pid}/cmdline").read_bytes().decode(errors="replace"):
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
 
 
 def _identifying_word(argv: list[str]) -> str:
