@@ -1,0 +1,339 @@
+"""Trainer benchmark: the seed's exact settings vs mmft's accelerator defaults, same data, one run, real `mmft train`.
+
+Model: Gemma-3-4B architecture with random weights (built here, no hub), tokenizer/processor as the tiny test model's
+recipe at Gemma 3's real 896 px and 256 tokens per image. Data: synthetic 1024x1024 JPEG "lesions" in the seed's
+chat_template format. Every variant runs as a subprocess of `python -m mmft_trainer train` with a timing plugin
+(bench/train_timing_plugin.py) that records optimizer-step end times and peak GPU memory.
+
+Reports per variant: steady-state samples/s (first --warmup-steps steps excluded), seconds per optimizer step,
+peak GPU memory, and MFU = samples/s x model FLOPs per sample / peak dense bf16 FLOP/s (FLOPs counted in
+`flops_per_sample`). Ratios are against the seed variant measured in the same run.
+
+    python bench/train_gemma3_h200.py --out /tmp/bench          # on the GPU machine
+    python bench/train_gemma3_h200.py --smoke --out /tmp/smoke  # CPU: tiny model, checks the pipeline only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "ml"))
+
+from tiny_gemma import ANSWERS, QUESTION, SYSTEM_PROMPT  # noqa: E402
+
+# Dense bf16 peak of the H100/H200 SXM datasheet (without sparsity). KINDS.md measured ~790 TFLOP/s for a large
+# bf16 matmul on this machine; MFU is reported against the datasheet number, as is customary.
+PEAK_BF16_FLOPS = 989e12
+
+GEMMA3_4B_TEXT = {
+    "vocab_size": 262208, "hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34,
+    "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "sliding_window": 1024,
+    "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 5 + ["sliding_attention"] * 4,
+    "max_position_embeddings": 131072, "query_pre_attn_scalar": 256,
+}
+GEMMA3_4B_VISION = {
+    "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+    "image_size": 896, "patch_size": 14,
+}
+TOKENS_PER_IMAGE = 256
+
+# The seed article's gemma3-melanoma.yaml, verbatim except for paths and where noted in `seed_config`.
+SEED = {
+    "model_type": "AutoModelForCausalLM", "tokenizer_type": "GemmaTokenizer", "processor_type": "AutoProcessor",
+    "chat_template": "gemma3", "hf_use_auth_token": True,
+    "load_in_4bit": True, "adapter": "qlora", "lora_r": 32, "lora_alpha": 16, "lora_dropout": 0.05,
+    "lora_target_modules": r"language_model.model.layers.[\d]+.(mlp|cross_attn|self_attn).(up|down|gate|q|k|v|o)_proj",
+    "lora_mlp_kernel": True, "lora_qkv_kernel": True, "lora_o_kernel": True,
+    "sequence_len": 4096, "optimizer": "adamw_torch_fused", "lr_scheduler": "cosine", "learning_rate": 2e-5,
+    "weight_decay": 0.01, "max_steps": 1000, "warmup_steps": 100, "gradient_checkpointing": True,
+    "gradient_accumulation_steps": 4, "micro_batch_size": 1, "save_strategy": "epoch", "save_total_limit": 2,
+    "flash_attention": True, "skip_prepare_dataset": True, "remove_unused_columns": False, "sample_packing": False,
+    "image_size": 512, "image_resize_algorithm": "bilinear", "use_tensorboard": True, "logging_steps": 10,
+}
+# The seed's regex matches no module in current transformers (preflight rejects it); same intent, current names.
+FIXED_TARGET_MODULES = r"model.language_model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj"
+
+
+def build_model(model_dir: Path, smoke: bool) -> None:
+    if (model_dir / "config.json").exists():
+        return
+    if smoke:
+        from tiny_gemma import build_tiny_gemma3
+
+        build_tiny_gemma3(model_dir)
+        return
+    import torch
+    from tiny_gemma import build_processor
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    processor = build_processor(image_size=GEMMA3_4B_VISION["image_size"], tokens_per_image=TOKENS_PER_IMAGE)
+    tokenizer = processor.tokenizer
+    token = tokenizer.convert_tokens_to_ids
+    config = Gemma3Config(
+        text_config={**GEMMA3_4B_TEXT, "pad_token_id": token("<pad>"), "bos_token_id": token("<bos>"),
+                     "eos_token_id": token("<eos>")},
+        vision_config=GEMMA3_4B_VISION, mm_tokens_per_image=TOKENS_PER_IMAGE,
+        image_token_index=token("<image_soft_token>"), boi_token_index=token("<start_of_image>"),
+        eoi_token_index=token("<end_of_image>"), pad_token_id=token("<pad>"), bos_token_id=token("<bos>"),
+        eos_token_id=token("<eos>"),
+    )
+    torch.manual_seed(0)
+    started = time.monotonic()
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = Gemma3ForConditionalGeneration(config)
+    torch.set_default_dtype(torch.float32)
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"built random Gemma-3-4B ({params / 1e9:.2f} B parameters) in {time.monotonic() - started:.0f} s",
+          flush=True)
+    del model
+    torch.cuda.empty_cache()
+
+
+def _lesion(args: tuple[int, int, str]) -> str:
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    index, size, path = args
+    rng = np.random.default_rng(index)
+    skin = rng.integers(170, 235, 3)
+    noise = rng.normal(0, 12, (size, size, 3))
+    image = Image.fromarray(np.clip(skin + noise, 0, 255).astype("uint8"))
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        radius = int(rng.integers(size // 10, size // 4))
+        cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
+        colour = tuple(int(v) for v in rng.integers(40, 140, 3))
+        draw.ellipse((cx - radius, cy - int(radius * 0.8), cx + radius, cy + int(radius * 1.1)), fill=colour)
+    image.filter(ImageFilter.GaussianBlur(3)).save(path, quality=92)
+    return path
+
+
+def build_data(data_dir: Path, rows: int, image_px: int) -> Path:
+    jsonl = data_dir / "train.jsonl"
+    if jsonl.exists():
+        return jsonl
+    (data_dir / "images").mkdir(parents=True, exist_ok=True)
+    jobs = [(index, image_px, str(data_dir / "images" / f"ISIC_{index:07d}.jpg")) for index in range(rows)]
+    with Pool(min(16, os.cpu_count() or 1)) as pool:
+        paths = pool.map(_lesion, jobs, chunksize=8)
+    with open(jsonl, "w") as handle:
+        for index, path in enumerate(paths):
+            handle.write(json.dumps({"messages": [
+                {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+                {"role": "user", "content": [{"type": "image", "path": path}, {"type": "text", "text": QUESTION}]},
+                {"role": "assistant", "content": [{"type": "text", "text": ANSWERS[index % 2]}]},
+            ]}) + "\n")
+    return jsonl
+
+
+def seed_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool) -> dict:
+    config = dict(SEED, base_model=str(model_dir), output_dir=str(out), max_steps=steps,
+                  datasets=[{"path": str(data), "type": "chat_template", "ds_type": "json",
+                             "field_messages": "messages", "chat_template": "gemma3"}])
+    config["lora_target_modules"] = FIXED_TARGET_MODULES
+    # flash_attention in Axolotl 0.19 loads its kernel from a model hub, unreachable here (and in many clusters):
+    # the seed variant falls back to Axolotl's default attention.
+    config["flash_attention"] = False
+    # No checkpoint inside the measured window (mmft turns save_strategy epoch into steps).
+    config.update(save_strategy="steps", save_steps=steps + 1)
+    return _smoke(config) if smoke else config
+
+
+def mmft_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool, **options) -> dict:
+    config = seed_config(model_dir, data, out, steps, smoke=False)
+    config.pop("flash_attention")
+    config.update(options)
+    return _smoke(config) if smoke else config
+
+
+def _smoke(config: dict) -> dict:
+    config.update(bf16=False, fp16=False, lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False,
+                  image_size=32, sequence_len=256, dataloader_num_workers=0, dataloader_pin_memory=False)
+    config.pop("dataloader_prefetch_factor", None)
+    config.pop("attn_implementation", None)
+    config.pop("flash_attention", None)
+    if config.get("adapter") == "qlora":
+        config["micro_batch_size"] = 1
+    return config
+
+
+def flops_per_sample(text_tokens: float, lora_r: int, text: dict = GEMMA3_4B_TEXT,
+                     vision: dict = GEMMA3_4B_VISION) -> dict:
+    """Model FLOPs of one training sample (2 FLOPs per multiply-add; recomputation not counted).
+
+    Text (frozen base + LoRA): forward 2*N per token over the linear layers and the tied LM head, backward the same
+    again for activation gradients only (frozen weights need no weight gradients), causal attention scores, and
+    LoRA's own forward + both backward products. Vision tower and projector (frozen, no gradient flows into them):
+    forward only, over 4096 patches, with full bidirectional attention.
+    """
+    h, layers = text["hidden_size"], text["num_hidden_layers"]
+    q_out = text["num_attention_heads"] * text["head_dim"]
+    kv_out = text["num_key_value_heads"] * text["head_dim"]
+    ffn = text["intermediate_size"]
+    projections = [(h, q_out), (h, kv_out), (h, kv_out), (q_out, h), (h, ffn), (h, ffn), (ffn, h)]
+    linear = layers * sum(i * o for i, o in projections) + h * text["vocab_size"]
+    lora = layers * sum(lora_r * (i + o) for i, o in projections)
+    causal_context = (text_tokens + 1) / 2
+    attention = layers * 2 * 2 * q_out * causal_context
+    text_flops = text_tokens * (2 * 2 * linear + 3 * attention + 6 * lora)
+
+    vh, vlayers, vffn = vision["hidden_size"], vision["num_hidden_layers"], vision["intermediate_size"]
+    patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    vision_linear = vlayers * (4 * vh * vh + 2 * vh * vffn)
+    patch_embed = 3 * vision["patch_size"] ** 2 * vh
+    vision_attention = vlayers * 2 * 2 * vh * patches * patches
+    vision_flops = 2 * patches * (vision_linear + patch_embed) + vision_attention + 2 * TOKENS_PER_IMAGE * vh * h
+    return {"text": text_flops, "vision": vision_flops, "total": text_flops + vision_flops}
+
+
+def text_tokens_per_sample(model_dir: Path, data: Path, samples: int = 16) -> float:
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    lengths = []
+    with open(data) as handle:
+        for _, line in zip(range(samples), handle):
+            messages = json.loads(line)["messages"]
+            text = processor.apply_chat_template(messages, tokenize=False)
+            image = Image.open(messages[1]["content"][0]["path"]).convert("RGB")
+            lengths.append(processor(text=text, images=[image], return_tensors="pt")["input_ids"].shape[1])
+    return statistics.mean(lengths)
+
+
+def run_variant(name: str, config: dict, work: Path, timeout: int) -> dict:
+    run_dir = work / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = dict(config, plugins=list(config.get("plugins") or []) + ["train_timing_plugin.TimingPlugin"])
+    config_path = run_dir / "axolotl.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    timing = run_dir / "timing.json"
+    env = dict(os.environ, BENCH_TIMING_FILE=str(timing), MMFT_REPORT_FILE=str(run_dir / "report.json"),
+               PYTHONPATH=os.pathsep.join([str(REPO / "bench"), os.environ.get("PYTHONPATH", "")]))
+    started = time.monotonic()
+    with open(run_dir / "log.txt", "w") as log:
+        try:
+            process = subprocess.run([sys.executable, "-m", "mmft_trainer", "train", str(config_path)], env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+            returncode = process.returncode
+        except subprocess.TimeoutExpired:
+            returncode = "timeout"
+    result = {"name": name, "returncode": returncode, "wall_seconds": round(time.monotonic() - started, 1),
+              "micro_batch_size": config["micro_batch_size"],
+              "gradient_accumulation_steps": config["gradient_accumulation_steps"],
+              "gradient_checkpointing": config["gradient_checkpointing"], "adapter": config["adapter"]}
+    if timing.exists():
+        result["timing"] = json.loads(timing.read_text())
+    else:
+        result["log_tail"] = (run_dir / "log.txt").read_text()[-3000:]
+    print(f"{name}: exit {returncode} after {result['wall_seconds']} s", flush=True)
+    return result
+
+
+def summarise(result: dict, warmup_steps: int, sample_flops: float) -> dict:
+    timing = result.get("timing")
+    if not timing or len(timing["step_ends"]) <= warmup_steps + 2:
+        return {}
+    ends = timing["step_ends"][warmup_steps:]
+    durations = [b - a for a, b in zip(ends, ends[1:])]
+    samples_per_second = timing["samples_per_step"] * len(durations) / (ends[-1] - ends[0])
+    return {
+        "measured_steps": len(durations),
+        "samples_per_second": samples_per_second,
+        "seconds_per_step": statistics.median(durations),
+        "peak_allocated_gib": timing["peak_allocated_bytes"] / 2**30,
+        "peak_reserved_gib": timing["peak_reserved_bytes"] / 2**30,
+        "device_gib": timing["device_total_bytes"] / 2**30,
+        "mfu": samples_per_second * sample_flops / PEAK_BF16_FLOPS,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mmft-bench"))
+    parser.add_argument("--smoke", action="store_true", help="tiny model on CPU: checks the pipeline, not speed")
+    parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--variants", default="seed,mmft-b4,mmft-b16,mmft-b32")
+    parser.add_argument("--timeout", type=int, default=240, help="seconds per variant")
+    parser.add_argument("--deadline", type=int, default=10**6, help="seconds for the whole benchmark")
+    args = parser.parse_args()
+    started = time.monotonic()
+    os.environ.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                      HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled", TOKENIZERS_PARALLELISM="false")
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_dir, work = args.work / "gemma3-4b-random", args.work / "runs"
+    build_model(model_dir, args.smoke)
+    data = build_data(args.work / "data", 32 if args.smoke else args.rows, 48 if args.smoke else 1024)
+
+    workers = 0 if args.smoke else 8
+    mmft = dict(adapter="lora", load_in_4bit=False, bf16=True, gradient_checkpointing=False,
+                gradient_accumulation_steps=1, attn_implementation="sdpa", dataloader_num_workers=workers,
+                dataloader_pin_memory=True, dataloader_prefetch_factor=4)
+    steps = {"seed": 12, "mmft-b4": 24, "mmft-b16": 16, "mmft-b32": 12}
+    variants = {
+        "seed": lambda: seed_config(model_dir, data, work / "seed", _steps(steps["seed"], args), args.smoke),
+        "mmft-b4": lambda: mmft_config(model_dir, data, work / "mmft-b4", _steps(steps["mmft-b4"], args),
+                                       args.smoke, micro_batch_size=4, **mmft),
+        "mmft-b16": lambda: mmft_config(model_dir, data, work / "mmft-b16", _steps(steps["mmft-b16"], args),
+                                        args.smoke, micro_batch_size=16, **mmft),
+        "mmft-b32": lambda: mmft_config(model_dir, data, work / "mmft-b32", _steps(steps["mmft-b32"], args),
+                                        args.smoke, micro_batch_size=32, **mmft),
+    }
+    tokens = text_tokens_per_sample(model_dir, data)
+    sample_flops = flops_per_sample(tokens, lora_r=SEED["lora_r"])
+    results = []
+    for name in args.variants.split(","):
+        remaining = args.deadline - (time.monotonic() - started) - 15
+        if remaining < 60:
+            print(f"{name}: skipped, {remaining:.0f} s left of the deadline", flush=True)
+            continue
+        result = run_variant(name, variants[name](), work, int(min(args.timeout, remaining)))
+        (args.out / f"{name}.log").write_text((work / name / "log.txt").read_text()[-2_000_000:])
+        result["summary"] = summarise(result, 1 if args.smoke else args.warmup_steps, sample_flops["total"])
+        results.append(result)
+        (args.out / "bench-trainer.json").write_text(json.dumps(
+            {"text_tokens_per_sample": tokens, "flops_per_sample": sample_flops, "results": results}, indent=1))
+    print_table(results, tokens, sample_flops)
+    return 0 if all(result["summary"] for result in results) else 1
+
+
+def _steps(count: int, args) -> int:
+    return 4 if args.smoke else count
+
+
+def print_table(results: list[dict], tokens: float, sample_flops: dict) -> None:
+    print(f"\ntext tokens/sample {tokens:.0f}; model TFLOPs/sample {sample_flops['total'] / 1e12:.2f} "
+          f"(text {sample_flops['text'] / 1e12:.2f}, vision {sample_flops['vision'] / 1e12:.2f})")
+    seed = next((r["summary"] for r in results if r["name"] == "seed" and r["summary"]), None)
+    print(f"{'variant':10} {'adapter':7} {'mbs':>4} {'GA':>3} {'ckpt':>5} {'samples/s':>10} {'x seed':>7} "
+          f"{'s/step':>7} {'peak GiB':>9} {'MFU':>6}")
+    for result in results:
+        s = result["summary"]
+        if not s:
+            print(f"{result['name']:10} FAILED (exit {result['returncode']})")
+            continue
+        ratio = s["samples_per_second"] / seed["samples_per_second"] if seed else float("nan")
+        print(f"{result['name']:10} {result['adapter']:7} {result['micro_batch_size']:>4} "
+              f"{result['gradient_accumulation_steps']:>3} {str(result['gradient_checkpointing']):>5} "
+              f"{s['samples_per_second']:>10.2f} {ratio:>7.1f} {s['seconds_per_step']:>7.2f} "
+              f"{s['peak_allocated_gib']:>9.1f} {s['mfu'] * 100:>5.1f}%")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
