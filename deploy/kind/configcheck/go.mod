@@ -5,6 +5,7 @@ go 1.24
 require sigs.k8s.io/kind v0.33.0
 
 require (
+	al.essio.dev/pkg/shellescape v1.5.1 // indirect
 	github.com/BurntSushi/toml v1.4.0 // indirect
 	github.com/evanphx/json-patch/v5 v5.6.0 // indirect
 	github.com/pelletier/go-toml v1.9.5 // indirect
