@@ -14,7 +14,7 @@ export KUBECONFIG
 KUBECTL=$(python3 -c 'from mmft_localcluster import kubectl_path; print(kubectl_path())')
 k() { "$KUBECTL" "$@"; }
 
-k apply --server-side -f crds/ >/dev/null
+k apply --server-side -k crds/ >/dev/null
 k wait --for=condition=Established crd -l app.kubernetes.io/part-of=mmft --timeout=60s >/dev/null
 
 mkdir -p "$STATE_DIR"

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def crds(kubectl) -> None:
     """The mmft.io CRDs installed and Established."""
-    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=mmft")
 
 

@@ -26,8 +26,8 @@ class _KubernetesJsonSchema(GenerateJsonSchema):
             return super().get_default_value(schema)
         value = schema["default_factory"]()
         if isinstance(value, BaseModel):
-            # `{}` lets the API server fill the nested defaults itself, exactly as for built-in types.
-            return {}
+            # The full object, not `{}`: the API server checks CEL rules against a default as written.
+            return value.model_dump(mode="json", by_alias=True, exclude_none=True)
         return value
 
     def encode_default(self, dft: Any) -> Any:
@@ -79,7 +79,12 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         elif key == "items":
             out["items"] = _structural(value, defs)
         elif key == "additionalProperties":
-            if isinstance(value, dict) and not node.get("x-kubernetes-preserve-unknown-fields"):
+            if node.get("x-kubernetes-preserve-unknown-fields"):
+                continue  # an open object with declared properties: unknown keys are kept as they are
+            if value is True:
+                # A map of arbitrary values: typed as a map so CEL can range over its keys.
+                out["additionalProperties"] = {"x-kubernetes-preserve-unknown-fields": True}
+            elif isinstance(value, dict):
                 out["additionalProperties"] = _structural(value, defs)
         elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"
@@ -149,7 +154,6 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
                 "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
                 "message": f"metadata.name must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters "
                 "(lowercase letters, digits, '-', starting with a letter) so its children's names fit",
-                "fieldPath": ".metadata.name",
                 "reason": "FieldValueInvalid",
             },
             *immutability_rules(info),

@@ -29,47 +29,59 @@ from .common import (
 # `language_model.model.layers...` regex matches no module).
 GEMMA3_LORA_TARGET_MODULES = r"model.language_model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj"
 
-# Axolotl keys that typed fields own: an override would silently fight the typed value, or carry a secret.
-RESERVED_OVERRIDE_KEYS = (
-    "base_model",
-    "datasets",
-    "test_datasets",
-    "output_dir",
-    "adapter",
-    "load_in_4bit",
-    "load_in_8bit",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
-    "sequence_len",
-    "optimizer",
-    "lr_scheduler",
-    "learning_rate",
-    "weight_decay",
-    "max_steps",
-    "num_epochs",
-    "warmup_steps",
-    "gradient_checkpointing",
-    "gradient_accumulation_steps",
-    "micro_batch_size",
-    "save_strategy",
-    "save_steps",
-    "save_total_limit",
-    "attn_implementation",
-    "chat_template",
-    "image_size",
-    "image_resize_algorithm",
-    "hf_use_auth_token",
-    "hub_token",
-    "wandb_api_key",
-    "tensorboard_log_dir",
-    "use_tensorboard",
-)
+# Axolotl keys that typed fields own (an override would silently fight the typed value), that the operator sets
+# (paths, logging) or that carry secrets: key -> (JSON type, where to set it instead).
+RESERVED_OVERRIDE_KEYS: dict[str, tuple[str, str]] = {
+    "base_model": ("string", "spec.baseModel"),
+    "datasets": ("array", "spec.dataset"),
+    "test_datasets": ("array", "spec.dataset"),
+    "output_dir": ("string", "the operator (the output volume)"),
+    "adapter": ("string", "spec.training.adapter"),
+    "load_in_4bit": ("boolean", "spec.training.loadIn4bit"),
+    "load_in_8bit": ("boolean", "spec.training.loadIn8bit"),
+    "lora_r": ("integer", "spec.training.lora.r"),
+    "lora_alpha": ("integer", "spec.training.lora.alpha"),
+    "lora_dropout": ("number", "spec.training.lora.dropout"),
+    "lora_target_modules": ("string", "spec.training.lora.targetModules"),
+    "sequence_len": ("integer", "spec.training.sequenceLen"),
+    "optimizer": ("string", "spec.training.optimizer"),
+    "lr_scheduler": ("string", "spec.training.lrScheduler"),
+    "learning_rate": ("number", "spec.training.learningRate"),
+    "weight_decay": ("number", "spec.training.weightDecay"),
+    "max_steps": ("integer", "spec.training.maxSteps"),
+    "num_epochs": ("integer", "spec.training.numEpochs"),
+    "warmup_steps": ("integer", "spec.training.warmupSteps"),
+    "gradient_checkpointing": ("boolean", "spec.training.gradientCheckpointing"),
+    "gradient_accumulation_steps": ("integer", "spec.training.gradientAccumulationSteps"),
+    "micro_batch_size": ("integer", "spec.training.microBatchSize"),
+    "save_strategy": ("string", "spec.training.saveStrategy"),
+    "save_steps": ("integer", "spec.training.saveSteps"),
+    "save_total_limit": ("integer", "spec.training.saveTotalLimit"),
+    "chat_template": ("string", "spec.training.chatTemplate"),
+    "image_size": ("integer", "spec.training.imageSize"),
+    "image_resize_algorithm": ("string", "spec.training.imageResizeAlgorithm"),
+    "hf_use_auth_token": ("boolean", "spec.huggingFaceTokenSecretRef"),
+    "hub_token": ("string", "a Secret (never in the spec)"),
+    "wandb_api_key": ("string", "a Secret (never in the spec)"),
+    "use_tensorboard": ("boolean", "spec.tensorboard"),
+    "tensorboard_log_dir": ("string", "the operator (TensorBoard syncs to the bucket)"),
+}
 
 
-def _cel_list(items: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f"'{item}'" for item in items) + "]"
+def _reserved_override_schema() -> dict[str, Any]:
+    """Reserved keys are declared (typed) so CEL can see them, and each refused with a pointer to its field."""
+    properties = {}
+    for key, (json_type, owner) in RESERVED_OVERRIDE_KEYS.items():
+        schema: dict[str, Any] = {"type": json_type, "description": f"Reserved: set {owner} instead."}
+        if json_type == "array":
+            schema["items"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        properties[key] = schema
+    rules = [
+        cel(f"!has(self.{key})", f"overrides.{key} is not allowed: set {owner} instead", field_path=f".{key}",
+            reason="FieldValueForbidden")
+        for key, (_json_type, owner) in RESERVED_OVERRIDE_KEYS.items()
+    ]
+    return {"x-kubernetes-preserve-unknown-fields": True, "properties": properties, **validations(*rules)}
 
 
 class DatasetSource(ApiModel):
@@ -219,17 +231,7 @@ class TrainingSettings(ApiModel):
         description="Extra Axolotl config keys for the long tail (snake_case, as in Axolotl's docs). Keys owned by "
         "typed fields, paths and secrets are refused.",
         max_length=64,
-        json_schema_extra={
-            "x-kubernetes-preserve-unknown-fields": True,
-            **validations(
-                cel(
-                    "self.all(k, !(k in " + _cel_list(RESERVED_OVERRIDE_KEYS) + "))",
-                    "overrides may not set keys that typed fields own, paths or secrets "
-                    "(base_model, datasets, output_dir, adapter, lora_*, learning_rate, hub_token, ...): "
-                    "use the typed field in spec.training instead",
-                ),
-            ),
-        },
+        json_schema_extra=_reserved_override_schema(),
     )
 
 
