@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -57,6 +59,10 @@ class LocalCluster:
 
     def up(self, timeout: float = 120.0, log: Callable[[str], None] = print) -> Path:
         """Starts a fresh cluster (or keeps a running one) and returns the admin kubeconfig's path."""
+        with self._exclusive():
+            return self._up(timeout, log)
+
+    def _up(self, timeout: float, log: Callable[[str], None]) -> Path:
         if self.is_running():
             log(f"cluster already running; kubeconfig: {self.kubeconfig}")
             return self.kubeconfig
@@ -101,9 +107,18 @@ class LocalCluster:
         return self.kubeconfig
 
     def down(self) -> list[str]:
-        stopped = self.processes.stop_all()
-        self.state_file.unlink(missing_ok=True)
-        return stopped
+        with self._exclusive():
+            stopped = self.processes.stop_all()
+            self.state_file.unlink(missing_ok=True)
+            return stopped
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One `up` or `down` at a time per state directory: two racing `up`s would orphan each other's processes."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def status(self) -> dict:
         state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
@@ -122,14 +137,12 @@ class LocalCluster:
 
     def add_gpu_nodes(self, accelerator: str, count: int, spot: bool = False) -> list[str]:
         """Adds ``count`` more simulated nodes of ``accelerator`` (e.g. for a scale benchmark); returns their names."""
-        existing = self.kubectl(
-            "get", "nodes", "-l", f"cloud.google.com/gke-accelerator={accelerator}", "-o", "name"
-        ).stdout.split()
-        nodes = gke_nodes.gpu_nodes(accelerator, count, first_index=len(existing) + 100 * spot, spot=spot)
+        selector = f"cloud.google.com/gke-accelerator={accelerator},cloud.google.com/gke-provisioning={'spot' if spot else 'standard'}"
+        existing = self.kubectl("get", "nodes", "-l", selector, "-o", "name").stdout.split()
+        nodes = gke_nodes.gpu_nodes(accelerator, count, first_index=len(existing), spot=spot)
         self.create(nodes)
-        names = [node["metadata"]["name"] for node in nodes]
-        self.kubectl("wait", "--for=condition=Ready", "--timeout=120s", *[f"node/{name}" for name in names])
-        return names
+        self._wait("kwok", time.monotonic() + 120, self._nodes_ready)
+        return [node["metadata"]["name"] for node in nodes]
 
     def _binaries(self, log: Callable[[str], None]) -> Binaries:
         binaries = Binaries.from_cache()
@@ -176,15 +189,21 @@ class LocalCluster:
         return _http_ok(f"https://127.0.0.1:{ports.apiserver}/readyz", context)
 
     def _nodes_ready(self) -> bool:
-        result = self.kubectl(
-            "get", "nodes", "-o", 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
-            check=False,
-        )
-        statuses = result.stdout.split()
-        return result.returncode == 0 and len(statuses) > 0 and all(status == "True" for status in statuses)
+        """Ready, and the node lifecycle controller has lifted its not-ready taint (until then nothing schedules)."""
+        result = self.kubectl("get", "nodes", "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        nodes = json.loads(result.stdout)["items"]
+        return bool(nodes) and all(_schedulable(node) for node in nodes)
 
     def _default_service_account_exists(self) -> bool:
         return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+
+
+def _schedulable(node: dict) -> bool:
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+    lifecycle_taints = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+    return ready and not any(taint["key"] in lifecycle_taints for taint in node["spec"].get("taints", []))
 
 
 def _kubeconfig(paths: pki.PkiPaths, identity: pki.ClientIdentity, port: int) -> str:

@@ -228,3 +228,19 @@ def test_garbage_collector_deletes_a_child_of_a_deleted_owner(kubectl, namespace
     kubectl("delete", "configmap", "owner", "-n", namespace)
     kubectl("wait", "-n", namespace, "--for=delete", "--timeout=60s", "configmap/child")
     assert kubectl("get", "configmap", "child", "-n", namespace, check=False).returncode != 0
+
+
+def test_added_gpu_nodes_are_ready_and_take_gpu_pods(kubectl, namespace, cluster):
+    from mmft_localcluster import LocalCluster
+
+    if not (cluster.parent / "state.json").exists():
+        pytest.skip("MMFT_KUBECONFIG points at a cluster this session did not start; adding nodes needs its state dir")
+    names = LocalCluster(cluster.parent).add_gpu_nodes("nvidia-h100-80gb", 1)
+    try:
+        assert names == ["gke-sim-h100-80gb-std-2"]
+        pinned = job("pinned", gpus=8, accelerator="nvidia-h100-80gb")
+        pinned["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"] = names[0]
+        apply(kubectl, pinned, namespace)
+        wait_for(kubectl, "job/pinned", "condition=Complete", namespace)
+    finally:
+        kubectl("delete", "node", *names)
