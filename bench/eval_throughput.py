@@ -141,6 +141,22 @@ def flops_per_image(loaded, examples, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
+def gpu_only_runner(loaded, examples, batch: int, repeats: int):
+    """Forward passes over one already collated batch: the model's ceiling without the data pipeline."""
+    import torch
+
+    dtype = next(loaded.model.parameters()).dtype
+    _, inputs = PromptCollator(loaded.processor, pil_loader(Path(tempfile.gettempdir())), dtype)(examples[:batch])
+    inputs = {key: value.to(loaded.device) for key, value in inputs.items()}
+
+    def run():
+        with torch.inference_mode():
+            for _ in range(repeats):
+                loaded.model(**inputs, logits_to_keep=1)
+
+    return run
+
+
 def timed(run, device) -> float:
     import torch
 
@@ -209,6 +225,9 @@ def main() -> int:
     for size in batch_sizes:
         record(f"logprob_b{size}", len(batch), timed(lambda size=size: score_logprob(
             loaded, batch, batch_size=size, workers=args.workers, **common), device))
+        repeats = max(2, args.images // (4 * size))
+        record(f"model_only_b{size}", size * repeats,
+               timed(gpu_only_runner(loaded, examples, size, repeats), device))
     best = max((name for name in results if name.startswith("logprob_b")), key=lambda n: results[n]["images_per_s"])
     results["best_logprob"] = best
     results["logprob_vs_seed"] = round(results[best]["images_per_s"] / results["seed_generate"]["images_per_s"], 1)
