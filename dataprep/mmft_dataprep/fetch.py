@@ -14,7 +14,10 @@ HTTP_TIMEOUT_SECONDS = 60
 
 def read_text(location: str) -> str:
     if gcs.is_gcs_uri(location):
-        data = gcs.download_bytes(gcs.make_client(), gcs.parse_gcs_uri(location))
+        try:
+            data = gcs.download_bytes(gcs.make_client(), gcs.parse_gcs_uri(location))
+        except gcs.ObjectNotFound as error:
+            raise ConfigError(str(error)) from error
     elif location.startswith(("http://", "https://")):
         data = _http_get(location)
     else:
@@ -33,5 +36,9 @@ def _http_get(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:
             return response.read()
+    except urllib.error.HTTPError as error:
+        if error.code in (403, 404, 410):
+            raise ConfigError(f"cannot read {url}: HTTP {error.code} {error.reason}") from error
+        raise SourceError(f"cannot download {url}: HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, OSError) as error:
         raise SourceError(f"cannot download {url}: {error}") from error

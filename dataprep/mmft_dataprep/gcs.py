@@ -19,6 +19,10 @@ from .errors import ConfigError, SourceError
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
+class ObjectNotFound(SourceError):
+    """The bucket or object does not exist."""
+
+
 @dataclass(frozen=True)
 class GcsPath:
     bucket: str
@@ -70,8 +74,12 @@ def list_objects(client, prefix: GcsPath) -> list[tuple[str, int]]:
 
 def download_bytes(client, path: GcsPath) -> bytes:
     """The object's content, checked against its stored CRC32C or MD5."""
+    from google.api_core.exceptions import NotFound
+
     try:
         return client.bucket(path.bucket).blob(path.name).download_as_bytes(checksum="auto")
+    except NotFound as error:
+        raise ObjectNotFound(f"{path.uri} does not exist") from error
     except Exception as error:  # noqa: BLE001
         raise SourceError(f"cannot download {path.uri}: {_short(error)}") from error
 

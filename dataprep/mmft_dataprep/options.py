@@ -13,6 +13,8 @@ SPLIT_NAMES = ("train", "validation", "test")
 BALANCE_MODES = ("none", "undersample", "oversample")
 RESIZE_MODES = ("fit", "crop")
 IMAGE_FORMATS = {"jpeg": ".jpg", "png": ".png"}
+# Extensions dropped from an image name to name its output file (ISIC_1.png -> ISIC_1.jpg).
+INPUT_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a dermatology assistant that helps identify potential melanoma from skin lesion images."
@@ -73,6 +75,11 @@ class PrepOptions:
     balance: str = "none"
     workers: int = 1
     duplicates_csv: str | None = None
+
+    def output_image_name(self, image: str) -> str:
+        name = Path(image).name
+        stem = Path(name).stem if Path(name).suffix.lower() in INPUT_IMAGE_SUFFIXES else name
+        return stem + self.image.suffix
 
     @property
     def images_output_dir(self) -> Path:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import fetch, labels, splitting
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .labels import DroppedItem, LabelRecord
 from .options import SPLIT_NAMES, PrepOptions
 from .outputs import chat_example, write_json_atomically, write_jsonl_atomically
@@ -57,19 +57,25 @@ def run(options: PrepOptions, phases: Phases | None = None) -> PrepResult:
     phases.enter("Preflight", "locating images")
     index = build_index(options.images_dir, options.archive_urls, options.archive_download_dir,
                         on_download_progress=_download_logger())
+    if not index.locations:
+        raise ConfigError(f"no files found in the image sources ({_sources(options)})")
     for name, others in index.shadowed.items():
         log.warning("image %s exists in several sources; using %s, ignoring %s", name,
                     describe(index.locations[name]), ", ".join(others))
-    tasks, located = [], []
+    tasks, located, owner_of_output = [], [], {}
     for record in records:
         locator = index.locate(record.image, options.image_extension)
+        output_name = options.output_image_name(record.image)
         if locator is None:
             dropped.append(DroppedItem(record.image, "missing_file",
                                        f"no {record.image}{options.image_extension} in the image sources"))
-            continue
-        destination = options.images_output_dir / (record.image + options.image.suffix)
-        tasks.append(ImageTask(record.image, locator, str(destination)))
-        located.append(record)
+        elif output_name in owner_of_output:
+            dropped.append(DroppedItem(record.image, "duplicate_row",
+                                       f"same file name as {owner_of_output[output_name]}"))
+        else:
+            owner_of_output[output_name] = record.image
+            tasks.append(ImageTask(record.image, locator, str(options.images_output_dir / output_name)))
+            located.append(record)
 
     reusable = prepare_output_dir(options.images_output_dir, options.image)
     phases.enter("Running", f"processing {len(tasks)} images on {options.workers} workers"
@@ -143,7 +149,8 @@ def _write_jsonl(split_records: dict[str, dict], options: PrepOptions) -> dict[s
     outputs = {}
     for name in SPLIT_NAMES:
         path = options.output_dir / f"{name}.jsonl"
-        rows = (chat_example(f"{prefix}/{record.image}{options.image.suffix}", record.label == 1, options.prompts)
+        rows = (chat_example(f"{prefix}/{options.output_image_name(record.image)}", record.label == 1,
+                             options.prompts)
                 for record in split_records[name]["lines"])
         write_jsonl_atomically(path, rows)
         outputs[f"{name}Jsonl"] = str(path)
@@ -181,6 +188,11 @@ def _stats(options, split_records, dropped, row_count, status_counts, image_seco
                    "imagesPerSecond": round(processed / image_seconds, 2) if image_seconds > 0 else None},
         "durationSeconds": round(total_seconds, 3),
     }
+
+
+def _sources(options: PrepOptions) -> str:
+    return ", ".join(([f"--images-dir {options.images_dir}"] if options.images_dir else [])
+                     + [f"--images-archive-url {url}" for url in options.archive_urls])
 
 
 def _download_logger():

@@ -150,14 +150,24 @@ def test_bad_configuration_exits_78_with_a_named_reason(dataset, tmp_path, repor
 
 
 def test_no_usable_images_exits_65(tmp_path, report_file):
-    dataset_dir = tmp_path / "data"
-    (dataset_dir / "images").mkdir(parents=True)
-    labels = dataset_dir / "labels.csv"
+    labels = tmp_path / "labels.csv"
     labels.write_text("image_name,patient_id,target\nISIC_1,P1,0\nISIC_2,P2,1\n")
-    code = mmft(["dataprep", "--labels-csv", str(labels), "--images-dir", str(dataset_dir / "images"),
+    write_jpeg(tmp_path / "images" / "ISIC_unlabelled.jpg", 32, 32, seed=1)
+    (tmp_path / "images" / "ISIC_2.jpg").write_text("not an image")
+    code = mmft(["dataprep", "--labels-csv", str(labels), "--images-dir", str(tmp_path / "images"),
                  "--output-dir", str(tmp_path / "out")])
     assert code == DATA_INVALID
     assert "could be used" in WorkloadReport.from_json(report_file.read_text()).message
+
+
+def test_empty_image_source_exits_78_naming_it(tmp_path, report_file):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image_name,patient_id,target\nISIC_1,P1,0\n")
+    (tmp_path / "empty").mkdir()
+    code = mmft(["dataprep", "--labels-csv", str(labels), "--images-dir", str(tmp_path / "empty"),
+                 "--output-dir", str(tmp_path / "out")])
+    assert code == CONFIG_INVALID
+    assert f"--images-dir {tmp_path / 'empty'}" in WorkloadReport.from_json(report_file.read_text()).message
 
 
 def test_too_few_patients_for_three_splits_exits_65(tmp_path, report_file):
@@ -185,9 +195,12 @@ def test_csv_with_byte_order_mark_and_custom_columns(tmp_path, report_file):
                  "--group-column", "subject", "--positive-value", "malignant", "--positive-answer", "Malignant.",
                  "--negative-answer", "Benign."])
     assert code == 0
-    answers = [line["messages"][2]["content"][0]["text"]
-               for split in SPLITS for line in read_jsonl(tmp_path / "out" / f"{split}.jsonl")]
+    lines = [line for split in SPLITS for line in read_jsonl(tmp_path / "out" / f"{split}.jsonl")]
+    answers = [line["messages"][2]["content"][0]["text"] for line in lines]
     assert answers.count("Malignant.") == 10 and answers.count("Benign.") == 30
+    image_paths = sorted(Path(line["messages"][1]["content"][0]["path"]) for line in lines)
+    assert [path.name for path in image_paths] == sorted(f"img{i}.jpg" for i in range(40))
+    assert all(path.exists() for path in image_paths)
 
 
 def test_module_imports_only_the_standard_library():

@@ -12,6 +12,7 @@ from gcs_emulator import gcs_emulator  # noqa: F401 - the fixture
 from mmft_dataprep import gcs
 from mmft_dataprep.errors import SourceError
 from mmft_operator.cli import main as mmft
+from mmft_operator.contracts.exit_codes import CONFIG_INVALID
 
 SPLITS = ("train", "validation", "test")
 
@@ -68,6 +69,16 @@ def test_gcs_labels_and_images_give_the_same_dataset_as_local_files(dataset, sto
     reasons = {item["image"]: item["reason"]
                for item in json.loads((output / "stats.json").read_text())["dropped"]["items"]}
     assert reasons[dataset.corrupt] == "corrupt" and reasons[dataset.missing] == "missing_file"
+
+
+def test_missing_gcs_labels_csv_is_a_configuration_error(storage, tmp_path, monkeypatch):
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("MMFT_REPORT_FILE", str(report))
+    storage.create_bucket("nolabels")
+    code = mmft(["dataprep", "--labels-csv", "gs://nolabels/absent.csv", "--images-dir", str(tmp_path),
+                 "--output-dir", str(tmp_path / "out")])
+    assert code == CONFIG_INVALID
+    assert "gs://nolabels/absent.csv does not exist" in json.loads(report.read_text())["message"]
 
 
 def test_zip_archive_over_http_with_a_damaged_member(dataset, tmp_path, monkeypatch):
