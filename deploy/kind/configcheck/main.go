@@ -80,12 +80,16 @@ func check(path string) (*report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node %d (%s): %w", i, n.Role, err)
 		}
+		labels := map[string]string{}
+		for key, value := range n.Labels {
+			labels[key] = value
+		}
 		mounts := make([]mount, 0, len(n.ExtraMounts))
 		for _, m := range n.ExtraMounts {
 			mounts = append(mounts, mount{HostPath: m.HostPath, ContainerPath: m.ContainerPath, ReadOnly: m.Readonly})
 		}
 		out.Nodes = append(out.Nodes, node{
-			Name: name, Role: string(n.Role), Image: n.Image, Labels: n.Labels, ExtraMounts: mounts, KubeadmConfig: kubeadmConfig,
+			Name: name, Role: string(n.Role), Image: n.Image, Labels: labels, ExtraMounts: mounts, KubeadmConfig: kubeadmConfig,
 		})
 	}
 	return out, nil
