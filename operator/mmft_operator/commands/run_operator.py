@@ -21,12 +21,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     import kopf
 
     import mmft_operator.handlers  # noqa: F401 - registers the handlers
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    if not args.verbose:
+        # kopf logs every handled watch event at INFO; the operator logs its own transitions and failures.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
