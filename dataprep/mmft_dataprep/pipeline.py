@@ -41,20 +41,50 @@ class Phases:
 def run(options: PrepOptions, phases: Phases | None = None) -> PrepResult:
     phases = phases or Phases()
     started = time.monotonic()
-    dropped: list[DroppedItem] = []
 
     phases.enter("Preflight", f"reading labels from {options.labels_csv}")
-    records, bad_rows = labels.parse_labels(fetch.read_text(options.labels_csv), options.columns,
-                                            options.labels_csv)
-    row_count = len(records) + len(bad_rows)
-    dropped += bad_rows
+    records, dropped, row_count = _read_labels(options)
+    phases.enter("Preflight", "locating images")
+    tasks, located = _locate_images(records, options, dropped)
+
+    reusable = prepare_output_dir(options.images_output_dir, options.image)
+    phases.enter("Running", f"processing {len(tasks)} images on {options.workers} workers"
+                 + (" (reusing finished images of an earlier run)" if reusable else ""))
+    image_started = time.monotonic()
+    failed, status_counts = _process_images(tasks, options, phases)
+    image_seconds = time.monotonic() - image_started
+    dropped += [DroppedItem(result.image, result.status, result.detail) for result in failed.values()]
+    usable = [record for record in located if record.image not in failed]
+    if not usable:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in Counter(d.reason for d in dropped).items())
+        raise DataError(f"none of the {len(records)} labelled images could be used (dropped: {reasons})")
+
+    phases.enter("Saving", "splitting and writing JSONL")
+    split_records = _split(usable, options)
+    outputs = _write_jsonl(split_records, options)
+    stats = _stats(options, split_records, dropped, row_count, status_counts, image_seconds,
+                   time.monotonic() - started)
+    stats_path = options.output_dir / "stats.json"
+    write_json_atomically(stats_path, stats)
+    outputs["statsJson"] = str(stats_path)
+    outputs["imagesDir"] = options.training_image_prefix
+    return PrepResult(stats, outputs)
+
+
+def _read_labels(options: PrepOptions) -> tuple[list[LabelRecord], list[DroppedItem], int]:
+    records, dropped = labels.parse_labels(fetch.read_text(options.labels_csv), options.columns,
+                                           options.labels_csv)
+    row_count = len(records) + len(dropped)
     if options.duplicates_csv:
         records, listed = _drop_listed_duplicates(records, options.duplicates_csv)
         dropped += listed
     if not records:
         raise DataError(f"{options.labels_csv}: no usable rows ({row_count} rows, {len(dropped)} dropped)")
+    return records, dropped, row_count
 
-    phases.enter("Preflight", "locating images")
+
+def _locate_images(records: list[LabelRecord], options: PrepOptions, dropped: list[DroppedItem]):
+    """(tasks, their records); records without a file, or sharing an output name, go to ``dropped``."""
     index = build_index(options.images_dir, options.archive_urls, options.archive_download_dir,
                         on_download_progress=_download_logger())
     if not index.locations:
@@ -76,11 +106,11 @@ def run(options: PrepOptions, phases: Phases | None = None) -> PrepResult:
             owner_of_output[output_name] = record.image
             tasks.append(ImageTask(record.image, locator, str(options.images_output_dir / output_name)))
             located.append(record)
+    return tasks, located
 
-    reusable = prepare_output_dir(options.images_output_dir, options.image)
-    phases.enter("Running", f"processing {len(tasks)} images on {options.workers} workers"
-                 + (" (reusing finished images of an earlier run)" if reusable else ""))
-    image_started = time.monotonic()
+
+def _process_images(tasks: list[ImageTask], options: PrepOptions, phases: Phases):
+    """(failed results by image, count per status)."""
     status_counts: Counter[str] = Counter()
     failed: dict[str, TaskResult] = {}
     meter = ProgressMeter("images", len(tasks), on_update=phases.progress)
@@ -94,22 +124,7 @@ def run(options: PrepOptions, phases: Phases | None = None) -> PrepResult:
 
     run_tasks(tasks, options.image, options.workers, on_result)
     meter.close()
-    image_seconds = time.monotonic() - image_started
-    usable = [record for record in located if record.image not in failed]
-    dropped += [DroppedItem(result.image, result.status, result.detail) for result in failed.values()]
-    if not usable:
-        raise DataError(f"none of the {len(records)} labelled images could be used; see the dropped items")
-
-    phases.enter("Saving", "splitting and writing JSONL")
-    split_records = _split(usable, options)
-    outputs = _write_jsonl(split_records, options)
-    stats = _stats(options, split_records, dropped, row_count, status_counts, image_seconds,
-                   time.monotonic() - started)
-    stats_path = options.output_dir / "stats.json"
-    write_json_atomically(stats_path, stats)
-    outputs["statsJson"] = str(stats_path)
-    outputs["imagesDir"] = options.training_image_prefix
-    return PrepResult(stats, outputs)
+    return failed, status_counts
 
 
 def _drop_listed_duplicates(records: list[LabelRecord], duplicates_csv: str):

@@ -20,10 +20,6 @@ class _Group:
     name: str
     counts: list[int]  # items per class
 
-    @property
-    def size(self) -> int:
-        return sum(self.counts)
-
 
 def assign_groups(records: Sequence[LabelRecord], fractions: Sequence[float], seed: int) -> dict[str, int]:
     """Group name -> split index. Depends only on the set of records and the seed, not on their order."""
