@@ -48,7 +48,7 @@ build_component() {
     done
     rm -rf "$dir"
     mv "$staging" "$dir"
-    log_time "$name" "$(elapsed_since "$started")" cold
+    log_time "$name" "$(elapsed_since "$started")" built
 }
 
 build_etcd() {

@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mmft_localcluster import components, gke_nodes, pki
 from mmft_localcluster.components import ComponentFiles, Ports
@@ -78,14 +78,17 @@ class LocalCluster:
         try:
             self.processes.start("etcd", components.etcd_command(binaries, files, ports))
             self._wait("etcd", deadline, lambda: _http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"))
+            phases = {"etcd_healthy": round(time.monotonic() - started, 2)}
             self.processes.start("kube-apiserver", components.apiserver_command(binaries, files, ports))
             self._wait("kube-apiserver", deadline, lambda: self._apiserver_ready(files, ports))
+            phases["apiserver_ready"] = round(time.monotonic() - started, 2)
             self.processes.start("kube-controller-manager", components.controller_manager_command(binaries, files))
             self.processes.start("kube-scheduler", components.scheduler_command(binaries, files))
             self.processes.start("kwok", components.kwok_command(binaries, files))
             self.processes.start("provisioner", components.provisioner_command(files), env=_python_env())
             self.create(gke_nodes.storage_manifests() + gke_nodes.default_nodes())
             self._wait("kwok", deadline, self._nodes_ready)
+            phases["nodes_schedulable"] = round(time.monotonic() - started, 2)
             self._wait("kube-controller-manager", deadline, self._default_service_account_exists)
         except BaseException:
             self.processes.stop_all()
@@ -97,6 +100,7 @@ class LocalCluster:
                     "ports": vars(ports),
                     "versions": read_versions(),
                     "startup_seconds": startup_seconds,
+                    "startup_phases_seconds": phases,
                     "kubeconfig": str(self.kubeconfig),
                     "audit_log": str(self.audit_log),
                 },
@@ -137,7 +141,8 @@ class LocalCluster:
 
     def add_gpu_nodes(self, accelerator: str, count: int, spot: bool = False) -> list[str]:
         """Adds ``count`` more simulated nodes of ``accelerator`` (e.g. for a scale benchmark); returns their names."""
-        selector = f"cloud.google.com/gke-accelerator={accelerator},cloud.google.com/gke-provisioning={'spot' if spot else 'standard'}"
+        provisioning = "spot" if spot else "standard"
+        selector = f"cloud.google.com/gke-accelerator={accelerator},cloud.google.com/gke-provisioning={provisioning}"
         existing = self.kubectl("get", "nodes", "-l", selector, "-o", "name").stdout.split()
         nodes = gke_nodes.gpu_nodes(accelerator, count, first_index=len(existing), spot=spot)
         self.create(nodes)
@@ -211,7 +216,10 @@ def _kubeconfig(paths: pki.PkiPaths, identity: pki.ClientIdentity, port: int) ->
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": "mmft-local", "cluster": {"server": f"https://127.0.0.1:{port}", "certificate-authority": str(paths.ca_cert)}}
+            {
+                "name": "mmft-local",
+                "cluster": {"server": f"https://127.0.0.1:{port}", "certificate-authority": str(paths.ca_cert)},
+            }
         ],
         "users": [
             {

@@ -52,7 +52,7 @@ class Binaries:
     kwok: Path
 
     @classmethod
-    def from_cache(cls) -> "Binaries":
+    def from_cache(cls) -> Binaries:
         versions = read_versions()
         root, go = cache_root(), go_version()
         kubernetes = root / f"kubernetes-{versions['KUBERNETES_VERSION']}-{go}"

@@ -84,7 +84,7 @@ def create_pki(directory: Path) -> PkiPaths:
 
     paths = PkiPaths(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
 
     def new_key():
         return ec.generate_private_key(ec.SECP256R1())
@@ -157,9 +157,7 @@ def _write(key_path: Path, key, cert_path: Path, cert) -> None:
 def _write_key(path: Path, key) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.touch(mode=0o600, exist_ok=True)
     path.write_bytes(pem)
 
@@ -167,6 +165,4 @@ def _write_key(path: Path, key) -> None:
 def _public_pem(key) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

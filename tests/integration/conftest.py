@@ -72,4 +72,3 @@ def namespace(kubectl) -> str:
         time.sleep(0.2)
     yield name
     kubectl("delete", "namespace", name, "--wait=false")
-

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from mmft_localcluster.gke_nodes import GPU_SHAPES
 
 pytestmark = pytest.mark.integration
@@ -67,34 +66,33 @@ def timestamp(value: str) -> datetime.datetime:
 
 
 def test_simulated_nodes_are_ready_with_gke_labels_taints_and_capacity(kubectl):
-    nodes = get(kubectl, "nodes", "-l", "type=kwok")["items"]
-    by_accelerator: dict[str, list[dict]] = {}
-    for node in nodes:
-        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
-        assert ready["status"] == "True", node["metadata"]["name"]
-        accelerator = node["metadata"]["labels"].get("cloud.google.com/gke-accelerator", "none")
-        by_accelerator.setdefault(accelerator, []).append(node)
+    nodes = {node["metadata"]["name"]: node for node in get(kubectl, "nodes", "-l", "type=kwok")["items"]}
+    gpu_nodes = {f"gke-sim-{shape.short_name}-std-{index}" for shape in GPU_SHAPES.values() for index in (0, 1)}
+    started_with = gpu_nodes | {"gke-sim-cpu-0", "gke-sim-cpu-1", "gke-sim-a100-spot-0"}
+    assert started_with <= set(nodes), f"missing: {sorted(started_with - set(nodes))}"
 
-    assert {name: len(group) for name, group in by_accelerator.items()} == {
-        **{accelerator: 2 for accelerator in GPU_SHAPES},
-        A100: 3,  # two standard and one Spot
-        "none": 2,
-    }
-    for accelerator, shape in GPU_SHAPES.items():
-        for node in by_accelerator[accelerator]:
-            labels = node["metadata"]["labels"]
-            assert labels["node.kubernetes.io/instance-type"] == shape.machine_type
-            assert labels["cloud.google.com/machine-family"] == shape.machine_family
-            assert labels["cloud.google.com/gke-accelerator-count"] == "8"
-            assert labels["kubernetes.io/hostname"] == node["metadata"]["name"]
-            assert labels["topology.kubernetes.io/zone"].startswith("us-central1-")
-            assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
-            assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node["spec"]["taints"]
-    spot = [node for node in by_accelerator[A100] if node["metadata"]["labels"].get("cloud.google.com/gke-spot")]
-    assert len(spot) == 1 and spot[0]["metadata"]["labels"]["cloud.google.com/gke-spot"] == "true"
-    for node in by_accelerator["none"]:
-        assert "nvidia.com/gpu" not in node["status"]["allocatable"]
-        assert not node["spec"].get("taints")
+    for name, node in nodes.items():
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True", name
+        labels = node["metadata"]["labels"]
+        assert labels["kubernetes.io/hostname"] == name
+        assert labels["topology.kubernetes.io/zone"].startswith("us-central1-")
+        accelerator = labels.get("cloud.google.com/gke-accelerator")
+        if accelerator is None:
+            assert labels["node.kubernetes.io/instance-type"] == "e2-standard-16", name
+            assert "nvidia.com/gpu" not in node["status"]["allocatable"]
+            assert not node["spec"].get("taints"), name
+            continue
+        shape = GPU_SHAPES[accelerator]
+        assert labels["node.kubernetes.io/instance-type"] == shape.machine_type
+        assert labels["cloud.google.com/machine-family"] == shape.machine_family
+        assert labels["cloud.google.com/gke-accelerator-count"] == "8"
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+        assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node["spec"]["taints"]
+        spot_taint = {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}
+        is_spot = labels.get("cloud.google.com/gke-spot") == "true"
+        assert (spot_taint in node["spec"]["taints"]) == is_spot, name
+    assert nodes["gke-sim-a100-spot-0"]["metadata"]["labels"]["cloud.google.com/gke-accelerator"] == A100
 
 
 def test_gpu_job_is_tolerated_by_admission_lands_on_a100_and_completes(kubectl, namespace):
@@ -147,7 +145,9 @@ def test_failed_job_pod_fails_the_job(kubectl, namespace):
 
 def test_waiting_reason_annotation_keeps_the_container_waiting(kubectl, namespace):
     apply(kubectl, pod("no-image", {"kwok.mmft.io/waiting-reason": "ErrImagePull"}), namespace)
-    wait_for(kubectl, "pod/no-image", "jsonpath={.status.containerStatuses[0].state.waiting.reason}=ErrImagePull", namespace)
+    wait_for(
+        kubectl, "pod/no-image", "jsonpath={.status.containerStatuses[0].state.waiting.reason}=ErrImagePull", namespace
+    )
     time.sleep(2)  # it must stay so, not move on to Running
 
     status = get(kubectl, "pod", "no-image", "-n", namespace)["status"]
@@ -207,7 +207,15 @@ def test_service_account_needs_rbac_to_list_secrets(kubectl, namespace):
     assert (denied.returncode, denied.stdout.strip()) == (1, "no")
 
     kubectl("create", "role", "secret-reader", "--verb=list", "--resource=secrets", "-n", namespace)
-    kubectl("create", "rolebinding", "reader", "--role=secret-reader", f"--serviceaccount={namespace}:default", "-n", namespace)
+    kubectl(
+        "create",
+        "rolebinding",
+        "reader",
+        "--role=secret-reader",
+        f"--serviceaccount={namespace}:default",
+        "-n",
+        namespace,
+    )
     allowed = kubectl("auth", "can-i", "list", "secrets", "-n", namespace, subject, check=False)
     assert (allowed.returncode, allowed.stdout.strip()) == (0, "yes")
 
@@ -235,9 +243,10 @@ def test_added_gpu_nodes_are_ready_and_take_gpu_pods(kubectl, namespace, cluster
 
     if not (cluster.parent / "state.json").exists():
         pytest.skip("MMFT_KUBECONFIG points at a cluster this session did not start; adding nodes needs its state dir")
+    before = get(kubectl, "nodes", "-l", "cloud.google.com/gke-accelerator=nvidia-h100-80gb")["items"]
     names = LocalCluster(cluster.parent).add_gpu_nodes("nvidia-h100-80gb", 1)
     try:
-        assert names == ["gke-sim-h100-80gb-std-2"]
+        assert names[0] not in {node["metadata"]["name"] for node in before}
         pinned = job("pinned", gpus=8, accelerator="nvidia-h100-80gb")
         pinned["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"] = names[0]
         apply(kubectl, pinned, namespace)
