@@ -41,6 +41,7 @@ class Phases:
 def run(options: PrepOptions, phases: Phases | None = None) -> PrepResult:
     phases = phases or Phases()
     started = time.monotonic()
+    _remove_leftover_temporaries(options.output_dir)
 
     phases.enter("Preflight", f"reading labels from {options.labels_csv}")
     records, dropped, row_count = _read_labels(options)
@@ -69,6 +70,13 @@ def run(options: PrepOptions, phases: Phases | None = None) -> PrepResult:
     outputs["statsJson"] = str(stats_path)
     outputs["imagesDir"] = options.training_image_prefix
     return PrepResult(stats, outputs)
+
+
+def _remove_leftover_temporaries(output_dir: Path) -> None:
+    """Temporary files of a run that was killed mid-write (the outputs themselves are always whole)."""
+    for name in ("train.jsonl", "validation.jsonl", "test.jsonl", "stats.json"):
+        for leftover in output_dir.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def _read_labels(options: PrepOptions) -> tuple[list[LabelRecord], list[DroppedItem], int]:

@@ -127,6 +127,16 @@ def test_crash_while_writing_jsonl_leaves_the_previous_file_whole(dataset, tmp_p
     assert WorkloadReport.from_json(report_file.read_text()).phase == "Failed"
 
 
+def test_temporaries_of_a_killed_run_are_removed(dataset, tmp_path, report_file):
+    output = tmp_path / "out"
+    (output / "images").mkdir(parents=True)
+    killed = [output / ".train.jsonl.abc123.tmp", output / "images" / ".ISIC_1.jpg.xyz.tmp"]
+    for path in killed:
+        path.write_text("half a file")
+    assert run_dataprep(dataset, output) == 0
+    assert not any(path.exists() for path in killed)
+
+
 def test_balance_applies_to_train_lines_only(dataset, tmp_path, report_file):
     output = tmp_path / "out"
     assert run_dataprep(dataset, output, "--balance", "undersample") == 0
