@@ -285,7 +285,10 @@ def main() -> int:
     mmft = dict(adapter="lora", load_in_4bit=False, bf16=True, gradient_checkpointing=False,
                 gradient_accumulation_steps=1, attn_implementation="sdpa", dataloader_num_workers=workers,
                 dataloader_pin_memory=True, dataloader_prefetch_factor=4)
-    steps = {"seed": 12, "mmft-b4": 24, "mmft-b16": 16, "mmft-b32": 12}
+    liger = dict(plugins=["axolotl.integrations.liger.LigerPlugin"], liger_rms_norm=True, liger_rope=True,
+                 liger_fused_linear_cross_entropy=True)
+    steps = {"seed": 12, "mmft-b4": 24, "mmft-b16": 16, "mmft-b32": 12, "mmft-b16-liger": 16,
+             "mmft-b24-liger": 14, "mmft-b16-compile": 16}
     variants = {
         "seed": lambda: seed_config(model_dir, data, work / "seed", _steps(steps["seed"], args), args.smoke),
         "mmft-b4": lambda: mmft_config(model_dir, data, work / "mmft-b4", _steps(steps["mmft-b4"], args),
@@ -295,6 +298,17 @@ def main() -> int:
         "mmft-b32": lambda: mmft_config(model_dir, data, work / "mmft-b32", _steps(steps["mmft-b32"], args),
                                         args.smoke, micro_batch_size=32, **mmft),
     }
+    variants.update({
+        "mmft-b16-liger": lambda: mmft_config(model_dir, data, work / "mmft-b16-liger",
+                                              _steps(steps["mmft-b16-liger"], args), args.smoke,
+                                              micro_batch_size=16, **mmft, **liger),
+        "mmft-b24-liger": lambda: mmft_config(model_dir, data, work / "mmft-b24-liger",
+                                              _steps(steps["mmft-b24-liger"], args), args.smoke,
+                                              micro_batch_size=24, **mmft, **liger),
+        "mmft-b16-compile": lambda: mmft_config(model_dir, data, work / "mmft-b16-compile",
+                                                _steps(steps["mmft-b16-compile"], args), args.smoke,
+                                                micro_batch_size=16, torch_compile=True, **mmft),
+    })
     tokens = text_tokens_per_sample(model_dir, data)
     sample_flops = flops_per_sample(tokens, lora_r=SEED["lora_r"])
     results = []

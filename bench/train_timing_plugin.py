@@ -19,6 +19,8 @@ class StepTimingCallback(TrainerCallback):
         self.path = path
         self.step_ends: list[float] = []
         self.samples_per_step = 0
+        self.peak_allocated = 0
+        self.peak_reserved = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         import torch
@@ -34,6 +36,9 @@ class StepTimingCallback(TrainerCallback):
         # The step's kernels must have finished before its end time is read.
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+            # Axolotl resets the peak statistics each time it logs memory, so keep the maximum seen per step.
+            self.peak_allocated = max(self.peak_allocated, torch.cuda.max_memory_allocated())
+            self.peak_reserved = max(self.peak_reserved, torch.cuda.max_memory_reserved())
         self.step_ends.append(time.perf_counter())
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -43,8 +48,8 @@ class StepTimingCallback(TrainerCallback):
         record = {
             "step_ends": self.step_ends,
             "samples_per_step": self.samples_per_step,
-            "peak_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else 0,
-            "peak_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else 0,
+            "peak_allocated_bytes": self.peak_allocated,
+            "peak_reserved_bytes": self.peak_reserved,
             "device_total_bytes": torch.cuda.get_device_properties(0).total_memory if cuda else 0,
         }
         with open(self.path, "w") as handle:
