@@ -98,6 +98,11 @@ class PrepOptions:
             raise ConfigError("give --images-dir or at least one --images-archive-url")
         if str(self.output_dir).startswith(("gs://", "http://", "https://")):
             raise ConfigError(f"--output-dir must be a local or mounted path, got {self.output_dir}")
+        if self.images_dir and not self.images_dir.startswith("gs://"):
+            source, target = Path(self.images_dir).resolve(), self.images_output_dir.resolve()
+            if source == target or source in target.parents or target in source.parents:
+                raise ConfigError(f"--output-dir {self.output_dir} would write images into --images-dir "
+                                  f"{self.images_dir}; choose an output directory outside the inputs")
         for url in self.archive_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"--images-archive-url must be http(s)://, got {url!r}")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .imaging import prepare_image
 from .options import ImageSettings
 from .sources import Locator, open_image_source
@@ -38,26 +38,36 @@ class TaskResult:
 
 
 def prepare_output_dir(images_dir: Path, settings: ImageSettings) -> bool:
-    """Make the images dir ready; True when its existing images were made with ``settings`` and can be reused."""
+    """Make the images dir ready; True when its existing images were made with ``settings`` and can be reused.
+
+    Images of an earlier run with other settings are deleted; files that no run of ours made (no settings
+    file) are never touched: the run refuses to start instead.
+    """
     images_dir.mkdir(parents=True, exist_ok=True)
     for leftover in images_dir.glob(".*.tmp"):
         leftover.unlink(missing_ok=True)
     settings_file = images_dir / SETTINGS_FILE
     wanted = settings.fingerprint()
+    existing = [entry for entry in os.scandir(images_dir) if entry.is_file() and not entry.name.startswith(".")]
     try:
-        reusable = json.loads(settings_file.read_text()) == wanted
+        previous = json.loads(settings_file.read_text())
+    except FileNotFoundError:
+        if existing:
+            raise ConfigError(f"{images_dir} already holds {len(existing)} files that mmft dataprep did not "
+                              "write; choose an empty --output-dir") from None
+        previous = None
     except (OSError, ValueError):
-        reusable = False
-    if not reusable:
-        stale = [entry for entry in os.scandir(images_dir) if entry.is_file() and not entry.name.startswith(".")]
-        if stale:
-            log.warning("image settings changed (now %s): removing %d images of an earlier run", wanted, len(stale))
-        for entry in stale:
-            os.unlink(entry.path)
-        tmp = settings_file.with_name(settings_file.name + ".tmp")
-        tmp.write_text(json.dumps(wanted))
-        os.replace(tmp, settings_file)
-    return reusable
+        previous = None
+    if previous == wanted:
+        return True
+    if existing:
+        log.warning("image settings changed (now %s): removing %d images of an earlier run", wanted, len(existing))
+    for entry in existing:
+        os.unlink(entry.path)
+    tmp = settings_file.with_name(settings_file.name + ".tmp")
+    tmp.write_text(json.dumps(wanted))
+    os.replace(tmp, settings_file)
+    return False
 
 
 def run_tasks(tasks: list[ImageTask], settings: ImageSettings, workers: int,

@@ -159,6 +159,16 @@ def test_bad_configuration_exits_78_with_a_named_reason(dataset, tmp_path, repor
     assert report.phase == "Failed" and message in report.message
 
 
+def test_inputs_are_never_overwritten(dataset, tmp_path, report_file):
+    assert mmft(["dataprep", "--labels-csv", str(dataset.labels_csv), "--images-dir", str(dataset.images_dir),
+                 "--output-dir", str(dataset.root)]) == CONFIG_INVALID
+    assert "--images-dir" in WorkloadReport.from_json(report_file.read_text()).message
+    foreign = tmp_path / "out" / "images" / "holiday.jpg"
+    write_jpeg(foreign, 16, 16, seed=1)
+    assert run_dataprep(dataset, tmp_path / "out") == CONFIG_INVALID
+    assert "did not write" in WorkloadReport.from_json(report_file.read_text()).message and foreign.exists()
+
+
 def test_no_usable_images_exits_65(tmp_path, report_file):
     labels = tmp_path / "labels.csv"
     labels.write_text("image_name,patient_id,target\nISIC_1,P1,0\nISIC_2,P2,1\n")
