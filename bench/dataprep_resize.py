@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from mmft_dataprep.imaging import fit_size, prepare_image, resize_image, save_atomically
 from mmft_dataprep.options import ImageSettings, default_workers
 from mmft_dataprep.processing import ImageTask, run_tasks
 from mmft_dataprep.quality import psnr, reference_resize
+from PIL import Image
 
 WIDTH, HEIGHT = 6000, 4000
 
@@ -182,7 +181,7 @@ def main() -> None:
         "allWorkers": {"imagesPerSecond": round(pooled_wall, 2), "imagesPerCpuSecond": round(pooled_cpu, 2)},
     }
     results["loadAverageAtEnd"] = os.getloadavg()[0]
-    print(f"\nmmft pipeline stage, all profiles mixed (wall clock; per CPU second incl. workers and start-up):")
+    print("\nmmft pipeline stage, all profiles mixed (wall clock; per CPU second incl. workers and start-up):")
     print(f"  1 worker : {single_wall:6.2f} images/s, {single_cpu:6.2f} images per CPU second")
     print(f"  {workers} workers: {pooled_wall:6.2f} images/s, {pooled_cpu:6.2f} images per CPU second "
           f"(load average now {os.getloadavg()[0]:.1f})")

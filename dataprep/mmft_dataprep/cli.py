@@ -15,8 +15,15 @@ _DEFAULTS_NOTE = "Defaults reproduce the seed notebook's texts and 80/10/10 spli
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from .options import (BALANCE_MODES, DEFAULT_NEGATIVE_ANSWER, DEFAULT_POSITIVE_ANSWER, DEFAULT_QUESTION,
-                          DEFAULT_SYSTEM_PROMPT, IMAGE_FORMATS, RESIZE_MODES)
+    from .options import (
+        BALANCE_MODES,
+        DEFAULT_NEGATIVE_ANSWER,
+        DEFAULT_POSITIVE_ANSWER,
+        DEFAULT_QUESTION,
+        DEFAULT_SYSTEM_PROMPT,
+        IMAGE_FORMATS,
+        RESIZE_MODES,
+    )
 
     parser.epilog = _DEFAULTS_NOTE
     inputs = parser.add_argument_group("inputs")

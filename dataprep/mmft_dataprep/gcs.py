@@ -32,7 +32,7 @@ class GcsPath:
     def uri(self) -> str:
         return f"gs://{self.bucket}/{self.name}"
 
-    def child(self, relative: str) -> "GcsPath":
+    def child(self, relative: str) -> GcsPath:
         return GcsPath(self.bucket, f"{self.name.rstrip('/')}/{relative}" if self.name else relative)
 
 

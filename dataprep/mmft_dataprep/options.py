@@ -93,7 +93,7 @@ class PrepOptions:
     def archive_download_dir(self) -> Path:
         return self.download_dir or self.output_dir / ".downloads"
 
-    def validate(self) -> "PrepOptions":
+    def validate(self) -> PrepOptions:
         if not self.images_dir and not self.archive_urls:
             raise ConfigError("give --images-dir or at least one --images-archive-url")
         if str(self.output_dir).startswith(("gs://", "http://", "https://")):

@@ -154,7 +154,7 @@ def _split(records: list[LabelRecord], options: PrepOptions) -> dict[str, dict]:
     by_split: dict[str, list[LabelRecord]] = {name: [] for name in SPLIT_NAMES}
     for record in records:
         by_split[SPLIT_NAMES[assignment[record.group]]].append(record)
-    for name, fraction in zip(SPLIT_NAMES, options.fractions):
+    for name, fraction in zip(SPLIT_NAMES, options.fractions, strict=True):
         if fraction > 0 and not by_split[name]:
             raise DataError(f"the {name} split came out empty: {len(records)} usable images of "
                             f"{len({r.group for r in records})} groups are too few for fractions {options.fractions}")
@@ -200,7 +200,7 @@ def _stats(options, split_records, dropped, row_count, status_counts, image_seco
         "inputs": {"labelsCsv": options.labels_csv, "imagesDir": options.images_dir,
                    "archiveUrls": list(options.archive_urls), "duplicatesCsv": options.duplicates_csv,
                    "rows": row_count},
-        "settings": {"seed": options.seed, "fractions": dict(zip(SPLIT_NAMES, options.fractions)),
+        "settings": {"seed": options.seed, "fractions": dict(zip(SPLIT_NAMES, options.fractions, strict=True)),
                      "balance": options.balance, "image": options.image.fingerprint(),
                      "imagePathPrefix": options.training_image_prefix},
         "splits": splits,

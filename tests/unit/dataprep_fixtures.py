@@ -21,7 +21,6 @@ def isic_shaped_records(patients: int = 2056, images: int = 33126, positives: in
     per_patient = [1] * patients
     for index in rng.choices(range(patients), weights=weights, k=images - patients):
         per_patient[index] += 1
-    names = [(f"IP_{p:07d}", f"ISIC_{p:05d}{i:03d}") for p in range(patients) for i in range(per_patient[p])]
     # About a fifth of patients carry the positives, several per patient for some of them.
     carriers = rng.sample(range(patients), patients // 5)
     positive_slots = [(p, i) for p in carriers for i in range(per_patient[p])]
@@ -129,7 +128,7 @@ class RangeServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "RangeServer":
+    def __enter__(self) -> RangeServer:
         self._thread.start()
         return self
 

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from dataprep_fixtures import SmallDataset, isic_csv_text, write_jpeg
-from PIL import Image
-
+from dataprep_fixtures import SmallDataset, write_jpeg
 from mmft_dataprep import outputs
 from mmft_operator.cli import main as mmft
 from mmft_operator.contracts.exit_codes import CONFIG_INVALID, DATA_INVALID
 from mmft_operator.contracts.progress import WorkloadReport
+from PIL import Image
 
 SPLITS = ("train", "validation", "test")
 

@@ -7,7 +7,6 @@ import os
 
 import pytest
 from dataprep_fixtures import RangeServer
-
 from mmft_dataprep import http_download
 from mmft_dataprep.errors import SourceError
 

@@ -6,11 +6,10 @@ import io
 
 import pytest
 from dataprep_fixtures import write_jpeg
-from PIL import Image
-
 from mmft_dataprep.imaging import fit_size, prepare_image, resize_image
 from mmft_dataprep.options import ImageSettings
 from mmft_dataprep.quality import psnr, reference_resize
+from PIL import Image
 
 
 @pytest.fixture(scope="module")

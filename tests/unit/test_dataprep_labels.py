@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from dataprep_fixtures import ISIC_HEADER, isic_csv_text, isic_shaped_records
-
 from mmft_dataprep.errors import ConfigError
 from mmft_dataprep.labels import parse_duplicates, parse_labels
 from mmft_dataprep.options import ColumnMapping

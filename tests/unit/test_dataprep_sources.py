@@ -8,7 +8,6 @@ import os
 import pytest
 from dataprep_fixtures import RangeServer, SmallDataset, zip_bytes
 from gcs_emulator import gcs_emulator  # noqa: F401 - the fixture
-
 from mmft_dataprep import gcs
 from mmft_dataprep.errors import SourceError
 from mmft_operator.cli import main as mmft
@@ -75,7 +74,8 @@ def test_missing_gcs_labels_csv_is_a_configuration_error(storage, tmp_path, monk
     report = tmp_path / "report.json"
     monkeypatch.setenv("MMFT_REPORT_FILE", str(report))
     storage.create_bucket("nolabels")
-    code = mmft(["dataprep", "--labels-csv", "gs://nolabels/absent.csv", "--images-dir", str(tmp_path),
+    (tmp_path / "images").mkdir()
+    code = mmft(["dataprep", "--labels-csv", "gs://nolabels/absent.csv", "--images-dir", str(tmp_path / "images"),
                  "--output-dir", str(tmp_path / "out")])
     assert code == CONFIG_INVALID
     assert "gs://nolabels/absent.csv does not exist" in json.loads(report.read_text())["message"]

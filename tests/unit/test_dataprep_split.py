@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 
 import pytest
 from dataprep_fixtures import isic_shaped_records
-
 from mmft_dataprep.labels import LabelRecord
 from mmft_dataprep.splitting import assign_groups, balance_train
 
