@@ -6,6 +6,8 @@
   Docker engine here) up to the point where it would pull the node image.
 * hack/kind-up.sh names Dockerfile stages that exist and images the overlay uses, and stops early without Docker.
 * deploy/kind builds with the wheel's `kubectl kustomize` and agrees with cluster.yaml and the operator's API.
+* deploy/kind/samples render into pods that schedule on cluster.yaml's nodes, and (marker `ml`) the commands of
+  those pods run on CPU here with the tiny Gemma 3, pod paths mapped to a host bucket folder and gs:// to an emulator.
 * tests/integration/backends.py selects the backend from the environment.
 """
 
@@ -31,6 +33,7 @@ from mmft_operator.settings import ENV_PREFIX, OperatorSettings
 ROOT = Path(__file__).resolve().parents[2]
 KIND_DIR = ROOT / "deploy" / "kind"
 CLUSTER_CONFIG = KIND_DIR / "cluster.yaml"
+SAMPLES_DIR = KIND_DIR / "samples" / "tiny-pipeline"
 CONFIGCHECK_DIR = KIND_DIR / "configcheck"
 KIND_UP = ROOT / "hack" / "kind-up.sh"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -192,10 +195,13 @@ STAND_IN_DOCKER = """\
 #!/bin/sh
 # Stand-in for the docker CLI (no Docker engine here): answers what kind asks before it starts node containers
 # (engine info, no existing cluster, image present, network made) and refuses `docker run`. Logs every call.
+# kind starts the node containers concurrently and stops at the first failure: `run` fails after a second, so that
+# every node's `run` has been called by then.
 echo "$*" >>"$DOCKER_CALLS"
 case "$1" in
   info) echo '{"CgroupDriver":"systemd","CgroupVersion":"2","MemoryLimit":true,"PidsLimit":true,"CPUShares":true}';;
   ps|inspect|network) ;;
+  run) sleep 1; echo "stand-in docker: no engine for: $*" >&2; exit 1;;
   *) echo "stand-in docker: no engine for: $*" >&2; exit 1;;
 esac
 """
@@ -439,3 +445,90 @@ def test_unknown_backend_names_the_choices():
 def test_local_backend_has_no_bucket_folders():
     with pytest.raises(backends.BackendError, match="mounts no bucket"):
         backends.select_backend({}).bucket_dir(backends.KIND_BUCKET)
+
+
+def rendered_samples(namespace: str = "default") -> list[dict]:
+    files = sorted(str(path) for path in SAMPLES_DIR.glob("*.yaml") if path.name != "kustomization.yaml")
+    result = subprocess.run(
+        ["mmft", "render", "--namespace", namespace, *files], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def sample_jobs(docs: list[dict]) -> dict[str, dict]:
+    """component (dataprep, trainer, evaluator) -> Job."""
+    return {job["metadata"]["labels"]["app.kubernetes.io/component"]: job for job in docs if job["kind"] == "Job"}
+
+
+def test_sample_pods_land_on_the_kind_nodes_and_mount_only_what_kind_provides(kind_view):
+    gpu, cpu = workers(kind_view)
+    jobs = sample_jobs(rendered_samples())
+    assert set(jobs) == {"dataprep", "trainer", "evaluator"}
+    for component, job in jobs.items():
+        pod = job["spec"]["template"]["spec"]
+        selector = pod.get("nodeSelector", {})
+        requests = pod["containers"][0]["resources"]["requests"]
+        if GPU_RESOURCE in requests:
+            assert selector.items() <= gpu["labels"].items(), component
+        else:
+            assert selector.items() <= cpu["labels"].items(), component
+        # The gcsfuse CSI volume is the bucket, which MMFT_BUCKET_VOLUME turns into a hostPath; nothing else is CSI.
+        csi = [volume["name"] for volume in pod["volumes"] if "csi" in volume]
+        assert csi == ["gcs"], component
+        claims = [volume for volume in pod["volumes"] if "persistentVolumeClaim" in volume]
+        assert len(claims) == (component == "trainer")
+    output_volume = next(doc for doc in rendered_samples() if doc["kind"] == "PersistentVolumeClaim")
+    assert output_volume["spec"]["storageClassName"] == find(kustomized_overlay(), "StorageClass", "standard-rwo")[
+        "metadata"]["name"]
+
+
+def to_host(text: str, mounts: dict[str, Path]) -> str:
+    for pod_path, host_path in mounts.items():
+        text = text.replace(pod_path, str(host_path))
+    return text
+
+
+@pytest.mark.ml
+def test_sample_pipeline_pod_commands_run_on_cpu_with_the_tiny_model(tmp_path):
+    """What the kind pods run, run here: the operator's rendered commands, env and Axolotl config, with /mnt/gcs
+    mapped to a host bucket folder (as the hostPath does on kind) and gs:// sent to an emulator (as
+    MMFT_STORAGE_EMULATOR_HOST does). Only the containers and the Kubernetes layer are left out."""
+    sys.path[:0] = [str(ROOT / "tests" / "ml"), str(ROOT / "tests" / "unit")]
+    from dataprep_fixtures import SmallDataset
+    from gcs_emulator import running_gcs_emulator
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from tiny_gemma import build_tiny_gemma3
+
+    bucket_dir = tmp_path / "buckets" / "mmft-kind"
+    (bucket_dir / "inputs" / "isic").mkdir(parents=True)
+    SmallDataset(bucket_dir / "inputs" / "isic", patients=24, images=120, positives=20)
+    build_tiny_gemma3(bucket_dir / "models" / "tiny-gemma3")
+    docs = rendered_samples(namespace="e2e")
+    mounts = {"/mnt/gcs": bucket_dir, "/outputs": tmp_path / "outputs", "/etc/mmft": tmp_path / "etc",
+              "/scratch": tmp_path / "scratch"}
+    axolotl = next(doc for doc in docs if doc["kind"] == "ConfigMap" and "axolotl.yaml" in doc.get("data", {}))
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "axolotl.yaml").write_text(to_host(axolotl["data"]["axolotl.yaml"], mounts))
+    jobs = sample_jobs(docs)
+    with running_gcs_emulator() as endpoint:
+        client = storage.Client(project="e2e", credentials=AnonymousCredentials(),
+                                client_options={"api_endpoint": endpoint})
+        client.create_bucket("mmft-kind")
+        for component in ("dataprep", "trainer", "evaluator"):
+            container = jobs[component]["spec"]["template"]["spec"]["containers"][0]
+            env = {**os.environ, "STORAGE_EMULATOR_HOST": endpoint, "HF_HUB_OFFLINE": "1"}
+            # No cluster here: the report goes to its file only, not to the ConfigMap.
+            env.update({item["name"]: to_host(item["value"], mounts) for item in container["env"]
+                        if "value" in item and item["name"] != "MMFT_REPORT_CONFIGMAP"})
+            command = [to_host(part, mounts) for part in container["command"]]
+            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            assert result.returncode == 0, f"{component}: {result.stderr[-4000:]}"
+        adapter = [blob.name for blob in client.list_blobs("mmft-kind", prefix="mmft/e2e/tiny-gemma3/model/adapter/")]
+    assert any(name.endswith("adapter_config.json") for name in adapter), adapter
+    prepared = bucket_dir / "prepared" / "tiny-isic"
+    assert all((prepared / f"{split}.jsonl").stat().st_size > 0 for split in ("train", "validation", "test"))
+    metrics = yaml.safe_load((bucket_dir / "evaluations" / "tiny-gemma3" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"base", "tuned"}
+    assert metrics["models"]["tuned"]["spec"].endswith("+gs://mmft-kind/mmft/e2e/tiny-gemma3/model/adapter")
