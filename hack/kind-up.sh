@@ -8,7 +8,7 @@
 #   KIND (a kind binary to use instead of building one), MMFT_CACHE_DIR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# shellcheck source=../deploy/kind/versions.env
+# shellcheck source=SCRIPTDIR/../deploy/kind/versions.env
 source deploy/kind/versions.env
 
 CLUSTER=${MMFT_KIND_CLUSTER:-mmft}
