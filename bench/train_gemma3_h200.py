@@ -288,7 +288,8 @@ def main() -> int:
     liger = dict(plugins=["axolotl.integrations.liger.LigerPlugin"], liger_rms_norm=True, liger_rope=True,
                  liger_fused_linear_cross_entropy=True)
     steps = {"seed": 12, "mmft-b4": 24, "mmft-b16": 16, "mmft-b32": 12, "mmft-b16-liger": 16,
-             "mmft-b24-liger": 14, "mmft-b16-compile": 16}
+             "mmft-b24-liger": 14, "mmft-b16-compile": 16, "mmft-b24-compile-liger": 14,
+             "mmft-b32-compile-liger": 12}
     variants = {
         "seed": lambda: seed_config(model_dir, data, work / "seed", _steps(steps["seed"], args), args.smoke),
         "mmft-b4": lambda: mmft_config(model_dir, data, work / "mmft-b4", _steps(steps["mmft-b4"], args),
@@ -308,6 +309,12 @@ def main() -> int:
         "mmft-b16-compile": lambda: mmft_config(model_dir, data, work / "mmft-b16-compile",
                                                 _steps(steps["mmft-b16-compile"], args), args.smoke,
                                                 micro_batch_size=16, torch_compile=True, **mmft),
+        "mmft-b24-compile-liger": lambda: mmft_config(model_dir, data, work / "mmft-b24-compile-liger",
+                                                      _steps(steps["mmft-b24-compile-liger"], args), args.smoke,
+                                                      micro_batch_size=24, torch_compile=True, **mmft, **liger),
+        "mmft-b32-compile-liger": lambda: mmft_config(model_dir, data, work / "mmft-b32-compile-liger",
+                                                      _steps(steps["mmft-b32-compile-liger"], args), args.smoke,
+                                                      micro_batch_size=32, torch_compile=True, **mmft, **liger),
     })
     tokens = text_tokens_per_sample(model_dir, data)
     sample_flops = flops_per_sample(tokens, lora_r=SEED["lora_r"])
