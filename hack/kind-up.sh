@@ -47,7 +47,8 @@ for bucket in ${MMFT_KIND_BUCKETS:-mmft-kind}; do
     chmod 0777 "$BUCKETS_DIR/$bucket"
 done
 
-if "$KIND" get clusters | grep -qx "$CLUSTER"; then
+clusters=$("$KIND" get clusters)
+if grep -qx "$CLUSTER" <<<"$clusters"; then
     echo "kind-up: cluster $CLUSTER exists; reusing it"
     "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG"
 else
@@ -61,15 +62,16 @@ docker build --target workload -t mmft-workload:dev .
 # kind nodes have no GPU and no device plugin. The node status gets the capacity a device plugin would advertise,
 # as many GPUs as the node's gke-accelerator-count label says, so GPU pods schedule there and run on its CPU.
 # The kubelet keeps extended resources it does not manage; recreating the node loses them: run this script again.
+gpu_nodes=$("$KUBECTL" get nodes -l cloud.google.com/gke-accelerator-count \
+    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.labels.cloud\.google\.com/gke-accelerator-count}{"\n"}{end}')
+[[ -n $gpu_nodes ]] || fail "no node has the label cloud.google.com/gke-accelerator-count (see deploy/kind/cluster.yaml)"
 while read -r node count; do
-    [[ -n $node ]] || continue
     for field in capacity allocatable; do
         "$KUBECTL" patch node "$node" --subresource=status --type=json \
             -p "[{\"op\":\"add\",\"path\":\"/status/$field/nvidia.com~1gpu\",\"value\":\"$count\"}]" >/dev/null
     done
     echo "kind-up: node $node advertises nvidia.com/gpu: $count"
-done < <("$KUBECTL" get nodes -l cloud.google.com/gke-accelerator-count \
-    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.labels.cloud\.google\.com/gke-accelerator-count}{"\n"}{end}')
+done <<<"$gpu_nodes"
 
 "$KUBECTL" apply --server-side -k deploy/kind
 "$KUBECTL" -n mmft-gcs-emulator rollout restart deployment/gcs-emulator >/dev/null   # load new bucket folders
