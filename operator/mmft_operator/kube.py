@@ -51,6 +51,10 @@ class ApiError(Exception):
         self.message = message
 
 
+class NamespaceTerminating(ApiError):
+    """The namespace is being deleted: its objects are going away with it, nothing is left to reconcile."""
+
+
 class ChildConflict(Exception):
     """A child's name is taken by an object this resource does not control."""
 
@@ -111,7 +115,9 @@ class Kube:
         response.read()
         payload = json.loads(response.data) if response.data else {}
         if response.status >= 400:
-            raise ApiError(response.status, payload.get("reason", ""), payload.get("message", response.data[:200]))
+            message = payload.get("message", str(response.data[:200]))
+            error_type = NamespaceTerminating if "because it is being terminated" in message else ApiError
+            raise error_type(response.status, payload.get("reason", ""), message)
         return payload
 
     def get(self, ref: Ref) -> dict[str, Any] | None:

@@ -10,10 +10,14 @@ from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry()
 
-RECONCILES = Counter("mmft_reconciles_total", "Reconciles by kind and result (ok, error).", ["kind", "result"],
-                     registry=REGISTRY)
+RECONCILES = Counter(
+    "mmft_reconciles_total", "Reconciles by kind and result (ok, error).", ["kind", "result"], registry=REGISTRY
+)
 RECONCILE_SECONDS = Histogram(
-    "mmft_reconcile_duration_seconds", "Wall time of one reconcile.", ["kind"], registry=REGISTRY,
+    "mmft_reconcile_duration_seconds",
+    "Wall time of one reconcile.",
+    ["kind"],
+    registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
@@ -35,8 +39,9 @@ class ResourceStates:
     def collect(self):  # noqa: ANN201 - prometheus collector protocol
         with self._lock:
             states = dict(self._states)
-        conditions = GaugeMetricFamily("mmft_resources", "Resources by kind and condition status.",
-                                       labels=["kind", "condition", "status"])
+        conditions = GaugeMetricFamily(
+            "mmft_resources", "Resources by kind and condition status.", labels=["kind", "condition", "status"]
+        )
         counts: dict[tuple[str, str, str], int] = {}
         for (kind, _namespace, _name), status in states.items():
             for condition in status.get("conditions", []):
@@ -47,8 +52,9 @@ class ResourceStates:
         yield conditions
         step = GaugeMetricFamily("mmft_training_step", "Optimizer steps done.", labels=["namespace", "name"])
         total = GaugeMetricFamily("mmft_training_total_steps", "Optimizer steps planned.", labels=["namespace", "name"])
-        loss = GaugeMetricFamily("mmft_training_loss", "Training loss at the last logging step.",
-                                 labels=["namespace", "name"])
+        loss = GaugeMetricFamily(
+            "mmft_training_loss", "Training loss at the last logging step.", labels=["namespace", "name"]
+        )
         for (kind, namespace, name), status in sorted(states.items()):
             progress = status.get("progress") or {}
             if kind != "FineTuneJob" or not progress:

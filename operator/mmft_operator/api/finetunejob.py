@@ -77,8 +77,12 @@ def _reserved_override_schema() -> dict[str, Any]:
             schema["items"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         properties[key] = schema
     rules = [
-        cel(f"!has(self.{key})", f"overrides.{key} is not allowed: set {owner} instead", field_path=f".{key}",
-            reason="FieldValueForbidden")
+        cel(
+            f"!has(self.{key})",
+            f"overrides.{key} is not allowed: set {owner} instead",
+            field_path=f".{key}",
+            reason="FieldValueForbidden",
+        )
         for key, (_json_type, owner) in RESERVED_OVERRIDE_KEYS.items()
     ]
     return {"x-kubernetes-preserve-unknown-fields": True, "properties": properties, **validations(*rules)}

@@ -113,6 +113,16 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
+def gpu_tolerations(spot: bool) -> list[dict[str, str]]:
+    # Autopilot adds these itself; GKE Standard and other clusters with tainted GPU/Spot pools need them spelled out.
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if spot:
+        tolerations.append(
+            {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+        )
+    return tolerations
+
+
 def shm_volume(size_limit: str) -> dict[str, Any]:
     # PyTorch data-loader workers pass batches through /dev/shm; the container default of 64 MiB is far too small.
     return {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size_limit}}

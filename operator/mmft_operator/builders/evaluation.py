@@ -110,6 +110,7 @@ def build_evaluation_job(
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         backoff_limit=spec.backoff_limit,
         gpus=compute.gpus,
+        spot=compute.spot,
         node_selector=node_selector,
         extra_env=[
             *common.hf_token_env(spec.hugging_face_token_secret_ref),

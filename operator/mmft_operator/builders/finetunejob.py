@@ -150,6 +150,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
         "restartPolicy": "Never",
         "serviceAccountName": spec.service_account_name,
         "nodeSelector": _node_selector(spec),
+        "tolerations": common.gpu_tolerations(spec.compute.spot),
         "terminationGracePeriodSeconds": SPOT_GRACE_SECONDS if compute.spot else ON_DEMAND_GRACE_SECONDS,
         "securityContext": common.pod_security_context(settings),
         "containers": [

@@ -30,6 +30,7 @@ class WorkloadPod:
     ttl_seconds_after_finished: int
     backoff_limit: int
     gpus: int = 0
+    spot: bool = False
     node_selector: dict[str, str] = field(default_factory=dict)
     extra_env: list[dict[str, Any]] = field(default_factory=list)
 
@@ -59,6 +60,8 @@ def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSetting
     }
     if pod.node_selector:
         pod_spec["nodeSelector"] = dict(pod.node_selector)
+    if pod.gpus:
+        pod_spec["tolerations"] = common.gpu_tolerations(pod.spot)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -14,8 +14,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="Liveness endpoint served by kopf (empty to disable)."
     )
-    parser.add_argument("--log-format", choices=("plain", "full", "json"), default="full",
-                        help="kopf log format; json carries the resource's namespace/name as fields.")
+    parser.add_argument(
+        "--log-format",
+        choices=("plain", "full", "json"),
+        default="full",
+        help="kopf log format; json carries the resource's namespace/name as fields.",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="Debug logging.")
 
 

@@ -19,7 +19,7 @@ from mmft_operator import naming
 from mmft_operator.api.common import API_VERSION
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import REPORT_KEY, WorkloadReport
-from mmft_operator.kube import ApiError, ChildConflict, Kube, Ref
+from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating, Ref
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
@@ -107,6 +107,8 @@ def reconcile(
             return None  # owner references cascade the deletion; nothing outside the cluster to clean
         try:
             return _reconcile_once(ctx, reconciler, body, verify_children)
+        except NamespaceTerminating:
+            return None
         except ApiError as error:
             if error.status != 409:
                 raise
@@ -166,7 +168,10 @@ def _reconcile_once(
     new_status = _compose(
         reconciler, owner, spec, status, generation, now, prerequisites, observed, resolved, children, conflict
     )
+    if children_hash is not None:
+        new_status["childrenHash"] = children_hash
     _write_status(ctx, body, new_status, now)
+    return new_status
 
 
 def _combined_hash(children: list[dict[str, Any]]) -> str:

@@ -45,4 +45,3 @@ def merge_conditions(
     # Conditions this kind no longer computes are kept: another controller (or an older version) may own them.
     merged.extend(by_type.values())
     return merged
-
