@@ -40,7 +40,7 @@ class Backend:
     simulated_pods: bool
     # True: the operator is the mmft-system Deployment of the cluster; False: tests start `mmft operator` themselves.
     operator_in_cluster: bool
-    # kind: the host folder whose subfolders the pods mount as buckets (bucket_root/<bucket> is /mnt/gcs in a pod).
+    # kind: the host folder whose subfolders the pods mount as buckets (bucket_root/<bucket> at the bucket mountPath).
     bucket_root: Path | None = None
 
     def bucket_dir(self, bucket: str) -> Path:
