@@ -1,25 +1,54 @@
-"""Per-accelerator training defaults for Gemma-3-4B-class multimodal LoRA (the operator renders these).
+"""Training defaults per GKE accelerator for Gemma-3-4B-class multimodal LoRA, sized from memory measured on an H200.
 
-Sized from memory measured on an H200 (docs/bench-trainer.md): peak memory grows linearly with the micro batch,
-``fixed + per_sample * micro_batch``, and each card gets the largest power-of-two micro batch whose peak stays under
-85% of its memory. Gradient checkpointing and 4-bit QLoRA are used only where bf16 LoRA without checkpointing
-does not fit even a micro batch of 4 (the seed's effective batch). Attention is PyTorch SDPA everywhere: it runs
-offline (flash-attention for Axolotl comes from a model hub) and uses flash kernels on Ampere, Ada and Hopper.
+Measured with bench/train_gemma3_h200.py (docs/bench-trainer.md), bf16 LoRA r=32 on all language-model projections,
+no gradient checkpointing, SDPA attention, torch.compile and Liger (RMSNorm, RoPE, fused linear cross-entropy), one
+896 px image and ~280 text tokens per sample: peak memory = 8.3 GiB + 3.42 GiB x micro batch (24 -> 90.4 GiB,
+32 -> 117.8 GiB). The seed's QLoRA with gradient checkpointing at micro batch 1 peaked at 5.45 GiB.
+
+Rule: the largest micro batch on :data:`MICRO_BATCH_LADDER` whose predicted peak stays under :data:`MEMORY_HEADROOM`
+of the card, with bf16 LoRA and no checkpointing; gradient accumulation keeps the effective batch at least the seed's
+4. Only when not even micro batch 1 fits does it fall back to the seed's QLoRA + checkpointing (measured 5.45 GiB).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+
+LORA_FIXED_GIB = 8.3
+LORA_PER_SAMPLE_GIB = 3.42
+QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB = 5.45
+MEMORY_HEADROOM = 0.85
+MICRO_BATCH_LADDER = (1, 2, 4, 6, 8, 12, 16, 24, 32)
+SEED_EFFECTIVE_BATCH = 4
+LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
 
 
 @dataclass(frozen=True)
-class AcceleratorDefaults:
-    memory_gib: float
+class Accelerator:
+    memory_gib: float  # what torch reports as the device's total memory
+    dataloader_workers: int  # CPUs Autopilot gives one such GPU, less two for the trainer and the GCS Fuse sidecar
+
+
+# Keys: the GKE node label cloud.google.com/gke-accelerator (the benchmark's H200 under its GKE name).
+ACCELERATORS: dict[str, Accelerator] = {
+    "nvidia-tesla-a100": Accelerator(39.4, 6),
+    "nvidia-a100-80gb": Accelerator(79.1, 6),
+    "nvidia-h100-80gb": Accelerator(79.1, 8),
+    "nvidia-h100-mega-80gb": Accelerator(79.1, 8),
+    "nvidia-l4": Accelerator(22.0, 4),
+    "nvidia-h200-141gb": Accelerator(139.8, 8),
+}
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    adapter: str
     micro_batch_size: int
     gradient_accumulation_steps: int
     gradient_checkpointing: bool
-    adapter: str
     dataloader_num_workers: int
+    predicted_peak_gib: float
 
     def axolotl_options(self) -> dict:
         options = {
@@ -33,30 +62,37 @@ class AcceleratorDefaults:
             "dataloader_prefetch_factor": 4,
             "attn_implementation": "sdpa",
             "bf16": True,
-            "fp16": False,
             "lora_mlp_kernel": True,
             "lora_qkv_kernel": True,
             "lora_o_kernel": True,
         }
+        if self.adapter == "lora":
+            options.update(torch_compile=True, plugins=[LIGER_PLUGIN], liger_rms_norm=True, liger_rope=True,
+                           liger_fused_linear_cross_entropy=True)
         return options
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-# Keys are the GKE node label cloud.google.com/gke-accelerator (nvidia-h200-141gb for the benchmark machine).
-DEFAULTS: dict[str, AcceleratorDefaults] = {
-    "nvidia-h200-141gb": AcceleratorDefaults(141, 32, 1, False, "lora", 8),
-    "nvidia-h100-mega-80gb": AcceleratorDefaults(80, 16, 1, False, "lora", 8),
-    "nvidia-h100-80gb": AcceleratorDefaults(80, 16, 1, False, "lora", 8),
-    "nvidia-a100-80gb": AcceleratorDefaults(80, 16, 1, False, "lora", 6),
-    "nvidia-tesla-a100": AcceleratorDefaults(40, 4, 1, False, "lora", 6),
-    "nvidia-l4": AcceleratorDefaults(24, 4, 1, True, "lora", 6),
-}
+def plan(memory_gib: float, dataloader_workers: int) -> TrainingDefaults:
+    budget = memory_gib * MEMORY_HEADROOM
+    fitting = [size for size in MICRO_BATCH_LADDER if LORA_FIXED_GIB + LORA_PER_SAMPLE_GIB * size <= budget]
+    if fitting:
+        micro_batch = fitting[-1]
+        return TrainingDefaults("lora", micro_batch, math.ceil(SEED_EFFECTIVE_BATCH / micro_batch), False,
+                                dataloader_workers, round(LORA_FIXED_GIB + LORA_PER_SAMPLE_GIB * micro_batch, 1))
+    if QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB <= budget:
+        return TrainingDefaults("qlora", 1, SEED_EFFECTIVE_BATCH, True, dataloader_workers,
+                                QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB)
+    raise ValueError(f"{memory_gib} GiB is too little for Gemma-3-4B multimodal fine-tuning "
+                     f"(QLoRA with checkpointing needs {QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB} GiB)")
 
 
-def defaults_for(accelerator: str) -> AcceleratorDefaults:
+def defaults_for(accelerator: str) -> TrainingDefaults:
     try:
-        return DEFAULTS[accelerator]
+        card = ACCELERATORS[accelerator]
     except KeyError:
-        raise KeyError(f"no training defaults for accelerator {accelerator!r}; known: {', '.join(DEFAULTS)}") from None
+        raise KeyError(f"no training defaults for accelerator {accelerator!r}; known: {', '.join(ACCELERATORS)}"
+                       ) from None
+    return plan(card.memory_gib, card.dataloader_workers)
