@@ -269,7 +269,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny model on CPU: checks the pipeline, not speed")
     parser.add_argument("--rows", type=int, default=1024)
     parser.add_argument("--warmup-steps", type=int, default=3)
-    parser.add_argument("--variants", default="seed,mmft-b4,mmft-b16,mmft-b32")
+    parser.add_argument("--variants", default="seed,mmft-b4,mmft-b16,mmft-b24-compile-liger,mmft-b32-compile-liger")
     parser.add_argument("--timeout", type=int, default=240, help="seconds per variant")
     parser.add_argument("--deadline", type=int, default=10**6, help="seconds for the whole benchmark")
     args = parser.parse_args()
