@@ -130,16 +130,24 @@ def _assert_merge_changed_the_targeted_weights(base_dir: Path, merged_dir: Path)
     assert base[vision].equal(merged[vision]), "an untargeted vision weight changed"
 
 
-def test_qlora_4bit_trains_and_writes_an_adapter(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+def test_qlora_4bit_trains_and_a_failed_export_is_reported(tmp_path, tiny_gemma3_dir, tiny_chat_dataset,
+                                                           gcs_emulator):
+    host, _client = gcs_emulator
     output_dir = tmp_path / "out"
     config = write_config(tmp_path / "axolotl.yaml", cpu_config(
         tiny_gemma3_dir, tiny_chat_dataset, output_dir, adapter="qlora", load_in_4bit=True, max_steps=2))
-    result = _train([sys.executable, "-m", "mmft_trainer", "train", str(config)], _env(tmp_path))
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert _report(tmp_path)["progress"]["step"] == 2
+    result = _train([sys.executable, "-m", "mmft_trainer", "train", str(config),
+                     "--export-uri", "gs://no-such-bucket/run"], _env(tmp_path, STORAGE_EMULATOR_HOST=host))
+
     adapter_config = json.loads((output_dir / "adapter_config.json").read_text())
     assert adapter_config["r"] == 8
     assert (output_dir / "adapter_model.safetensors").stat().st_size > 0
+    assert result.returncode == 1, result.stderr[-4000:]
+    report = _report(tmp_path)
+    assert report["progress"]["step"] == 2
+    assert report["phase"] == "Failed"
+    assert report["message"].startswith("export to gs://no-such-bucket/run failed: NotFound")
+    assert "adapterUri" not in report["outputs"]
 
 
 def _wait_for_step(tmp_path: Path, process: subprocess.Popen, step: int, timeout: float = 240) -> None:

@@ -17,7 +17,10 @@ from .reporting import RunReporter, is_main_process
 log = logging.getLogger("mmft_trainer")
 
 TRAINING_FAILED = 1
+EXPORT_FAILED = 1
 OUTPUT_MANIFEST = "mmft-outputs.json"
+# Once training ran, libraries may leave non-daemon threads behind (telemetry once hung a finished run 9+ minutes).
+EXIT_GRACE_SECONDS = 120.0
 
 
 def run(args) -> int:
@@ -25,13 +28,16 @@ def run(args) -> int:
     guard = PreemptionGuard()
     guard.install()
     try:
-        return _run(args, reporter, guard)
+        exit_code = _run(args, reporter, guard)
     except Preempted as preempted:
         log.warning("%s", preempted)
         reporter.phase("Running", f"{preempted}; the next start resumes from the newest complete checkpoint")
-        return PREEMPTED_EXIT_CODE
+        exit_code = PREEMPTED_EXIT_CODE
     finally:
         guard.uninstall()
+    if not args.preflight:
+        _arm_exit_watchdog(exit_code)
+    return exit_code
 
 
 def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
@@ -53,7 +59,7 @@ def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
         _train(result.raw, output_dir, reporter, guard)
     except Preempted:
         raise
-    except Exception as error:  # noqa: BLE001 - any training failure is reported, then re-raised as exit 1
+    except Exception as error:  # noqa: BLE001 - whatever broke training, the operator must see why
         log.exception("training failed")
         reporter.phase("Failed", f"training failed: {type(error).__name__}: {str(error)[:500]}")
         return TRAINING_FAILED
@@ -63,11 +69,31 @@ def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
 
     if is_main_process() and args.export_uri:
         reporter.phase("Exporting")
-        _export(args, result.raw, output_dir, reporter)
+        try:
+            _export(args, result.raw, output_dir, reporter)
+        except Exception as error:  # noqa: BLE001 - the trained adapter stays on disk; say what failed
+            log.exception("export failed")
+            reporter.phase("Failed", f"export to {args.export_uri} failed: {type(error).__name__}: "
+                                     f"{str(error)[:500]}")
+            return EXPORT_FAILED
     if is_main_process():
         (output_dir / OUTPUT_MANIFEST).write_text(json.dumps(reporter.report.outputs, indent=2))
     reporter.phase("Completed")
     return 0
+
+
+def _arm_exit_watchdog(exit_code: int) -> None:
+    """End the process EXIT_GRACE_SECONDS after ``run`` returned, even if non-daemon threads would keep it alive.
+
+    The interpreter joins non-daemon threads before atexit handlers run, so the timer is armed here, as a daemon
+    thread that keeps running while the interpreter waits.
+    """
+    import os
+    import threading
+
+    timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(exit_code,))
+    timer.daemon = True
+    timer.start()
 
 
 def _start_tensorboard_sync(args, output_dir: Path, reporter: RunReporter):
