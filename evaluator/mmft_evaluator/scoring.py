@@ -7,6 +7,7 @@ main thread; a batch that does not fit in GPU memory is split in halves, and lat
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -129,12 +130,32 @@ class _MemoryAdaptiveRunner:
                 chunk = max(1, chunk // 2)
 
 
+# Scaled-dot-product attention kernels to try first, in order, on CUDA. "default" leaves PyTorch's choice.
+ATTENTION_BACKENDS = {
+    "default": (),
+    "cudnn": ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH"),
+}
+
+
+@contextlib.contextmanager
+def attention_backend(name: str, device):
+    order = ATTENTION_BACKENDS[name]
+    if not order or device.type != "cuda":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # set_priority keeps the others as fallbacks for inputs the preferred kernel does not support.
+    with sdpa_kernel([getattr(SDPBackend, backend) for backend in order], set_priority=True):
+        yield
+
+
 def _model_dtype(model):
     return next(model.parameters()).dtype
 
 
 def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
-                  on_progress: ProgressCallback | None = None) -> list[Scored]:
+                  on_progress: ProgressCallback | None = None, attention: str = "default") -> list[Scored]:
     """score = P(positive | positive or negative first answer token) = sigmoid(logit_pos - logit_neg)."""
     import torch
 
@@ -149,7 +170,7 @@ def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size
     runner = _MemoryAdaptiveRunner(step)
     scored: list[Scored] = []
     collator = PromptCollator(loaded.processor, image_loader, dtype)
-    with torch.inference_mode():
+    with torch.inference_mode(), attention_backend(attention, device):
         for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
             scores = runner(_to_device(batch, device, dtype), len(chunk))
             scored.extend(Scored(example=e, score=s) for e, s in zip(chunk, scores, strict=True))
