@@ -33,7 +33,6 @@ from mmft_evaluator.model_spec import ModelSpec  # noqa: E402
 from mmft_evaluator.scoring import (  # noqa: E402
     PromptCollator,
     answer_token_ids,
-    attention_backend,
     generate_answers,
     pil_loader,
     score_logprob,
@@ -142,7 +141,7 @@ def flops_per_image(loaded, examples, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
-def gpu_only_runner(loaded, examples, batch: int, repeats: int, attention: str = "default"):
+def gpu_only_runner(loaded, examples, batch: int, repeats: int):
     """Forward passes over one already collated batch: the model's ceiling without the data pipeline."""
     import torch
 
@@ -151,7 +150,7 @@ def gpu_only_runner(loaded, examples, batch: int, repeats: int, attention: str =
     inputs = {key: value.to(loaded.device) for key, value in inputs.items()}
 
     def run():
-        with torch.inference_mode(), attention_backend(attention, loaded.device):
+        with torch.inference_mode():
             for _ in range(repeats):
                 loaded.model(**inputs, logits_to_keep=1)
 
@@ -180,9 +179,6 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=max(1, min(15, len(os.sched_getaffinity(0)) - 1)))
     parser.add_argument("--naive-images", type=int, default=256,
                         help="images of the batched logprob run with preprocessing on the main thread (0: skip)")
-    parser.add_argument("--attention", default="default,cudnn",
-                        help="comma-separated attention backends (mmft_evaluator.scoring.ATTENTION_BACKENDS) timed "
-                             "model-only; the fastest is used for the logprob runs")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H200: 989)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -226,18 +222,11 @@ def main() -> int:
         record(f"logprob_main_thread_b{batch_sizes[0]}", len(naive), timed(lambda: score_logprob(
             loaded, naive, batch_size=batch_sizes[0], workers=0, **common), device))
     batch = examples[:args.images]
-    for attention in args.attention.split(","):
-        size = batch_sizes[0]
-        gpu_only_runner(loaded, examples, size, 1, attention)()  # kernel selection and plan building
-        repeats = max(2, args.images // (4 * size))
-        record(f"model_only_b{size}_{attention}", size * repeats,
-               timed(gpu_only_runner(loaded, examples, size, repeats, attention), device))
-    fastest = max((name for name in results if name.startswith("model_only_")),
-                  key=lambda name: results[name]["images_per_s"]).rsplit("_", 1)[1]
-    results["attention_used"] = fastest
     for size in batch_sizes:
         record(f"logprob_b{size}", len(batch), timed(lambda size=size: score_logprob(
-            loaded, batch, batch_size=size, workers=args.workers, attention=fastest, **common), device))
+            loaded, batch, batch_size=size, workers=args.workers, **common), device))
+        repeats = max(2, args.images // (4 * size))
+        record(f"model_only_b{size}", size * repeats, timed(gpu_only_runner(loaded, examples, size, repeats), device))
     best = max((name for name in results if name.startswith("logprob_b")), key=lambda n: results[n]["images_per_s"])
     results["best_logprob"] = best
     results["logprob_vs_seed"] = round(results[best]["images_per_s"] / results["seed_generate"]["images_per_s"], 1)

@@ -7,7 +7,6 @@ main thread; a batch that does not fit in GPU memory is split in halves, and lat
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,26 +69,68 @@ def answer_token_ids(tokenizer, positive_answer: str, negative_answer: str) -> t
     return positive[0], negative[0]
 
 
-def _batches(examples, collator, batch_size: int, workers: int, pin_memory: bool):
+def worker_slice_size(batch_size: int, workers: int) -> int:
+    """Images each worker prepares at a time: the largest divisor of the GPU batch that is at most its share.
+
+    A worker that prepared a whole GPU batch alone would delay the first batch by batch x (one image's
+    preprocessing), seconds at 896 px; slices let all workers fill the first batch together, and a divisor keeps
+    GPU batches exactly ``batch_size`` images."""
+    if workers <= 1:
+        return batch_size
+    share = -(-batch_size // workers)
+    return max(size for size in range(1, share + 1) if batch_size % size == 0)
+
+
+def _device_batches(examples, collator, batch_size: int, workers: int, device, dtype, pad_token_id: int):
+    """Yields (examples, batch on the device) of ``batch_size`` examples (the last one smaller)."""
     from torch.utils.data import DataLoader
 
-    return DataLoader(
+    loader = DataLoader(
         list(examples),
-        batch_size=batch_size,
+        batch_size=worker_slice_size(batch_size, workers),
         shuffle=False,
         collate_fn=collator,
         num_workers=workers,
-        pin_memory=pin_memory,
+        pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None,
-        persistent_workers=False,
         worker_init_fn=_single_threaded_worker,
     )
+    pending: list[tuple[list, dict]] = []
+    for chunk, batch in loader:
+        # Copy each pinned slice as it arrives; slices are joined on the device.
+        pending.append((chunk, _to_device(batch, device, dtype)))
+        if sum(len(chunk) for chunk, _ in pending) >= batch_size:
+            yield _join(pending, pad_token_id)
+            pending = []
+    if pending:
+        yield _join(pending, pad_token_id)
+
+
+def _join(slices: list[tuple[list, dict]], pad_token_id: int) -> tuple[list, dict]:
+    """Concatenates slices, left-padding token tensors to the longest slice (the answer stays in the last column)."""
+    import torch
+    import torch.nn.functional as functional
+
+    if len(slices) == 1:
+        return slices[0]
+    length = max(batch["input_ids"].shape[1] for _, batch in slices)
+    joined = {}
+    for key in slices[0][1]:
+        parts = []
+        for _, batch in slices:
+            value = batch[key]
+            if value.dim() == 2 and value.shape[1] == batch["input_ids"].shape[1]:
+                fill = pad_token_id if key == "input_ids" else 0
+                value = functional.pad(value, (length - value.shape[1], 0), value=fill)
+            parts.append(value)
+        joined[key] = torch.cat(parts)
+    return [example for chunk, _ in slices for example in chunk], joined
 
 
 def _single_threaded_worker(_worker_id: int) -> None:
     import torch
 
-    # Each worker preprocesses whole batches; intra-op threads in every worker would oversubscribe the CPUs.
+    # Each worker preprocesses whole slices; intra-op threads in every worker would oversubscribe the CPUs.
     torch.set_num_threads(1)
 
 
@@ -130,32 +171,12 @@ class _MemoryAdaptiveRunner:
                 chunk = max(1, chunk // 2)
 
 
-# Scaled-dot-product attention kernels to try first, in order, on CUDA. "default" leaves PyTorch's choice.
-ATTENTION_BACKENDS = {
-    "default": (),
-    "cudnn": ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH"),
-}
-
-
-@contextlib.contextmanager
-def attention_backend(name: str, device):
-    order = ATTENTION_BACKENDS[name]
-    if not order or device.type != "cuda":
-        yield
-        return
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    # set_priority keeps the others as fallbacks for inputs the preferred kernel does not support.
-    with sdpa_kernel([getattr(SDPBackend, backend) for backend in order], set_priority=True):
-        yield
-
-
 def _model_dtype(model):
     return next(model.parameters()).dtype
 
 
 def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
-                  on_progress: ProgressCallback | None = None, attention: str = "default") -> list[Scored]:
+                  on_progress: ProgressCallback | None = None) -> list[Scored]:
     """score = P(positive | positive or negative first answer token) = sigmoid(logit_pos - logit_neg)."""
     import torch
 
@@ -170,9 +191,10 @@ def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size
     runner = _MemoryAdaptiveRunner(step)
     scored: list[Scored] = []
     collator = PromptCollator(loaded.processor, image_loader, dtype)
-    with torch.inference_mode(), attention_backend(attention, device):
-        for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
-            scores = runner(_to_device(batch, device, dtype), len(chunk))
+    with torch.inference_mode():
+        pad = loaded.processor.tokenizer.pad_token_id
+        for chunk, batch in _device_batches(examples, collator, batch_size, workers, device, dtype, pad):
+            scores = runner(batch, len(chunk))
             scored.extend(Scored(example=e, score=s) for e, s in zip(chunk, scores, strict=True))
             if on_progress:
                 on_progress(len(scored), len(examples))
@@ -198,8 +220,9 @@ def generate_answers(loaded, examples, positive_answer, negative_answer, batch_s
     scored: list[Scored] = []
     collator = PromptCollator(loaded.processor, image_loader, dtype)
     with torch.inference_mode():
-        for chunk, batch in _batches(examples, collator, batch_size, workers, device.type == "cuda"):
-            answers = runner(_to_device(batch, device, dtype), len(chunk))
+        for chunk, batch in _device_batches(examples, collator, batch_size, workers, device, dtype,
+                                            tokenizer.pad_token_id):
+            answers = runner(batch, len(chunk))
             scored.extend(
                 Scored(example=e, answer=a.strip(), parsed=parse_answer(a, positive_answer, negative_answer))
                 for e, a in zip(chunk, answers, strict=True)

@@ -105,6 +105,14 @@ def test_adapter_changes_scores_and_equals_the_merged_model(tmp_path, monkeypatc
     assert tuned == pytest.approx(adapter_only, abs=1e-6)
 
 
+def test_worker_slices_divide_the_gpu_batch():
+    from mmft_evaluator.scoring import worker_slice_size
+
+    assert worker_slice_size(64, 15) == 4
+    assert worker_slice_size(64, 0) == 64 and worker_slice_size(64, 1) == 64
+    assert worker_slice_size(6, 2) == 3 and worker_slice_size(7, 3) == 1
+
+
 def test_batched_scores_equal_one_at_a_time_despite_padding(tmp_path, monkeypatch, tiny_gemma3_dir,
                                                             tiny_chat_dataset):
     # Different question lengths force left padding inside each batch.
@@ -115,8 +123,9 @@ def test_batched_scores_equal_one_at_a_time_despite_padding(tmp_path, monkeypatc
     mixed.write_text("".join(json.dumps(row) + "\n" for row in rows))
     batched_dir = tmp_path / "batched"
     batched_dir.mkdir()
+    # Two workers prepare slices of 3 that are joined into batches of 6: padding inside slices and across them.
     code, out, _ = _evaluate(batched_dir, monkeypatch, "--test-jsonl", str(mixed), "--model", f"m={tiny_gemma3_dir}",
-                             "--batch-size", "6")
+                             "--batch-size", "6", "--workers", "2")
     assert code == 0
     single_dir = tmp_path / "single"
     single_dir.mkdir()
