@@ -169,7 +169,7 @@ def test_sigterm_saves_a_checkpoint_and_the_restart_finishes_at_the_same_step(tm
     from mmft_trainer.checkpoints import is_complete, newest_complete
     from mmft_trainer.preemption import PREEMPTED_EXIT_CODE
 
-    max_steps = 6
+    max_steps = 12
     output_dir = tmp_path / "out"
     config = write_config(tmp_path / "axolotl.yaml", cpu_config(
         tiny_gemma3_dir, tiny_chat_dataset, output_dir, max_steps=max_steps, save_steps=100, save_total_limit=3))
@@ -194,7 +194,9 @@ def test_sigterm_saves_a_checkpoint_and_the_restart_finishes_at_the_same_step(tm
 
     result = _train(command, _env(tmp_path))
     assert result.returncode == 0, result.stderr[-4000:]
-    assert not half_written.exists()
+    logs = result.stdout + result.stderr
+    assert f"removing incomplete checkpoint {half_written}" in logs
+    assert f"resuming from {saved}" in logs
     report = _report(tmp_path)
     assert report["phase"] == "Completed" and report["progress"]["step"] == max_steps
     state = json.loads((output_dir / f"checkpoint-{max_steps}" / "trainer_state.json").read_text())

@@ -122,7 +122,7 @@ def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: Preemption
     resume_from = newest_complete(output_dir)
     cfg, notes = training_config(raw, axolotl_plugin.PLUGIN_NAME, resume_from)
     for note in notes:
-        log.info("mmft: %s", note)
+        log.warning("mmft changed the config: %s", note)
     if resume_from is not None:
         reporter.progress(force=True, lastCheckpoint=str(resume_from))
     axolotl_plugin.attach(MmftCallback(reporter, guard))
