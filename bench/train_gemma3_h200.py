@@ -207,7 +207,7 @@ def text_tokens_per_sample(model_dir: Path, data: Path, samples: int = 16) -> fl
     processor = AutoProcessor.from_pretrained(model_dir)
     lengths = []
     with open(data) as handle:
-        for _, line in zip(range(samples), handle):
+        for _, line in zip(range(samples), handle, strict=False):
             messages = json.loads(line)["messages"]
             text = processor.apply_chat_template(messages, tokenize=False)
             image = Image.open(messages[1]["content"][0]["path"]).convert("RGB")
@@ -249,7 +249,7 @@ def summarise(result: dict, warmup_steps: int, sample_flops: float) -> dict:
     if not timing or len(timing["step_ends"]) <= warmup_steps + 2:
         return {}
     ends = timing["step_ends"][warmup_steps:]
-    durations = [b - a for a, b in zip(ends, ends[1:])]
+    durations = [b - a for a, b in zip(ends, ends[1:], strict=False)]
     samples_per_second = timing["samples_per_step"] * len(durations) / (ends[-1] - ends[0])
     return {
         "measured_steps": len(durations),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
 from mmft_operator.contracts.exit_codes import CONFIG_INVALID
 from mmft_trainer import cli
 from mmft_trainer.preflight import run_preflight

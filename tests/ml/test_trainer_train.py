@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from trainer_configs import cpu_config, write_config
 
 pytestmark = [pytest.mark.ml, pytest.mark.timeout(600)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mmft_trainer.accelerator_defaults import (
     ACCELERATORS,
     LIGER_PLUGIN,

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from mmft_trainer.checkpoints import (
     COMPLETE_MARKER,
     mark_complete,

@@ -23,7 +23,7 @@ class RunReporter:
         self.report = WorkloadReport(phase="Starting", progress=TrainingProgress())
 
     @classmethod
-    def from_environment(cls) -> "RunReporter":
+    def from_environment(cls) -> RunReporter:
         return cls(ReportWriter.from_environment() if is_main_process() else None)
 
     def phase(self, phase: Phase, message: str | None = None) -> None:
