@@ -70,3 +70,11 @@ def test_the_command_exits_78_and_prints_the_field(tmp_path, tiny_gemma3_dir, ti
                               tensorboard_sync_dir=None, tensorboard_sync_interval=60.0)
     assert cli.main(args) == CONFIG_INVALID
     assert "mmft train: config invalid: lora_r: must be >= 1, got -1" in capsys.readouterr().err
+
+
+def test_the_seeds_own_config_reports_its_cpu_options_and_its_regex_together(tmp_path, tiny_gemma3_dir,
+                                                                             tiny_chat_dataset):
+    findings = preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, lora_target_modules=SEED_TARGET_MODULES,
+                                  lora_mlp_kernel=None, lora_qkv_kernel=None, lora_o_kernel=None)
+    fields = [finding.field for finding in findings]
+    assert fields == ["lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_target_modules"]

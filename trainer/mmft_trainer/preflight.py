@@ -55,8 +55,10 @@ def run_preflight(config_path: Path) -> PreflightResult:
     result = PreflightResult(raw=raw, findings=findings)
     if findings:
         return result
-    for check in (_schema_findings, _axolotl_findings, _model_findings):
-        result.findings.extend(check(raw, Path(config_path)))
+    # Later stages assume the earlier ones passed; the last two are independent, so both report at once.
+    for stage in ((_schema_findings,), (_axolotl_findings,), (_runtime_findings, _model_findings)):
+        for check in stage:
+            result.findings.extend(check(raw, Path(config_path)))
         if result.findings:
             break
     return result
@@ -109,9 +111,7 @@ def _config_keys(raw: dict) -> set[str]:
 
 def _axolotl_findings(raw: dict, _config_path: Path) -> list[Finding]:
     validated = validated_config(raw)
-    if isinstance(validated, list):
-        return validated
-    return _runtime_findings(validated)
+    return validated if isinstance(validated, list) else []
 
 
 def validated_config(raw: dict):
@@ -133,11 +133,13 @@ def validated_config(raw: dict):
         return [Finding("config", f"rejected by Axolotl's validator: {error}")]
 
 
-def _runtime_findings(validated) -> list[Finding]:
+def _runtime_findings(raw: dict, _config_path: Path) -> list[Finding]:
+    """Options that crash without CUDA, read from the validated config (Axolotl turns LoRA kernels on itself)."""
     import torch
 
     if torch.cuda.is_available():
         return []
+    validated = validated_config(raw)
     return [Finding(option, "needs a CUDA GPU, and this machine has none; set it to false")
             for option in CUDA_ONLY_OPTIONS if validated.get(option)]
 
