@@ -109,7 +109,6 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
         else:
             threshold = options.threshold
     scored = _score(loaded, test, options, ProgressLine(f"{spec.name} test", publish))
-    del loaded
     return scored, threshold
 
 
@@ -161,12 +160,14 @@ def run_evaluation(options: EvaluateOptions, sink: ProgressSink = lambda progres
     plots_dir = output_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
     needs_validation = options.method == "logprob" and options.threshold_policy != "fixed"
-    progress = Progress(total=len(options.models) * (len(test) + (len(validation) if needs_validation else 0)))
+    images_per_model = len(test) + (len(validation) if needs_validation else 0)
+    progress = Progress(total=len(options.models) * images_per_model)
     models: dict[str, dict] = {}
     rows: list[dict] = []
     curves: dict[str, tuple[list[int], list[float]]] = {}
-    for spec in options.models:
+    for index, spec in enumerate(options.models):
         progress.model = spec.name
+        progress.done = index * images_per_model  # a failed model's images count as done: the run moved on
         sink(progress)
         try:
             scored, threshold = _evaluate_model(spec, options, test, validation, progress, sink)
