@@ -15,7 +15,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from mmft_operator import metrics, naming
-from mmft_operator.api.common import GROUP, VERSION
+from mmft_operator.api.common import API_VERSION, GROUP, VERSION
 from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
 from mmft_operator.kube import Kube
 from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
@@ -41,6 +41,8 @@ class _Runtime:
     running: set[tuple[str, str, str]] = set()
     # Triggers that arrived while the resource was being reconciled; value: whether any asked to verify children.
     pending: dict[tuple[str, str, str], bool] = {}
+    namespaces: list[str] = []
+    stop = threading.Event()
 
 
 def reconcile_resource(kind: str, namespace: str, name: str, verify_children: bool = False) -> None:
@@ -94,6 +96,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if operator_settings.metrics_port:
         start_http_server(operator_settings.metrics_port, registry=metrics.REGISTRY)
     _Runtime.context = Context(Kube.connect(), operator_settings)
+    _Runtime.namespaces = operator_settings.watch_namespaces()
+    threading.Thread(target=_resync_forever, args=(_Runtime.stop,), name="mmft-resync", daemon=True).start()
+
+
+@kopf.on.cleanup()
+def stop_resync(**_: Any) -> None:
+    _Runtime.stop.set()
 
 
 @kopf.on.probe(id="reconcilers")
@@ -141,23 +150,26 @@ def _on_owner(kind: str):
     return handler
 
 
-def _on_timer(kind: str):
-    def handler(namespace: str, name: str, **_: Any) -> None:
-        reconcile_resource(kind, namespace, name, verify_children=True)
-
-    return handler
-
-
 for _info in ALL_KINDS:
     kopf.on.event(GROUP, VERSION, _info.plural, id=f"{_info.singular}-event")(_on_owner(_info.kind))
-    kopf.timer(
-        GROUP,
-        VERSION,
-        _info.plural,
-        id=f"{_info.singular}-resync",
-        interval=RESYNC_SECONDS,
-        initial_delay=RESYNC_SECONDS,
-    )(_on_timer(_info.kind))
+
+
+def _resync_forever(stop: threading.Event) -> None:
+    """Re-verify every resource and its children now and then: catches a deleted child, a missed event, a grace
+    period running out. A thread of our own instead of kopf timers, which would put a finalizer on every resource."""
+    while not stop.wait(RESYNC_SECONDS):
+        for info in ALL_KINDS:
+            try:
+                items = _Runtime.context.kube.list_all(API_VERSION, info.kind, _Runtime.namespaces)
+            except Exception:  # noqa: BLE001 - the next round retries; the watches keep working meanwhile
+                log.exception("resync: could not list %s", info.plural)
+                continue
+            for item in items:
+                meta = item["metadata"]
+                try:
+                    reconcile_resource(info.kind, meta["namespace"], meta["name"], verify_children=True)
+                except Exception:  # noqa: BLE001, S110 - logged and counted by reconcile_resource
+                    continue
 
 
 def _owner_of_child(labels: dict[str, str]) -> tuple[str, str] | None:

@@ -133,6 +133,12 @@ class Kube:
         payload = self.request("GET", path(api_version, kind, namespace), query={"labelSelector": selector})
         return payload.get("items", [])
 
+    def list_all(self, api_version: str, kind: str, namespaces: list[str]) -> list[dict]:
+        """Every object of a kind in the given namespaces, or cluster-wide when none are given."""
+        if not namespaces:
+            return self.request("GET", path(api_version, kind, None)).get("items", [])
+        return [item for ns in namespaces for item in self.request("GET", path(api_version, kind, ns)).get("items", [])]
+
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         return self.request(
@@ -224,6 +230,8 @@ class Kube:
         }
         try:
             self.create(event)
+        except NamespaceTerminating:
+            return
         except ApiError as error:  # an Event is best effort; the status already tells the story
             log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], error)
 

@@ -29,6 +29,11 @@ class OperatorSettings:
     tensorboard_port: int = 6006
     # Prometheus metrics of the operator itself; 0 turns the endpoint off.
     metrics_port: int = 9090
+    # Comma-separated namespaces the operator watches; empty: the whole cluster. Set by `mmft operator -n`.
+    namespaces: str = ""
+
+    def watch_namespaces(self) -> list[str]:
+        return [name for name in self.namespaces.split(",") if name]
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> OperatorSettings:

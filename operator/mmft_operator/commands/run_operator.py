@@ -26,9 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import asyncio
     import logging
+    import os
 
     import kopf
 
+    # The resync loop must stay inside the same namespaces as kopf's watches.
+    os.environ["MMFT_NAMESPACES"] = ",".join(args.namespace)
     import mmft_operator.handlers  # noqa: F401 - registers the handlers
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
