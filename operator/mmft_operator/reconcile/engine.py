@@ -134,7 +134,10 @@ def _reconcile_once(
     job = ctx.kube.get(job_ref)
     if job is not None and not any(ref.get("uid") == owner.uid for ref in job["metadata"].get("ownerReferences", [])):
         job = None  # a stale Job of an earlier object with this name: never adopt it
-    prerequisites = [] if job is not None else reconciler.prerequisites(ctx, owner, spec, status)
+    # Once the Job exists its inputs are fixed: re-resolving them could change a running job's children. They are
+    # resolved again only if the operator died between creating the Job and recording them.
+    recorded = job is not None and bool(status.get("resolved"))
+    prerequisites = [] if recorded else reconciler.prerequisites(ctx, owner, spec, status)
     resolved: dict[str, str] = dict(status.get("resolved") or {})
     for prerequisite in prerequisites:
         resolved.update(prerequisite.resolved)
