@@ -17,9 +17,6 @@ DELIBERATE_DIFFERENCES = {
     "model_type": "dropped: Axolotl picks the class from the model config; the seed's value is text-only by name",
     "tokenizer_type": "dropped: the processor (processor_type) brings the tokenizer of whatever model is used",
     "lora_target_modules": "the seed's regex matches no Gemma 3 module in current transformers",
-    "lora_mlp_kernel": "Triton LoRA kernels: opt-in through overrides, they need a GPU with Triton",
-    "lora_qkv_kernel": "as lora_mlp_kernel",
-    "lora_o_kernel": "as lora_mlp_kernel",
     "gradient_checkpointing": "sized to the accelerator's memory (docs/benchmarks.md)",
     "gradient_accumulation_steps": "sized to the accelerator's memory",
     "micro_batch_size": "sized to the accelerator's memory",
@@ -29,7 +26,7 @@ DELIBERATE_DIFFERENCES = {
     "output_dir": "the operator's output volume",
 }
 ADDED = {
-    "test_datasets", "load_in_8bit", "save_steps", "sdp_attention", "bf16", "tf32", "dataloader_num_workers",
+    "test_datasets", "load_in_8bit", "save_steps", "attn_implementation", "bf16", "tf32", "dataloader_num_workers",
     "dataloader_pin_memory", "seed",
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mmft_trainer.accelerator_defaults import (
+from mmft_operator.training_defaults import (
     ACCELERATORS,
     LIGER_PLUGIN,
     MEMORY_HEADROOM,

@@ -58,6 +58,7 @@ RESERVED_OVERRIDE_KEYS: dict[str, tuple[str, str]] = {
     "save_steps": ("integer", "spec.training.saveSteps"),
     "save_total_limit": ("integer", "spec.training.saveTotalLimit"),
     "chat_template": ("string", "spec.training.chatTemplate"),
+    "attn_implementation": ("string", "spec.training.attentionImplementation"),
     "image_size": ("integer", "spec.training.imageSize"),
     "image_resize_algorithm": ("string", "spec.training.imageResizeAlgorithm"),
     "hf_use_auth_token": ("boolean", "spec.huggingFaceTokenSecretRef"),
@@ -143,13 +144,19 @@ class TrainingSettings(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
-                "self.adapter != 'qlora' || self.loadIn4bit",
+                "!has(self.adapter) || self.adapter != 'qlora' || !has(self.loadIn4bit) || self.loadIn4bit",
                 "adapter qlora requires loadIn4bit: true",
                 field_path=".loadIn4bit",
                 reason="FieldValueInvalid",
             ),
             cel(
-                "!(self.loadIn4bit && self.loadIn8bit)",
+                "!has(self.loadIn4bit) || !self.loadIn4bit || (has(self.adapter) && self.adapter == 'qlora')",
+                "loadIn4bit: true needs adapter: qlora",
+                field_path=".adapter",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!(has(self.loadIn4bit) && self.loadIn4bit && self.loadIn8bit)",
                 "loadIn4bit and loadIn8bit are exclusive",
                 field_path=".loadIn8bit",
             ),
@@ -171,9 +178,13 @@ class TrainingSettings(ApiModel):
         )
     }
 
-    adapter: Literal["lora", "qlora"] = Field("qlora", description="Adapter type: lora, or qlora (4-bit base).")
-    load_in_4bit: bool = Field(
-        True, alias="loadIn4bit", description="Load the base model in 4 bit (bitsandbytes). Required for qlora."
+    adapter: Literal["lora", "qlora"] | None = Field(
+        None,
+        description="Adapter type: lora (bf16 base), or qlora (4-bit base). Empty: chosen by the accelerator's "
+        "memory for a Gemma-3-4B-class model (docs/benchmarks.md): lora where it fits, qlora otherwise.",
+    )
+    load_in_4bit: bool | None = Field(
+        None, alias="loadIn4bit", description="Load the base model in 4 bit (bitsandbytes). Empty: true for qlora."
     )
     load_in_8bit: bool = Field(False, alias="loadIn8bit", description="Load the base model in 8 bit.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA rank, alpha, dropout, target modules.")

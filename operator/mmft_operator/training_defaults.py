@@ -67,8 +67,13 @@ class TrainingDefaults:
             "lora_o_kernel": True,
         }
         if self.adapter == "lora":
-            options.update(torch_compile=True, plugins=[LIGER_PLUGIN], liger_rms_norm=True, liger_rope=True,
-                           liger_fused_linear_cross_entropy=True)
+            options.update(
+                torch_compile=True,
+                plugins=[LIGER_PLUGIN],
+                liger_rms_norm=True,
+                liger_rope=True,
+                liger_fused_linear_cross_entropy=True,
+            )
         return options
 
     def as_dict(self) -> dict:
@@ -80,19 +85,29 @@ def plan(memory_gib: float, dataloader_workers: int) -> TrainingDefaults:
     fitting = [size for size in MICRO_BATCH_LADDER if LORA_FIXED_GIB + LORA_PER_SAMPLE_GIB * size <= budget]
     if fitting:
         micro_batch = fitting[-1]
-        return TrainingDefaults("lora", micro_batch, math.ceil(SEED_EFFECTIVE_BATCH / micro_batch), False,
-                                dataloader_workers, round(LORA_FIXED_GIB + LORA_PER_SAMPLE_GIB * micro_batch, 1))
+        return TrainingDefaults(
+            "lora",
+            micro_batch,
+            math.ceil(SEED_EFFECTIVE_BATCH / micro_batch),
+            False,
+            dataloader_workers,
+            round(LORA_FIXED_GIB + LORA_PER_SAMPLE_GIB * micro_batch, 1),
+        )
     if QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB <= budget:
-        return TrainingDefaults("qlora", 1, SEED_EFFECTIVE_BATCH, True, dataloader_workers,
-                                QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB)
-    raise ValueError(f"{memory_gib} GiB is too little for Gemma-3-4B multimodal fine-tuning "
-                     f"(QLoRA with checkpointing needs {QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB} GiB)")
+        return TrainingDefaults(
+            "qlora", 1, SEED_EFFECTIVE_BATCH, True, dataloader_workers, QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB
+        )
+    raise ValueError(
+        f"{memory_gib} GiB is too little for Gemma-3-4B multimodal fine-tuning "
+        f"(QLoRA with checkpointing needs {QLORA_CHECKPOINTED_MICRO_BATCH_1_GIB} GiB)"
+    )
 
 
 def defaults_for(accelerator: str) -> TrainingDefaults:
     try:
         card = ACCELERATORS[accelerator]
     except KeyError:
-        raise KeyError(f"no training defaults for accelerator {accelerator!r}; known: {', '.join(ACCELERATORS)}"
-                       ) from None
+        raise KeyError(
+            f"no training defaults for accelerator {accelerator!r}; known: {', '.join(ACCELERATORS)}"
+        ) from None
     return plan(card.memory_gib, card.dataloader_workers)
