@@ -31,6 +31,21 @@ class OperatorSettings:
     metrics_port: int = 9090
     # Comma-separated namespaces the operator watches; empty: the whole cluster. Set by `mmft operator -n`.
     namespaces: str = ""
+    # How pods mount a bucket: `gcsfuse` (GKE's Cloud Storage FUSE CSI driver), or `hostPath:DIR` on clusters without
+    # it (kind): DIR/<bucket name> on the node stands in for the bucket.
+    bucket_volume: str = "gcsfuse"
+    # Set STORAGE_EMULATOR_HOST in workload pods (a GCS emulator stands in for Cloud Storage, e.g. on kind).
+    storage_emulator_host: str = ""
+
+    def __post_init__(self) -> None:
+        if self.bucket_volume != "gcsfuse" and not self.bucket_volume.startswith("hostPath:/"):
+            raise ValueError(
+                f"{ENV_PREFIX}BUCKET_VOLUME={self.bucket_volume!r}: use 'gcsfuse' or 'hostPath:/absolute/dir'"
+            )
+
+    @property
+    def bucket_host_dir(self) -> str | None:
+        return self.bucket_volume.removeprefix("hostPath:") if self.bucket_volume != "gcsfuse" else None
 
     def watch_namespaces(self) -> list[str]:
         return [name for name in self.namespaces.split(",") if name]

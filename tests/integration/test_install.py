@@ -27,6 +27,17 @@ def test_overlay_builds(kubectl, overlay: str) -> None:
     assert built, f"{overlay} rendered nothing"
 
 
+@pytest.mark.parametrize(("overlay", "image"), [
+    ("base", "us-docker.pkg.dev/mmft-project/mmft/mmft-operator:0.1.0"),
+    ("overlays/gke-autopilot", "REGION-docker.pkg.dev/PROJECT_ID/mmft/mmft-operator:0.1.0"),
+    ("overlays/local", "mmft-operator:dev"),
+])
+def test_each_overlay_sets_its_operator_image(kubectl, overlay: str, image: str) -> None:
+    built = yaml.safe_load_all(kubectl("kustomize", str(ROOT / "deploy" / overlay)).stdout)
+    deployment = next(o for o in built if o and o["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_passes_server_side_dry_run(kubectl, crds, overlay: str) -> None:
     # A dry run cannot create the namespace its other objects live in; everything else is checked for real.

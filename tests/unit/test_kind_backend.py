@@ -356,11 +356,6 @@ def test_workloads_reach_the_emulator_service_and_it_serves_the_bucket_folders(k
     assert pod["volumes"][0]["hostPath"]["path"] == bucket_mount_dir
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OperatorSettings has no bucket_volume / storage_emulator_host fields yet (docs/kind.md, 'the "
-    "operator switches this backend needs'): until the operator reads them, kind pods keep the gcsfuse CSI volume",
-)
 def test_operator_reads_every_setting_the_kind_overlay_sets():
     known = {ENV_PREFIX + field.upper() for field in OperatorSettings.__dataclass_fields__}
     set_by_overlay = {name for name in operator_env(kustomized_overlay()) if name.startswith(ENV_PREFIX)}

@@ -58,6 +58,11 @@ def with_spec_hash(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def gcsfuse_volume(bucket: GcsBucket, settings: OperatorSettings, read_only: bool = False) -> dict[str, Any]:
+    if settings.bucket_host_dir:
+        return {
+            "name": GCSFUSE_VOLUME,
+            "hostPath": {"path": f"{settings.bucket_host_dir}/{bucket.name}", "type": "DirectoryOrCreate"},
+        }
     options = list(bucket.mount_options)
     # Non-root pods only see their files on the mount when gcsfuse maps ownership to their uid/gid.
     for key, value in (("uid", settings.run_as_user), ("gid", settings.run_as_group)):
@@ -84,6 +89,8 @@ def pod_annotations(bucket: GcsBucket, pod_metadata: PodMetadata, settings: Oper
         "ephemeral-storage": bucket.sidecar_ephemeral_storage or settings.gcsfuse_sidecar_ephemeral_storage,
     }
     annotations = dict(pod_metadata.annotations)
+    if settings.bucket_host_dir:
+        return annotations
     annotations["gke-gcsfuse/volumes"] = "true"
     for resource, quantity in sidecar.items():
         annotations[f"gke-gcsfuse/{resource}-limit"] = str(quantity)
@@ -128,16 +135,26 @@ def shm_volume(size_limit: str) -> dict[str, Any]:
     return {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": size_limit}}
 
 
+def shm_size_for(memory: str) -> str:
+    """A quarter of the pod's memory: memory-backed /dev/shm counts against it."""
+    if memory.endswith("Gi") and memory[:-2].isdigit():
+        return f"{max(1, int(memory[:-2]) // 4)}Gi"
+    return "8Gi"
+
+
 def shm_mount() -> dict[str, Any]:
     return {"name": SHM_VOLUME, "mountPath": "/dev/shm"}
 
 
-def report_env(owner: Owner, report_file: str) -> list[dict[str, Any]]:
-    return [
+def workload_env(owner: Owner, report_file: str, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env = [
         {"name": progress.ENV_REPORT_FILE, "value": report_file},
         {"name": progress.ENV_REPORT_CONFIGMAP, "value": naming.report_config_map(owner.kind, owner.name)},
         {"name": progress.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
+    if settings.storage_emulator_host:
+        env.append({"name": "STORAGE_EMULATOR_HOST", "value": settings.storage_emulator_host})
+    return env
 
 
 def hf_token_env(secret_ref) -> list[dict[str, Any]]:  # noqa: ANN001 - SecretKeySelector | None

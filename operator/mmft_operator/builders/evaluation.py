@@ -93,6 +93,11 @@ def build_evaluation_job(
     node_selector = {"cloud.google.com/gke-accelerator": compute.accelerator}
     if compute.spot:
         node_selector["cloud.google.com/gke-spot"] = "true"
+    requests = common.resource_requests(
+        compute.cpu or str(card.cpu_per_gpu * compute.gpus),
+        compute.memory or f"{card.memory_gib_per_gpu * compute.gpus}Gi",
+        compute.ephemeral_storage or "50Gi",
+    )
     pod = WorkloadPod(
         component=COMPONENT,
         command=evaluate_command(spec, models, data),
@@ -100,17 +105,14 @@ def build_evaluation_job(
         service_account_name=spec.service_account_name,
         bucket=spec.bucket,
         pod_metadata=spec.pod_metadata,
-        requests=common.resource_requests(
-            compute.cpu or str(card.cpu_per_gpu * compute.gpus),
-            compute.memory or f"{card.memory_gib_per_gpu * compute.gpus}Gi",
-            compute.ephemeral_storage or "50Gi",
-        ),
+        requests=requests,
         report_file=f"{output_dir(spec)}/report.json",
         active_deadline_seconds=spec.active_deadline_seconds,
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         backoff_limit=spec.backoff_limit,
         gpus=compute.gpus,
         spot=compute.spot,
+        shm_size=common.shm_size_for(requests["memory"]),
         node_selector=node_selector,
         extra_env=[
             *common.hf_token_env(spec.hugging_face_token_secret_ref),

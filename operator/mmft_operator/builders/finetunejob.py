@@ -120,13 +120,6 @@ def _requests(spec: FineTuneJobSpec) -> dict[str, str]:
     )
 
 
-def _shm_size(memory: str) -> str:
-    """A quarter of the pod's memory: memory-backed /dev/shm counts against it."""
-    if memory.endswith("Gi") and memory[:-2].isdigit():
-        return f"{max(1, int(memory[:-2]) // 4)}Gi"
-    return "8Gi"
-
-
 def _node_selector(spec: FineTuneJobSpec) -> dict[str, str]:
     selector = {"cloud.google.com/gke-accelerator": spec.compute.accelerator}
     if spec.compute.spot:
@@ -139,7 +132,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
     requests = _requests(spec)
     gpus = str(compute.gpus_per_node)
     env = [
-        *common.report_env(owner, REPORT_FILE),
+        *common.workload_env(owner, REPORT_FILE, settings),
         *common.hf_token_env(spec.hugging_face_token_secret_ref),
         {"name": "HF_HOME", "value": f"{OUTPUT_MOUNT}/.cache/huggingface"},
         {"name": "AXOLOTL_DO_NOT_TRACK", "value": "1"},
@@ -175,7 +168,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
             {"name": "config", "configMap": {"name": naming.config_map(owner.name)}},
             {"name": "output", "persistentVolumeClaim": {"claimName": naming.output_pvc(owner.name)}},
             common.gcsfuse_volume(spec.bucket, settings),
-            common.shm_volume(_shm_size(requests["memory"])),
+            common.shm_volume(common.shm_size_for(requests["memory"])),
         ],
     }
     job_spec: dict[str, Any] = {

@@ -31,6 +31,8 @@ class WorkloadPod:
     backoff_limit: int
     gpus: int = 0
     spot: bool = False
+    # Memory-backed /dev/shm for PyTorch data-loader workers; None keeps the container default.
+    shm_size: str | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
     extra_env: list[dict[str, Any]] = field(default_factory=list)
 
@@ -45,7 +47,7 @@ def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSetting
         "image": pod.image,
         "imagePullPolicy": "IfNotPresent",
         "command": pod.command,
-        "env": [*common.report_env(owner, pod.report_file), *pod.extra_env],
+        "env": [*common.workload_env(owner, pod.report_file, settings), *pod.extra_env],
         "resources": resources,
         "securityContext": common.container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -58,6 +60,9 @@ def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSetting
         "containers": [container],
         "volumes": [common.gcsfuse_volume(pod.bucket, settings), {"name": "scratch", "emptyDir": {}}],
     }
+    if pod.shm_size:
+        container["volumeMounts"].append(common.shm_mount())
+        pod_spec["volumes"].append(common.shm_volume(pod.shm_size))
     if pod.node_selector:
         pod_spec["nodeSelector"] = dict(pod.node_selector)
     if pod.gpus:
