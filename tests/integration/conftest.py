@@ -17,10 +17,30 @@ import pytest
 INTEGRATION_DIR = Path(__file__).resolve().parent
 
 
+def pytest_configure(config):
+    from backends import BackendError, select_backend
+
+    try:
+        config.mmft_backend = select_backend()
+    except BackendError as error:
+        raise pytest.UsageError(str(error)) from error
+
+
 def pytest_collection_modifyitems(config, items):
+    backend = config.mmft_backend
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("simulated_pods") and not backend.simulated_pods:
+            item.add_marker(pytest.mark.skip(reason=f"needs kwok's simulated pods; backend {backend.name} runs them"))
+        if item.get_closest_marker("kind_only") and backend.name != "kind":
+            item.add_marker(pytest.mark.skip(reason="runs real containers: MMFT_TEST_BACKEND=kind (docs/kind.md)"))
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig):
+    """Which cluster the tests run on (tests/integration/backends.py): the local control plane or kind."""
+    return pytestconfig.mmft_backend
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -29,11 +49,10 @@ class KubectlError(subprocess.CalledProcessError):
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Path:
-    """The admin kubeconfig of a running local cluster."""
-    reused = os.environ.get("MMFT_KUBECONFIG")
-    if reused:
-        yield Path(reused)
+def cluster(tmp_path_factory, backend) -> Path:
+    """The admin kubeconfig of a running cluster: the backend's, or a local one started for this session."""
+    if backend.kubeconfig is not None:
+        yield backend.kubeconfig
         return
     from mmft_localcluster import LocalCluster
 

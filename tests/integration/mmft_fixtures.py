@@ -59,8 +59,12 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def operator(cluster, crds, tmp_path):
-    """A running operator for one test (fast resync and grace so tests need not wait minutes)."""
+def operator(cluster, crds, tmp_path, backend):
+    """A running operator for one test (no unschedulable grace, so tests need not wait minutes); on kind, the
+    operator is the cluster's own Deployment and this fixture starts nothing."""
+    if backend.operator_in_cluster:
+        yield None
+        return
     process = OperatorProcess(cluster, tmp_path / "operator.log",
                               {"MMFT_UNSCHEDULABLE_GRACE_SECONDS": "0"}).start()
     yield process

@@ -101,6 +101,7 @@ def _metric(port: int, name: str, labels: str = "") -> float:
     return sum(float(value) for value in re.findall(pattern, body, flags=re.MULTILINE))
 
 
+@pytest.mark.simulated_pods
 def test_operator_as_its_own_service_account_runs_the_samples_and_its_metrics_move(
     kubectl, cluster, installed, namespace, tmp_path: Path
 ) -> None:

@@ -9,7 +9,8 @@ import time
 import pytest
 from mmft_localcluster.gke_nodes import GPU_SHAPES
 
-pytestmark = pytest.mark.integration
+# Integration (a real control plane) with kwok playing the kubelets: the annotations choose pod outcomes.
+pytestmark = [pytest.mark.integration, pytest.mark.simulated_pods]
 
 A100 = "nvidia-tesla-a100"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import yaml
 from mmft_fixtures import ROOT, OperatorProcess, crds, operator, wait_for  # noqa: F401 - fixtures
+import pytest
+
+# kwok.mmft.io/* annotations choose the pods' outcomes: meaningful only where pods are simulated.
+pytestmark = pytest.mark.simulated_pods
 
 SAMPLES = ROOT / "deploy/samples/gemma3-melanoma"
 WORKLOAD_SA = "mmft-workload"
