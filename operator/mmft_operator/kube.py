@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client, config
 
 from mmft_operator import naming
@@ -81,16 +82,33 @@ def path(api_version: str, kind: str, namespace: str | None, name: str | None = 
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self._api = api_client
+    """A small JSON client over the kubernetes package's connection settings (kubeconfig or in-cluster).
+
+    Requests go through urllib3 directly: the generated client's call signature changes between releases, the
+    connection settings do not.
+    """
+
+    def __init__(self, configuration: client.Configuration) -> None:
+        self._config = configuration
+        self._pool = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=32,
+            cert_reqs="CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
+            ca_certs=configuration.ssl_ca_cert,
+            cert_file=configuration.cert_file,
+            key_file=configuration.key_file,
+            assert_hostname=configuration.assert_hostname,
+            server_hostname=getattr(configuration, "tls_server_name", None),
+        )
 
     @classmethod
     def connect(cls) -> Kube:
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            config.load_kube_config()
-        return cls(client.ApiClient())
+            config.load_kube_config(client_configuration=configuration)
+        return cls(configuration)
 
     # -- raw requests ------------------------------------------------------------------------------------------
     def request(
@@ -103,22 +121,30 @@ class Kube:
     ) -> dict[str, Any]:
         if query:
             resource_path = f"{resource_path}?{urlencode(query)}"
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        serialized = self._api.param_serialize(
-            method=method,
-            resource_path=resource_path,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+        headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth_headers()}
+        response = self._pool.request(
+            method,
+            f"{self._config.host}{resource_path}",
+            body=json.dumps(body).encode() if body is not None else None,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=10, read=60),
+            retries=False,
         )
-        response = self._api.call_api(*serialized)
-        response.read()
         payload = json.loads(response.data) if response.data else {}
         if response.status >= 400:
-            message = payload.get("message", str(response.data[:200]))
+            message = payload.get("message", response.data[:200].decode(errors="replace"))
             error_type = NamespaceTerminating if "because it is being terminated" in message else ApiError
             raise error_type(response.status, payload.get("reason", ""), message)
         return payload
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._config.refresh_api_key_hook is not None:
+            self._config.refresh_api_key_hook(self._config)  # rotates the projected ServiceAccount token
+        return {
+            setting["key"]: setting["value"]
+            for setting in self._config.auth_settings().values()
+            if setting.get("in") == "header" and setting.get("value")
+        }
 
     def get(self, ref: Ref) -> dict[str, Any] | None:
         try:

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cluster_helpers import ROOT, OperatorProcess
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 
@@ -91,3 +92,33 @@ def namespace(kubectl) -> str:
         time.sleep(0.2)
     yield name
     kubectl("delete", "namespace", name, "--wait=false")
+
+
+# -- mmft: the API installed, the operator running ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl) -> None:
+    """The mmft.io CRDs installed and Established."""
+    kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=mmft")
+
+
+@pytest.fixture(scope="session")
+def installed(kubectl, crds) -> None:
+    """deploy/overlays/local applied: the mmft-system namespace, the operator's ServiceAccount and its RBAC."""
+    kubectl("apply", "--server-side", "-k", str(ROOT / "deploy/overlays/local"))
+
+
+@pytest.fixture
+def operator(cluster, crds, tmp_path, backend):
+    """A running operator for one test (no unschedulable grace, so tests need not wait minutes); on kind, the
+    operator is the cluster's own Deployment and this fixture starts nothing."""
+    if backend.operator_in_cluster:
+        yield None
+        return
+    process = OperatorProcess(cluster, tmp_path / "operator.log", {"MMFT_UNSCHEDULABLE_GRACE_SECONDS": "0"}).start()
+    yield process
+    process.stop()
+    if os.environ.get("MMFT_SHOW_OPERATOR_LOG"):
+        print(process.log())

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mmft_fixtures import crds  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((Path(__file__).parent / "invalid").glob("*.yaml"))
@@ -61,19 +60,47 @@ def test_kubectl_explain_shows_field_descriptions(kubectl, crds) -> None:
     assert "baseModel" in explained and "Hugging Face model id" in explained
     lora = kubectl("explain", "finetunejob.spec.training.lora.targetModules").stdout
     assert "Gemma 3" in lora
-    assert "split fractions" in kubectl("explain", "datasetprep.spec.split").stdout.lower() or \
-        "Stratified" in kubectl("explain", "datasetprep.spec.split").stdout
+    assert (
+        "split fractions" in kubectl("explain", "datasetprep.spec.split").stdout.lower()
+        or "Stratified" in kubectl("explain", "datasetprep.spec.split").stdout
+    )
 
 
 def test_run_shaping_fields_are_immutable_once_started_but_suspend_is_not(kubectl, crds, namespace) -> None:
     kubectl("apply", "-n", namespace, "-f", str(ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml"))
     # Before the run starts the spec may change freely (GitOps fixes typos).
-    kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--type=merge",
-            "-p", '{"spec":{"training":{"learningRate":0.0001}}}')
-    kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", '{"status":{"startTime":"2026-11-29T10:00:00Z"}}')
-    refused = kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--type=merge",
-                      "-p", '{"spec":{"training":{"learningRate":0.0002}}}', check=False)
+    kubectl(
+        "patch",
+        "ftj",
+        "gemma3-melanoma",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"training":{"learningRate":0.0001}}}',
+    )
+    kubectl(
+        "patch",
+        "ftj",
+        "gemma3-melanoma",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"startTime":"2026-11-29T10:00:00Z"}}',
+    )
+    refused = kubectl(
+        "patch",
+        "ftj",
+        "gemma3-melanoma",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"training":{"learningRate":0.0002}}}',
+        check=False,
+    )
     assert refused.returncode != 0
     assert "spec.training" in refused.stderr and "cannot change after the run started" in refused.stderr
     kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mmft_fixtures import ROOT, OperatorProcess, crds, wait_for  # noqa: F401 - fixtures
+from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
 
 OPERATOR_SA = "system:serviceaccount:mmft-system:mmft-operator"
 OVERLAYS = ["base", "overlays/gke-autopilot", "overlays/local"]
-
-
-@pytest.fixture(scope="module")
-def installed(kubectl, crds) -> None:
-    kubectl("apply", "--server-side", "-k", str(ROOT / "deploy/overlays/local"))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS + ["monitoring"])
@@ -27,11 +22,14 @@ def test_overlay_builds(kubectl, overlay: str) -> None:
     assert built, f"{overlay} rendered nothing"
 
 
-@pytest.mark.parametrize(("overlay", "image"), [
-    ("base", "us-docker.pkg.dev/mmft-project/mmft/mmft-operator:0.1.0"),
-    ("overlays/gke-autopilot", "REGION-docker.pkg.dev/PROJECT_ID/mmft/mmft-operator:0.1.0"),
-    ("overlays/local", "mmft-operator:dev"),
-])
+@pytest.mark.parametrize(
+    ("overlay", "image"),
+    [
+        ("base", "us-docker.pkg.dev/mmft-project/mmft/mmft-operator:0.1.0"),
+        ("overlays/gke-autopilot", "REGION-docker.pkg.dev/PROJECT_ID/mmft/mmft-operator:0.1.0"),
+        ("overlays/local", "mmft-operator:dev"),
+    ],
+)
 def test_each_overlay_sets_its_operator_image(kubectl, overlay: str, image: str) -> None:
     built = yaml.safe_load_all(kubectl("kustomize", str(ROOT / "deploy" / overlay)).stdout)
     deployment = next(o for o in built if o and o["kind"] == "Deployment")
@@ -63,36 +61,24 @@ def test_rbac_names_exact_resources_and_verbs_without_wildcards() -> None:
             assert "*" not in rule[field], f"wildcard in {rule}"
 
 
-@pytest.mark.parametrize(("verb", "resource", "allowed"), [
-    ("create", "jobs.batch", "yes"),
-    ("patch", "finetunejobs.mmft.io --subresource=status", "yes"),
-    ("watch", "pods", "yes"),
-    ("create", "roles.rbac.authorization.k8s.io", "yes"),
-    ("get", "secrets", "no"),
-    ("list", "secrets", "no"),
-    ("delete", "jobs.batch", "no"),
-    ("patch", "finetunejobs.mmft.io", "no"),
-    ("create", "clusterroles.rbac.authorization.k8s.io", "no"),
-    ("create", "pods", "no"),
-])
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("create", "jobs.batch", "yes"),
+        ("patch", "finetunejobs.mmft.io --subresource=status", "yes"),
+        ("watch", "pods", "yes"),
+        ("create", "roles.rbac.authorization.k8s.io", "yes"),
+        ("get", "secrets", "no"),
+        ("list", "secrets", "no"),
+        ("delete", "jobs.batch", "no"),
+        ("patch", "finetunejobs.mmft.io", "no"),
+        ("create", "clusterroles.rbac.authorization.k8s.io", "no"),
+        ("create", "pods", "no"),
+    ],
+)
 def test_operator_account_can_do_what_it_needs_and_nothing_else(kubectl, installed, verb, resource, allowed) -> None:
     answer = kubectl("auth", "can-i", verb, *resource.split(), "--all-namespaces", f"--as={OPERATOR_SA}", check=False)
     assert answer.stdout.strip() == allowed, f"can-i {verb} {resource}: {answer.stdout} {answer.stderr}"
-
-
-def _token_kubeconfig(kubectl, admin_kubeconfig: Path, path: Path) -> Path:
-    """A kubeconfig that authenticates with a real token of the operator's ServiceAccount (no impersonation)."""
-    admin = yaml.safe_load(admin_kubeconfig.read_text())
-    token = kubectl("create", "token", "mmft-operator", "-n", "mmft-system", "--duration=1h").stdout.strip()
-    cluster = admin["clusters"][0]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": "mmft-operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "mmft-operator"}}],
-        "current-context": "operator",
-    }))
-    return path
 
 
 def _metric(port: int, name: str, labels: str = "") -> float:
@@ -105,7 +91,7 @@ def _metric(port: int, name: str, labels: str = "") -> float:
 def test_operator_as_its_own_service_account_runs_the_samples_and_its_metrics_move(
     kubectl, cluster, installed, namespace, tmp_path: Path
 ) -> None:
-    kubeconfig = _token_kubeconfig(kubectl, cluster, tmp_path / "operator.kubeconfig")
+    kubeconfig = token_kubeconfig(kubectl, cluster, tmp_path / "operator.kubeconfig")
     operator = OperatorProcess(kubeconfig, tmp_path / "operator.log").start()
     try:
         wait_for(lambda: _reachable(operator.metrics_port), timeout=30, what="the metrics endpoint")
@@ -117,8 +103,11 @@ def test_operator_as_its_own_service_account_runs_the_samples_and_its_metrics_mo
             kubectl("wait", name, "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
         assert _metric(operator.metrics_port, "mmft_reconciles_total", 'kind="FineTuneJob"') > before
         succeeded = 'condition="Succeeded",kind="FineTuneJob",status="True"'
-        wait_for(lambda: _metric(operator.metrics_port, "mmft_resources", succeeded) >= 1, timeout=30,
-                 what="the Succeeded FineTuneJob counted in mmft_resources")
+        wait_for(
+            lambda: _metric(operator.metrics_port, "mmft_resources", succeeded) >= 1,
+            timeout=30,
+            what="the Succeeded FineTuneJob counted in mmft_resources",
+        )
         assert _metric(operator.metrics_port, "mmft_reconcile_duration_seconds_count", 'kind="DatasetPrep"') > 0
     finally:
         operator.stop()
@@ -138,5 +127,6 @@ def test_kubectl_wait_for_succeeded_works_on_all_kinds(kubectl) -> None:
     # kstatus/Flux and kubectl wait key on condition types; the CRD status schema must declare them map-keyed.
     crd = json.loads(kubectl("get", "crd", "finetunejobs.mmft.io", "-o", "json").stdout)
     conditions = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"][
-        "conditions"]
+        "conditions"
+    ]
     assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == ["type"]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mmft_fixtures import ROOT, crds  # noqa: F401 - fixture
+from cluster_helpers import ROOT
 
 pytestmark = pytest.mark.kind_only
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-from mmft_fixtures import ROOT, OperatorProcess, crds, operator, wait_for  # noqa: F401 - fixtures
 import pytest
+import yaml
+from cluster_helpers import ROOT, OperatorProcess, wait_for
 
 # kwok.mmft.io/* annotations choose the pods' outcomes: meaningful only where pods are simulated.
 pytestmark = pytest.mark.simulated_pods
@@ -22,8 +22,15 @@ WORKLOAD_SA = "mmft-workload"
 
 def _prepare_namespace(kubectl, namespace: str) -> None:
     kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
-    kubectl("create", "secret", "generic", "huggingface-credentials", "-n", namespace,
-            "--from-literal=token=hf_not_a_real_token")
+    kubectl(
+        "create",
+        "secret",
+        "generic",
+        "huggingface-credentials",
+        "-n",
+        namespace,
+        "--from-literal=token=hf_not_a_real_token",
+    )
 
 
 def _get(kubectl, kind: str, name: str, namespace: str) -> dict:
@@ -70,8 +77,11 @@ def test_samples_chain_to_succeeded_with_every_child_as_specified(kubectl, names
     assert job["spec"]["template"]["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
     env = {e["name"]: e for e in pod_spec["containers"][0]["env"]}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "huggingface-credentials", "key": "token"}
-    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "batch.kubernetes.io/job-name=gemma3-melanoma-train",
-                              "-o", "json").stdout)["items"]
+    pods = json.loads(
+        kubectl(
+            "get", "pods", "-n", namespace, "-l", "batch.kubernetes.io/job-name=gemma3-melanoma-train", "-o", "json"
+        ).stdout
+    )["items"]
     node = _get(kubectl, "node", pods[0]["spec"]["nodeName"], "")
     assert node["metadata"]["labels"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-a100"
 
@@ -79,7 +89,9 @@ def test_samples_chain_to_succeeded_with_every_child_as_specified(kubectl, names
     axolotl = yaml.safe_load(config["data"]["axolotl.yaml"])
     assert axolotl["base_model"] == "google/gemma-3-4b-it"
     assert "hf_not_a_real_token" not in config["data"]["axolotl.yaml"]
-    assert _get(kubectl, "pvc", "gemma3-melanoma-output", namespace)["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    assert (
+        _get(kubectl, "pvc", "gemma3-melanoma-output", namespace)["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    )
     service = _get(kubectl, "service", "gemma3-melanoma-tensorboard", namespace)
     assert service["spec"]["type"] == "ClusterIP"
     tensorboard = _get(kubectl, "deployment", "gemma3-melanoma-tensorboard", namespace)
@@ -91,8 +103,16 @@ def test_samples_chain_to_succeeded_with_every_child_as_specified(kubectl, names
     assert "tuned=google/gemma-3-4b-it+gs://my-mmft-bucket/tuned-models/gemma3-melanoma/adapter" in command["command"]
     assert evaluation["status"]["phase"] == "Succeeded"
 
-    events = kubectl("get", "events", "-n", namespace, "--field-selector",
-                     "involvedObject.kind=FineTuneJob,involvedObject.name=gemma3-melanoma", "-o", "json").stdout
+    events = kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.kind=FineTuneJob,involvedObject.name=gemma3-melanoma",
+        "-o",
+        "json",
+    ).stdout
     reasons = {event["reason"] for event in json.loads(events)["items"]}
     assert {"Running", "Succeeded"} <= reasons or {"Starting", "Succeeded"} <= reasons, reasons
     described = kubectl("describe", "ftj", "gemma3-melanoma", "-n", namespace).stdout
@@ -102,8 +122,9 @@ def test_samples_chain_to_succeeded_with_every_child_as_specified(kubectl, names
 def test_finetunejob_waits_for_its_dataset_then_starts(kubectl, namespace, operator) -> None:
     _prepare_namespace(kubectl, namespace)
     kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "finetunejob.yaml"))
-    waiting = wait_for(lambda: _condition(_get(kubectl, "ftj", "gemma3-melanoma", namespace), "DatasetReady"),
-                       what="DatasetReady")
+    waiting = wait_for(
+        lambda: _condition(_get(kubectl, "ftj", "gemma3-melanoma", namespace), "DatasetReady"), what="DatasetReady"
+    )
     assert (waiting["status"], waiting["reason"]) == ("False", "DatasetNotFound")
     assert kubectl("get", "job", "-n", namespace, "-o", "name").stdout.strip() == ""
     kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "datasetprep.yaml"))
@@ -112,7 +133,9 @@ def test_finetunejob_waits_for_its_dataset_then_starts(kubectl, namespace, opera
 
 def test_config_error_exit_code_fails_at_once_as_config_invalid(kubectl, namespace, operator) -> None:
     _prepare_namespace(kubectl, namespace)
-    _apply(kubectl, namespace, _finetunejob("bad-config", podMetadata={"annotations": {"kwok.mmft.io/exit-code": "78"}}))
+    _apply(
+        kubectl, namespace, _finetunejob("bad-config", podMetadata={"annotations": {"kwok.mmft.io/exit-code": "78"}})
+    )
     kubectl("wait", "ftj/bad-config", "-n", namespace, "--for=condition=Failed", "--timeout=120s")
     ftj = _get(kubectl, "ftj", "bad-config", namespace)
     assert (ftj["status"]["phase"], ftj["status"]["reason"]) == ("Failed", "ConfigInvalid")
@@ -124,8 +147,13 @@ def test_config_error_exit_code_fails_at_once_as_config_invalid(kubectl, namespa
 
 def test_oom_killed_is_reported_as_such(kubectl, namespace, operator) -> None:
     _prepare_namespace(kubectl, namespace)
-    _apply(kubectl, namespace, _finetunejob("oom", backoffLimit=0,
-                                            podMetadata={"annotations": {"kwok.mmft.io/terminated-reason": "OOMKilled"}}))
+    _apply(
+        kubectl,
+        namespace,
+        _finetunejob(
+            "oom", backoffLimit=0, podMetadata={"annotations": {"kwok.mmft.io/terminated-reason": "OOMKilled"}}
+        ),
+    )
     kubectl("wait", "ftj/oom", "-n", namespace, "--for=condition=Failed", "--timeout=120s")
     assert _get(kubectl, "ftj", "oom", namespace)["status"]["reason"] == "OOMKilled"
 
@@ -135,8 +163,13 @@ def test_gpu_type_no_node_has_is_surfaced_as_unschedulable(kubectl, namespace, o
     document = _finetunejob("no-such-gpu")
     document["spec"]["compute"].update({"accelerator": "nvidia-h100-mega-80gb", "spot": True})
     _apply(kubectl, namespace, document)
-    stalled = wait_for(lambda: (c := _condition(_get(kubectl, "ftj", "no-such-gpu", namespace), "Stalled"))
-                       and c["status"] == "True" and c, timeout=90, what="Stalled=True")
+    stalled = wait_for(
+        lambda: (
+            (c := _condition(_get(kubectl, "ftj", "no-such-gpu", namespace), "Stalled")) and c["status"] == "True" and c
+        ),
+        timeout=90,
+        what="Stalled=True",
+    )
     assert stalled["reason"] == "Unschedulable"
     assert "node" in stalled["message"]
     assert _get(kubectl, "ftj", "no-such-gpu", namespace)["status"]["phase"] == "Pending"
@@ -144,24 +177,56 @@ def test_gpu_type_no_node_has_is_surfaced_as_unschedulable(kubectl, namespace, o
 
 def test_progress_reported_by_the_trainer_reaches_status_and_printer_columns(kubectl, namespace, operator) -> None:
     _prepare_namespace(kubectl, namespace)
-    _apply(kubectl, namespace, _finetunejob("progress", podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "600"}}))
-    wait_for(lambda: _get(kubectl, "ftj", "progress", namespace).get("status", {}).get("phase") == "Running",
-             what="Running")
-    report = {"phase": "Running", "updatedAt": "2026-11-29T12:00:00Z",
-              "progress": {"step": 120, "totalSteps": 1000, "loss": 0.4321, "learningRate": 1.9e-5,
-                           "samplesPerSecond": 9.5, "etaSeconds": 3700, "lastCheckpoint": "/outputs/run/checkpoint-100"}}
+    _apply(
+        kubectl, namespace, _finetunejob("progress", podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "600"}})
+    )
+    wait_for(
+        lambda: _get(kubectl, "ftj", "progress", namespace).get("status", {}).get("phase") == "Running", what="Running"
+    )
+    report = {
+        "phase": "Running",
+        "updatedAt": "2026-11-29T12:00:00Z",
+        "progress": {
+            "step": 120,
+            "totalSteps": 1000,
+            "loss": 0.4321,
+            "learningRate": 1.9e-5,
+            "samplesPerSecond": 9.5,
+            "etaSeconds": 3700,
+            "lastCheckpoint": "/outputs/run/checkpoint-100",
+        },
+    }
     # Written with the workload's own identity: its Role allows exactly this ConfigMap.
-    kubectl("patch", "configmap", "progress-finetunejob-report", "-n", namespace, "--type=merge",
-            f"--as=system:serviceaccount:{namespace}:{WORKLOAD_SA}",
-            "-p", json.dumps({"data": {"report.json": json.dumps(report)}}))
-    progress = wait_for(lambda: _get(kubectl, "ftj", "progress", namespace)["status"].get("progress"), timeout=30,
-                        what="status.progress")
+    kubectl(
+        "patch",
+        "configmap",
+        "progress-finetunejob-report",
+        "-n",
+        namespace,
+        "--type=merge",
+        f"--as=system:serviceaccount:{namespace}:{WORKLOAD_SA}",
+        "-p",
+        json.dumps({"data": {"report.json": json.dumps(report)}}),
+    )
+    progress = wait_for(
+        lambda: _get(kubectl, "ftj", "progress", namespace)["status"].get("progress"),
+        timeout=30,
+        what="status.progress",
+    )
     assert progress["summary"] == "120/1000 (12%)" and progress["lastCheckpoint"].endswith("checkpoint-100")
     row = kubectl("get", "ftj", "progress", "-n", namespace, "--no-headers").stdout.split()
     assert "120/1000" in row and "0.4321" in row
     assert _condition(_get(kubectl, "ftj", "progress", namespace), "ConfigValid")["reason"] == "PreflightPassed"
-    denied = kubectl("auth", "can-i", "get", "secrets", "-n", namespace,
-                     f"--as=system:serviceaccount:{namespace}:{WORKLOAD_SA}", check=False)
+    denied = kubectl(
+        "auth",
+        "can-i",
+        "get",
+        "secrets",
+        "-n",
+        namespace,
+        f"--as=system:serviceaccount:{namespace}:{WORKLOAD_SA}",
+        check=False,
+    )
     assert denied.stdout.strip() == "no", "the training pod's identity must not read Secrets"
 
 
@@ -170,20 +235,28 @@ def test_restricted_pod_security_admits_the_training_and_tensorboard_pods(kubect
     _prepare_namespace(kubectl, namespace)
     _apply(kubectl, namespace, _finetunejob("restricted"))
     kubectl("wait", "ftj/restricted", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
-    wait_for(lambda: _get(kubectl, "deployment", "restricted-tensorboard", namespace).get("status", {})
-             .get("readyReplicas") == 1, timeout=60, what="TensorBoard ready")
+    wait_for(
+        lambda: (
+            _get(kubectl, "deployment", "restricted-tensorboard", namespace).get("status", {}).get("readyReplicas") == 1
+        ),
+        timeout=60,
+        what="TensorBoard ready",
+    )
     warnings = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=FailedCreate", "-o", "name").stdout
     assert warnings.strip() == ""
 
 
-def test_operator_killed_mid_reconcile_converges_without_duplicates(kubectl, namespace, cluster, crds,
-                                                                      tmp_path: Path) -> None:
+def test_operator_killed_mid_reconcile_converges_without_duplicates(
+    kubectl, namespace, cluster, crds, tmp_path: Path
+) -> None:
     _prepare_namespace(kubectl, namespace)
     first = OperatorProcess(cluster, tmp_path / "first.log").start()
     for index in range(5):
         _apply(kubectl, namespace, _finetunejob(f"crash-{index}"))
-    wait_for(lambda: kubectl("get", "configmaps", "-n", namespace, "-o", "name").stdout.count("-axolotl") >= 1,
-             what="the first child")
+    wait_for(
+        lambda: kubectl("get", "configmaps", "-n", namespace, "-o", "name").stdout.count("-axolotl") >= 1,
+        what="the first child",
+    )
     first.kill()
     second = OperatorProcess(cluster, tmp_path / "second.log").start()
     try:
@@ -194,8 +267,9 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(kubectl, nam
     jobs = kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.split()
     assert sorted(jobs) == sorted(f"job.batch/crash-{i}-train" for i in range(5))
     for index in range(5):
-        pods = kubectl("get", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name=crash-{index}-train",
-                       "-o", "name").stdout.split()
+        pods = kubectl(
+            "get", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name=crash-{index}-train", "-o", "name"
+        ).stdout.split()
         assert len(pods) == 1, f"crash-{index}: {pods}"
 
 
@@ -204,36 +278,70 @@ def test_deleting_a_finetunejob_deletes_its_children(kubectl, namespace, operato
     _apply(kubectl, namespace, _finetunejob("doomed"))
     kubectl("wait", "ftj/doomed", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
     kubectl("delete", "ftj", "doomed", "-n", namespace, "--wait=true", "--timeout=60s")
-    wait_for(lambda: kubectl("get", "jobs,configmaps,pvc,deployments,services,roles", "-n", namespace,
-                             "-l", "mmft.io/owner-name=doomed", "-o", "name").stdout.strip() == "",
-             timeout=60, what="garbage collection of the children")
+    wait_for(
+        lambda: (
+            kubectl(
+                "get",
+                "jobs,configmaps,pvc,deployments,services,roles",
+                "-n",
+                namespace,
+                "-l",
+                "mmft.io/owner-name=doomed",
+                "-o",
+                "name",
+            ).stdout.strip()
+            == ""
+        ),
+        timeout=60,
+        what="garbage collection of the children",
+    )
 
 
 def test_preemption_is_retried_without_spending_the_retry_budget(kubectl, namespace, operator) -> None:
     _prepare_namespace(kubectl, namespace)
-    _apply(kubectl, namespace, _finetunejob("spot", backoffLimit=0,
-                                            podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "600"}}))
-    wait_for(lambda: _get(kubectl, "ftj", "spot", namespace).get("status", {}).get("phase") == "Running",
-             what="Running")
+    _apply(
+        kubectl,
+        namespace,
+        _finetunejob("spot", backoffLimit=0, podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "600"}}),
+    )
+    wait_for(
+        lambda: _get(kubectl, "ftj", "spot", namespace).get("status", {}).get("phase") == "Running", what="Running"
+    )
     selector = "batch.kubernetes.io/job-name=spot-train"
     pod = json.loads(kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)["items"][0]
     # What the kubelet reports when Autopilot reclaims a Spot node: DisruptionTarget, then the container killed.
     pod["status"]["phase"] = "Failed"
     pod["status"]["conditions"] = [
         *[c for c in pod["status"].get("conditions", []) if c["type"] != "Ready"],
-        {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
-         "message": "Pod was terminated in response to imminent node shutdown.",
-         "lastTransitionTime": pod["metadata"]["creationTimestamp"]},
+        {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "TerminationByKubelet",
+            "message": "Pod was terminated in response to imminent node shutdown.",
+            "lastTransitionTime": pod["metadata"]["creationTimestamp"],
+        },
         {"type": "Ready", "status": "False", "lastTransitionTime": pod["metadata"]["creationTimestamp"]},
     ]
     for status in pod["status"]["containerStatuses"]:
         status["ready"] = False
-        status["state"] = {"terminated": {"exitCode": 143, "reason": "Error",
-                                          "startedAt": pod["metadata"]["creationTimestamp"],
-                                          "finishedAt": pod["metadata"]["creationTimestamp"]}}
+        status["state"] = {
+            "terminated": {
+                "exitCode": 143,
+                "reason": "Error",
+                "startedAt": pod["metadata"]["creationTimestamp"],
+                "finishedAt": pod["metadata"]["creationTimestamp"],
+            }
+        }
     kubectl("replace", "--subresource=status", "-n", namespace, "-f", "-", input=json.dumps(pod))
-    status = wait_for(lambda: (s := _get(kubectl, "ftj", "spot", namespace)["status"]).get("preemptions") == 1
-                      and s["phase"] == "Running" and s, timeout=90, what="a replacement pod running")
+    status = wait_for(
+        lambda: (
+            (s := _get(kubectl, "ftj", "spot", namespace)["status"]).get("preemptions") == 1
+            and s["phase"] == "Running"
+            and s
+        ),
+        timeout=90,
+        what="a replacement pod running",
+    )
     assert status["failures"] == 0
     job = _get(kubectl, "job", "spot-train", namespace)
     assert not any(c["type"] == "Failed" and c["status"] == "True" for c in job["status"].get("conditions", []))

@@ -1,4 +1,4 @@
-"""Fixtures for the mmft API and operator on the local control plane; test modules import what they use."""
+"""Helpers for tests against a cluster: the operator as a subprocess, tokens, waiting."""
 
 from __future__ import annotations
 
@@ -9,16 +9,29 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def crds(kubectl) -> None:
-    """The mmft.io CRDs installed and Established."""
-    kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=mmft")
+def token_kubeconfig(kubectl, admin_kubeconfig: Path, path: Path) -> Path:
+    """A kubeconfig that authenticates with a real token of the operator's ServiceAccount (no impersonation)."""
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    token = kubectl("create", "token", "mmft-operator", "-n", "mmft-system", "--duration=1h").stdout.strip()
+    cluster = admin["clusters"][0]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "mmft-operator", "user": {"token": token}}],
+                "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "mmft-operator"}}],
+                "current-context": "operator",
+            }
+        )
+    )
+    return path
 
 
 class OperatorProcess:
@@ -31,13 +44,20 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "OperatorProcess":
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
-               "MMFT_METRICS_PORT": str(self.metrics_port), **self.extra_env}
+    def start(self) -> OperatorProcess:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            "MMFT_METRICS_PORT": str(self.metrics_port),
+            **self.extra_env,
+        }
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mmft_operator.cli", "operator", "--all-namespaces", "--liveness="],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -56,21 +76,6 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
-
-
-@pytest.fixture
-def operator(cluster, crds, tmp_path, backend):
-    """A running operator for one test (no unschedulable grace, so tests need not wait minutes); on kind, the
-    operator is the cluster's own Deployment and this fixture starts nothing."""
-    if backend.operator_in_cluster:
-        yield None
-        return
-    process = OperatorProcess(cluster, tmp_path / "operator.log",
-                              {"MMFT_UNSCHEDULABLE_GRACE_SECONDS": "0"}).start()
-    yield process
-    process.stop()
-    if os.environ.get("MMFT_SHOW_OPERATOR_LOG"):
-        print(process.log())
 
 
 def free_port() -> int:

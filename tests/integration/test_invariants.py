@@ -1,0 +1,104 @@
+"""Operator invariants checked at the API server (its audit log), not by the operator's own account."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+
+pytestmark = pytest.mark.simulated_pods
+
+OPERATOR_USER = "system:serviceaccount:mmft-system:mmft-operator"
+MUTATING = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def _audit_log(cluster: Path) -> Path:
+    audit = cluster.parent / "audit.log"
+    if not audit.exists():
+        pytest.skip(f"no audit log next to {cluster} (a cluster not started by mmft_localcluster)")
+    return audit
+
+
+def _mutations_since(audit: Path, since: dt.datetime) -> list[str]:
+    calls = []
+    for line in audit.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("stage") != "ResponseComplete" or event["user"]["username"] != OPERATOR_USER:
+            continue
+        received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if received >= since and event["verb"] in MUTATING:
+            calls.append(f"{event['verb']} {event['requestURI']}")
+    return calls
+
+
+def _reconciles(port: int) -> float:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0
+    match = re.search(r'^mmft_reconciles_total\{kind="FineTuneJob",result="ok"\} ([0-9.]+)$', body, re.MULTILINE)
+    return float(match.group(1)) if match else 0
+
+
+def _finetunejob(name: str) -> str:
+    document = yaml.safe_load((ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml").read_text())
+    document["metadata"]["name"] = name
+    document["spec"]["dataset"] = {"trainPath": "/mnt/gcs/data/train.jsonl"}
+    return yaml.safe_dump(document)
+
+
+def test_a_restarted_operator_with_converged_resources_makes_no_mutating_call(
+    kubectl, cluster, installed, namespace, tmp_path: Path
+) -> None:
+    audit = _audit_log(cluster)
+    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    kubeconfig = token_kubeconfig(kubectl, cluster, tmp_path / "operator.kubeconfig")
+    first = OperatorProcess(kubeconfig, tmp_path / "first.log").start()
+    try:
+        for index in range(5):
+            kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob(f"steady-{index}"))
+        for index in range(5):
+            kubectl("wait", f"ftj/steady-{index}", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+    finally:
+        first.stop()
+    restarted_at = dt.datetime.now(dt.UTC)
+    second = OperatorProcess(kubeconfig, tmp_path / "second.log").start()
+    try:
+        # The restarted operator lists and reconciles every resource: wait until it has, by its own metrics.
+        wait_for(lambda: _reconciles(second.metrics_port) >= 5, timeout=60, what="a reconcile of each FineTuneJob")
+        time.sleep(3)
+    finally:
+        second.stop()
+    assert _mutations_since(audit, restarted_at) == [], second.log()[-2000:]
+
+
+def test_observed_generation_catches_up_with_spec_changes(kubectl, namespace, operator) -> None:
+    kubectl("apply", "-n", namespace, "-f", str(ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml"))
+
+    def observed() -> tuple[int, int]:
+        ftj = json.loads(kubectl("get", "ftj", "gemma3-melanoma", "-n", namespace, "-o", "json").stdout)
+        return ftj["metadata"]["generation"], ftj.get("status", {}).get("observedGeneration", 0)
+
+    wait_for(lambda: observed()[1] == 1, what="observedGeneration 1")
+    # Waiting for its DatasetPrep, the run has not started: the spec may still change.
+    kubectl(
+        "patch",
+        "ftj",
+        "gemma3-melanoma",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"training":{"learningRate":0.0001}}}',
+    )
+    generation, seen = wait_for(
+        lambda: (pair := observed())[0] == pair[1] == 2 and pair, timeout=30, what="observedGeneration 2"
+    )
+    assert (generation, seen) == (2, 2)
