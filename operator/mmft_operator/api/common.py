@@ -205,3 +205,21 @@ class WorkloadResources(ApiModel):
     cpu: Quantity | None = Field(None, description="CPU request, e.g. 8.")
     memory: Quantity | None = Field(None, description="Memory request, e.g. 32Gi.")
     ephemeral_storage: Quantity | None = Field(None, description="Ephemeral storage request, e.g. 10Gi.")
+
+
+class WorkloadJobSettings(ApiModel):
+    """How the workload Job of a DatasetPrep or Evaluation runs."""
+
+    service_account_name: str = Field(
+        "default",
+        description="ServiceAccount of the pod (Workload Identity).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+    )
+    image: PinnedImage | None = Field(
+        None, description="Workload image pinned by tag or digest. Empty: the operator's default."
+    )
+    active_deadline_seconds: int = Field(24 * 3600, description="Maximum run time in seconds.", ge=60)
+    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, description="Seconds the finished Job is kept.", ge=0)
+    backoff_limit: int = Field(2, description="Retries of the Job.", ge=0, le=20)
+    pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")

@@ -11,8 +11,7 @@ from .common import (
     ApiModel,
     CommonStatus,
     GcsBucket,
-    PinnedImage,
-    PodMetadata,
+    WorkloadJobSettings,
     WorkloadResources,
     cel,
     validations,
@@ -149,7 +148,7 @@ class DatasetPrepOutput(ApiModel):
     )
 
 
-class DatasetPrepSpec(ApiModel):
+class DatasetPrepSpec(WorkloadJobSettings):
     """Desired state of a DatasetPrep. Immutable once the Job has started."""
 
     source: DatasetPrepSource = Field(description="Raw images and labels.")
@@ -160,19 +159,6 @@ class DatasetPrepSpec(ApiModel):
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse; outputs land here.")
     output: DatasetPrepOutput = Field(description="Output directory in the bucket.")
     resources: WorkloadResources = Field(default_factory=WorkloadResources, description="CPU Job resources.")
-    service_account_name: str = Field(
-        "default",
-        description="ServiceAccount of the pod (Workload Identity).",
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        max_length=253,
-    )
-    image: PinnedImage | None = Field(
-        None, description="Workload image pinned by tag or digest. Empty: operator default."
-    )
-    active_deadline_seconds: int = Field(24 * 3600, description="Maximum run time in seconds.", ge=60)
-    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, description="Seconds the finished Job is kept.", ge=0)
-    backoff_limit: int = Field(2, description="Retries of the Job.", ge=0, le=20)
-    pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")
 
 
 class SplitCounts(ApiModel):

@@ -15,9 +15,8 @@ from .common import (
     CommonStatus,
     GcsBucket,
     LocalObjectReference,
-    PinnedImage,
-    PodMetadata,
     SecretKeySelector,
+    WorkloadJobSettings,
     WorkloadResources,
     cel,
     validations,
@@ -135,7 +134,7 @@ class EvaluationCompute(WorkloadResources):
     spot: bool = Field(False, description="Run on Spot capacity.")
 
 
-class EvaluationSpec(ApiModel):
+class EvaluationSpec(WorkloadJobSettings):
     """Desired state of an Evaluation. Immutable once the Job has started."""
 
     dataset: EvaluationDataset = Field(description="Labelled data to score.")
@@ -160,19 +159,6 @@ class EvaluationSpec(ApiModel):
     hugging_face_token_secret_ref: SecretKeySelector | None = Field(
         None, description="Secret holding a Hugging Face token (gated models). Passed as HF_TOKEN."
     )
-    service_account_name: str = Field(
-        "default",
-        description="ServiceAccount of the pod (Workload Identity).",
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        max_length=253,
-    )
-    image: PinnedImage | None = Field(
-        None, description="Evaluator image pinned by tag or digest. Empty: operator default."
-    )
-    active_deadline_seconds: int = Field(24 * 3600, description="Maximum run time in seconds.", ge=60)
-    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, description="Seconds the finished Job is kept.", ge=0)
-    backoff_limit: int = Field(2, description="Retries of the Job.", ge=0, le=20)
-    pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")
 
 
 class ModelMetrics(ApiModel):
