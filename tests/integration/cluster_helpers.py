@@ -14,10 +14,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def token_kubeconfig(kubectl, admin_kubeconfig: Path, path: Path) -> Path:
-    """A kubeconfig that authenticates with a real token of the operator's ServiceAccount (no impersonation)."""
+def token_kubeconfig(
+    kubectl, admin_kubeconfig: Path, path: Path, namespace: str = "mmft-system", account: str = "mmft-operator"
+) -> Path:
+    """A kubeconfig that authenticates with a real token of a ServiceAccount (the operator's by default)."""
     admin = yaml.safe_load(admin_kubeconfig.read_text())
-    token = kubectl("create", "token", "mmft-operator", "-n", "mmft-system", "--duration=1h").stdout.strip()
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
     cluster = admin["clusters"][0]
     path.write_text(
         yaml.safe_dump(

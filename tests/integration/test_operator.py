@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, wait_for
+from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from kubernetes import client, config
+from mmft_operator.contracts.progress import TrainingProgress, WorkloadReport
+from mmft_operator.contracts.report_writer import ReportWriter
 
 # kwok.mmft.io/* annotations choose the pods' outcomes: meaningful only where pods are simulated.
 pytestmark = pytest.mark.simulated_pods
@@ -345,3 +348,27 @@ def test_preemption_is_retried_without_spending_the_retry_budget(kubectl, namesp
     assert status["failures"] == 0
     job = _get(kubectl, "job", "spot-train", namespace)
     assert not any(c["type"] == "Failed" and c["status"] == "True" for c in job["status"].get("conditions", []))
+
+
+def test_the_workloads_report_writer_reaches_status_through_its_least_privilege_role(
+    kubectl, namespace, operator, cluster, tmp_path: Path
+) -> None:
+    _prepare_namespace(kubectl, namespace)
+    _apply(kubectl, namespace, _finetunejob("writer", podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "600"}}))
+    wait_for(
+        lambda: _get(kubectl, "ftj", "writer", namespace).get("status", {}).get("phase") == "Running", what="Running"
+    )
+    # The trainer's own code path, authenticated as the pod's ServiceAccount.
+    workload_config = token_kubeconfig(kubectl, cluster, tmp_path / "workload.kubeconfig", namespace, WORKLOAD_SA)
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(workload_config)))
+    writer = ReportWriter(
+        report_file=tmp_path / "report.json", configmap="writer-finetunejob-report", namespace=namespace, core_api=api
+    )
+    writer.publish(WorkloadReport(phase="Running", progress=TrainingProgress(step=7, totalSteps=70, loss=1.25)))
+    progress = wait_for(
+        lambda: _get(kubectl, "ftj", "writer", namespace)["status"].get("progress"),
+        timeout=30,
+        what="status.progress from the ReportWriter",
+    )
+    assert (progress["step"], progress["summary"]) == (7, "7/70 (10%)")
+    assert json.loads((tmp_path / "report.json").read_text())["progress"]["loss"] == 1.25
