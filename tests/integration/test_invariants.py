@@ -104,3 +104,43 @@ def test_observed_generation_catches_up_with_spec_changes(kubectl, namespace, op
         lambda: (pair := observed())[0] == pair[1] == 2 and pair, timeout=30, what="observedGeneration 2"
     )
     assert (generation, seen) == (2, 2)
+
+
+def test_deletion_completes_with_children_while_the_operator_is_down(
+    kubectl, cluster, crds, namespace, tmp_path: Path
+) -> None:
+    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    running = OperatorProcess(cluster, tmp_path / "first.log").start()
+    try:
+        kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob("orphan-check"))
+        kubectl("wait", "ftj/orphan-check", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+    finally:
+        running.stop()
+    # No finalizer of ours: the deletion completes without the operator, and garbage collection takes the children.
+    kubectl("delete", "ftj", "orphan-check", "-n", namespace, "--timeout=30s")
+    wait_for(
+        lambda: (
+            kubectl(
+                "get",
+                "jobs,configmaps,pvc,deployments,services,roles,rolebindings",
+                "-n",
+                namespace,
+                "-l",
+                "mmft.io/owner-name=orphan-check",
+                "-o",
+                "name",
+            ).stdout.strip()
+            == ""
+        ),
+        timeout=60,
+        what="the children collected",
+    )
+    restarted = OperatorProcess(cluster, tmp_path / "second.log").start()
+    try:
+        time.sleep(5)
+        leftovers = kubectl(
+            "get", "jobs,configmaps", "-n", namespace, "-l", "mmft.io/owner-name=orphan-check", "-o", "name"
+        ).stdout.strip()
+        assert leftovers == "", f"the restarted operator recreated children of a deleted resource: {leftovers}"
+    finally:
+        restarted.stop()
