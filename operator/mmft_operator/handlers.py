@@ -7,6 +7,8 @@ and timers are used, so kopf itself writes nothing to our objects (no progress a
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -18,6 +20,7 @@ from mmft_operator import metrics, naming
 from mmft_operator.api.common import API_VERSION, GROUP, VERSION
 from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
 from mmft_operator.kube import Kube
+from mmft_operator.leader import LeaderLease
 from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
 from mmft_operator.reconcile.engine import Context, KindReconciler, reconcile
 from mmft_operator.reconcile.evaluation import EvaluationReconciler
@@ -43,6 +46,7 @@ class _Runtime:
     pending: dict[tuple[str, str, str], bool] = {}
     namespaces: list[str] = []
     stop = threading.Event()
+    lease: LeaderLease | None = None
 
 
 def reconcile_resource(kind: str, namespace: str, name: str, verify_children: bool = False) -> None:
@@ -95,14 +99,49 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     operator_settings = OperatorSettings.from_environment()
     if operator_settings.metrics_port:
         start_http_server(operator_settings.metrics_port, registry=metrics.REGISTRY)
-    _Runtime.context = Context(Kube.connect(), operator_settings)
+    kube = Kube.connect()
+    if operator_settings.lease_namespace:
+        _Runtime.lease = _become_leader(kube, operator_settings)
+    _Runtime.context = Context(kube, operator_settings)
     _Runtime.namespaces = operator_settings.watch_namespaces()
     threading.Thread(target=_resync_forever, args=(_Runtime.stop,), name="mmft-resync", daemon=True).start()
+
+
+def _become_leader(kube: Kube, operator_settings: OperatorSettings) -> LeaderLease:
+    """Block until this replica holds the Lease (kopf starts watching only after start-up handlers return)."""
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    lease = LeaderLease(
+        kube, operator_settings.lease_namespace, "mmft-operator", identity, operator_settings.lease_duration_seconds
+    )
+    while not lease.try_acquire_or_renew():
+        log.info("standby: another replica holds the leader lease; retrying")
+        time.sleep(operator_settings.lease_duration_seconds / 5)
+    log.info("leader: %s holds lease %s/mmft-operator", identity, operator_settings.lease_namespace)
+    threading.Thread(target=_renew_forever, args=(lease, _Runtime.stop), name="mmft-lease", daemon=True).start()
+    return lease
+
+
+def _renew_forever(lease: LeaderLease, stop: threading.Event) -> None:
+    last_renewed = time.monotonic()
+    while not stop.wait(lease.duration_seconds / 3):
+        try:
+            if lease.try_acquire_or_renew():
+                last_renewed = time.monotonic()
+                continue
+            reason = "another replica took the lease"
+        except Exception as error:  # noqa: BLE001 - judged by how long renewals have been failing
+            reason = f"renewal failed: {error}"
+        if reason.startswith("another") or time.monotonic() - last_renewed > lease.duration_seconds * 2 / 3:
+            # Stop acting before anyone else may: exiting is the only way to stop kopf's workers at once.
+            log.error("leader lease lost (%s); exiting so that only one replica writes", reason)
+            os._exit(1)
 
 
 @kopf.on.cleanup()
 def stop_resync(**_: Any) -> None:
     _Runtime.stop.set()
+    if _Runtime.lease is not None:
+        _Runtime.lease.release()  # a standby takes over at once instead of after the lease expires
 
 
 @kopf.on.probe(id="reconcilers")

@@ -32,6 +32,7 @@ _PLURALS = {
     ("v1", "Event"): "events",
     ("v1", "ServiceAccount"): "serviceaccounts",
     ("apps/v1", "Deployment"): "deployments",
+    ("coordination.k8s.io/v1", "Lease"): "leases",
     ("batch/v1", "Job"): "jobs",
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",

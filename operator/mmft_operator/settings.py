@@ -31,6 +31,9 @@ class OperatorSettings:
     metrics_port: int = 9090
     # Comma-separated namespaces the operator watches; empty: the whole cluster. Set by `mmft operator -n`.
     namespaces: str = ""
+    # Namespace of the leader Lease; empty: no leader election (a single local process). The deployment sets it.
+    lease_namespace: str = ""
+    lease_duration_seconds: int = 15
     # How pods mount a bucket: `gcsfuse` (GKE's Cloud Storage FUSE CSI driver), or `hostPath:DIR` on clusters without
     # it (kind): DIR/<bucket name> on the node stands in for the bucket.
     bucket_volume: str = "gcsfuse"

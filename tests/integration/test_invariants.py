@@ -144,3 +144,33 @@ def test_deletion_completes_with_children_while_the_operator_is_down(
         assert leftovers == "", f"the restarted operator recreated children of a deleted resource: {leftovers}"
     finally:
         restarted.stop()
+
+
+def test_two_replicas_never_both_act_and_the_standby_takes_over(
+    kubectl, cluster, crds, namespace, tmp_path: Path
+) -> None:
+    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    election = {"MMFT_LEASE_NAMESPACE": namespace, "MMFT_LEASE_DURATION_SECONDS": "6"}
+    first = OperatorProcess(cluster, tmp_path / "first.log", election).start()
+    wait_for(lambda: "leader:" in first.log(), timeout=30, what="the first replica to lead")
+    second = OperatorProcess(cluster, tmp_path / "second.log", election).start()
+    try:
+        wait_for(lambda: "standby" in second.log(), timeout=30, what="the second replica to wait")
+        kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob("led-0"))
+        kubectl("wait", "ftj/led-0", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+        assert "leader:" not in second.log(), "the standby must not lead while the leader renews"
+        assert _reconciles(second.metrics_port) == 0, "the standby reconciled while another replica led"
+
+        first.kill()  # SIGKILL: no release, the standby waits for the lease to expire
+        killed = time.monotonic()
+        wait_for(lambda: "leader:" in second.log(), timeout=60, what="the standby to take over")
+        failover_seconds = time.monotonic() - killed
+        kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob("led-1"))
+        kubectl("wait", "ftj/led-1", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
+    finally:
+        first.stop()
+        second.stop()
+    print(f"fail-over after SIGKILL of the leader: {failover_seconds:.1f} s (lease 6 s)")
+    assert failover_seconds < 6 * 3
+    lease = json.loads(kubectl("get", "lease", "mmft-operator", "-n", namespace, "-o", "json").stdout)
+    assert lease["spec"].get("leaseTransitions", 0) >= 1

@@ -318,7 +318,7 @@ def operator_deployment(docs: list[dict]) -> dict:
 
 def operator_env(docs: list[dict]) -> dict[str, str]:
     container = operator_deployment(docs)["spec"]["template"]["spec"]["containers"][0]
-    return {item["name"]: item["value"] for item in container["env"]}
+    return {item["name"]: item.get("value", "") for item in container["env"]}
 
 
 def test_overlay_installs_what_base_installs_plus_the_kind_stand_ins():
