@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from mmft_operator import metrics, naming
 from mmft_operator.api.common import API_VERSION, GROUP, VERSION
 from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
-from mmft_operator.kube import Kube
+from mmft_operator.kube import ApiError, Kube
 from mmft_operator.leader import LeaderLease
 from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
 from mmft_operator.reconcile.engine import Context, KindReconciler, reconcile
@@ -47,10 +47,11 @@ class _Runtime:
     namespaces: list[str] = []
     stop = threading.Event()
     lease: LeaderLease | None = None
+    failures: dict[tuple[str, str, str], int] = {}
 
 
 def reconcile_resource(kind: str, namespace: str, name: str, verify_children: bool = False) -> None:
-    """Reconcile one resource; triggers arriving meanwhile collapse into one more pass.
+    """Reconcile one resource; triggers arriving meanwhile collapse into one more pass; failures retry with backoff.
 
     Events of a child and of its owner arrive on different workers: one pass at a time per resource, and a burst of
     child events (a Job, its pod, its ConfigMaps) costs at most one extra pass instead of one per event.
@@ -63,7 +64,11 @@ def reconcile_resource(kind: str, namespace: str, name: str, verify_children: bo
         _Runtime.running.add(key)
     try:
         while True:
-            _reconcile_measured(kind, namespace, name, verify_children)
+            try:
+                _reconcile_measured(kind, namespace, name, verify_children)
+                _Runtime.failures.pop(key, None)
+            except Exception as error:  # noqa: BLE001 - logged and counted in _reconcile_measured
+                _retry_later(key, error)
             with _Runtime.guard:
                 if key not in _Runtime.pending:
                     break
@@ -74,13 +79,29 @@ def reconcile_resource(kind: str, namespace: str, name: str, verify_children: bo
             _Runtime.pending.pop(key, None)
 
 
+def _retry_later(key: tuple[str, str, str], error: Exception) -> None:
+    """Exponential backoff (1 s doubling to 30 s), or the API server's Retry-After when it asks for longer."""
+    attempt = _Runtime.failures.get(key, 0) + 1
+    _Runtime.failures[key] = attempt
+    delay = min(30.0, 2.0 ** (attempt - 1))
+    delay = max(delay, float(getattr(error, "retry_after", 0) or 0))
+    timer = threading.Timer(delay, reconcile_resource, args=key)
+    timer.daemon = True
+    timer.start()
+
+
 def _reconcile_measured(kind: str, namespace: str, name: str, verify_children: bool) -> None:
     started = time.perf_counter()
     try:
-        status = reconcile(_Runtime.context, RECONCILERS[kind], namespace, name, verify_children)
+        retrying = (kind, namespace, name) in _Runtime.failures
+        status = reconcile(_Runtime.context, RECONCILERS[kind], namespace, name, verify_children, retrying)
+    except ApiError as error:
+        metrics.RECONCILES.labels(kind, "error").inc()
+        log.warning("%s %s/%s: reconcile failed, retrying: %s", kind, namespace, name, error)
+        raise
     except Exception:
         metrics.RECONCILES.labels(kind, "error").inc()
-        log.exception("%s %s/%s: reconcile failed; retried at the next event or resync", kind, namespace, name)
+        log.exception("%s %s/%s: reconcile failed, retrying", kind, namespace, name)
         raise
     finally:
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)

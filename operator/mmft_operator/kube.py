@@ -46,11 +46,12 @@ _CREATE_ONLY_KINDS = {"PersistentVolumeClaim", "Job"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, retry_after: float = 0.0) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
 
 
 class NamespaceTerminating(ApiError):
@@ -131,11 +132,20 @@ class Kube:
             timeout=urllib3.Timeout(connect=10, read=60),
             retries=False,
         )
-        payload = json.loads(response.data) if response.data else {}
+        try:
+            payload = json.loads(response.data) if response.data else {}
+        except ValueError:  # a proxy or load balancer answering with HTML or plain text
+            payload = {}
         if response.status >= 400:
             message = payload.get("message", response.data[:200].decode(errors="replace"))
             error_type = NamespaceTerminating if "because it is being terminated" in message else ApiError
-            raise error_type(response.status, payload.get("reason", ""), message)
+            retry_after = response.headers.get("Retry-After", "0")
+            raise error_type(
+                response.status,
+                payload.get("reason", ""),
+                message,
+                float(retry_after) if retry_after.isdigit() else 0.0,
+            )
         return payload
 
     def _auth_headers(self) -> dict[str, str]:

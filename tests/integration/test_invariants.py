@@ -174,3 +174,26 @@ def test_two_replicas_never_both_act_and_the_standby_takes_over(
     assert failover_seconds < 6 * 3
     lease = json.loads(kubectl("get", "lease", "mmft-operator", "-n", namespace, "-o", "json").stdout)
     assert lease["spec"].get("leaseTransitions", 0) >= 1
+
+
+def test_every_resource_converges_when_30_percent_of_writes_fail(
+    kubectl, cluster, crds, namespace, tmp_path: Path
+) -> None:
+    from fault_proxy import FaultProxy
+
+    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    proxy = FaultProxy(cluster, fault_rate=0.3).start()
+    operator = OperatorProcess(proxy.kubeconfig(tmp_path / "proxy.kubeconfig"), tmp_path / "operator.log").start()
+    try:
+        for index in range(8):
+            kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob(f"faulty-{index}"))
+        for index in range(8):
+            kubectl("wait", f"ftj/faulty-{index}", "-n", namespace, "--for=condition=Succeeded", "--timeout=240s")
+        assert operator.process.poll() is None, "the operator must survive the faults"
+    finally:
+        operator.stop()
+        proxy.stop()
+    print(f"fault proxy: {proxy.injected} writes failed, {proxy.forwarded_writes} forwarded")
+    assert proxy.injected >= 5, "the proxy must actually have failed writes"
+    jobs = kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(jobs) == sorted(f"job.batch/faulty-{index}-train" for index in range(8)), "no duplicate Jobs"

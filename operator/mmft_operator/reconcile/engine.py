@@ -94,7 +94,12 @@ def owner_of(body: dict[str, Any]) -> Owner:
 
 
 def reconcile(
-    ctx: Context, reconciler: KindReconciler, namespace: str, name: str, verify_children: bool = False
+    ctx: Context,
+    reconciler: KindReconciler,
+    namespace: str,
+    name: str,
+    verify_children: bool = False,
+    retrying: bool = False,
 ) -> dict[str, Any] | None:
     """Bring one resource's children and status up to date; returns its status, or None once it is gone.
 
@@ -106,7 +111,7 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # owner references cascade the deletion; nothing outside the cluster to clean
         try:
-            return _reconcile_once(ctx, reconciler, body, verify_children)
+            return _reconcile_once(ctx, reconciler, body, verify_children, retrying)
         except NamespaceTerminating:
             return None
         except ApiError as error:
@@ -117,7 +122,7 @@ def reconcile(
 
 
 def _reconcile_once(
-    ctx: Context, reconciler: KindReconciler, body: dict[str, Any], verify_children: bool
+    ctx: Context, reconciler: KindReconciler, body: dict[str, Any], verify_children: bool, retrying: bool
 ) -> dict[str, Any]:
     owner = owner_of(body)
     now = ctx.clock()
@@ -152,7 +157,9 @@ def _reconcile_once(
         if verify_children or job is None or wanted_hash != children_hash:
             try:
                 for child in desired:
-                    applied, _ = ctx.kube.ensure(child, owner.uid, expect_missing=children_hash is None)
+                    # Create-first only on a first attempt: after a failure most children exist already.
+                    fresh = children_hash is None and not retrying
+                    applied, _ = ctx.kube.ensure(child, owner.uid, expect_missing=fresh)
                     if child["kind"] == "Job":
                         job = applied
                 children_hash = wanted_hash
