@@ -109,8 +109,9 @@ def bench_profile(name: str, sources: list[Path], settings: ImageSettings, repea
         "profile": name,
         "meanSourceMB": round(statistics.mean(p.stat().st_size for p in sources) / 1e6, 2),
         "imagesPerSecondPerCore": {path: round(rate, 2) for path, rate in per_core.items()},
-        "speedupPerCore": {path: round(per_core["mmft"] / rate, 2) for path, rate in per_core.items()
-                           if path != "mmft"},
+        "speedupPerCore": {
+            path: round(per_core["mmft"] / rate, 2) for path, rate in per_core.items() if path != "mmft"
+        },
         "worstPsnrDb": {path: round(min(values), 2) for path, values in quality.items()},
     }
 
@@ -119,8 +120,9 @@ def bench_pool(sources: list[Path], settings: ImageSettings, workers: int, out_d
     """(images per wall-clock second, images per CPU second of parent and workers) of the real pipeline
     stage, process start-up included, over ``sources`` repeated."""
     count = max(40 * workers, len(sources))
-    tasks = [ImageTask(f"{i}", ("file", str(sources[i % len(sources)])), str(out_dir / f"{i}.jpg"))
-             for i in range(count)]
+    tasks = [
+        ImageTask(f"{i}", ("file", str(sources[i % len(sources)])), str(out_dir / f"{i}.jpg")) for i in range(count)
+    ]
     for stale in out_dir.glob("*.jpg"):
         stale.unlink()
     started, cpu_started = time.perf_counter(), _cpu_seconds_with_children()
@@ -147,12 +149,21 @@ def main() -> None:
     out_dir = workdir / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = default_workers()
-    results = {"sourceSize": f"{WIDTH}x{HEIGHT}", "outputLongestSide": args.size, "imagesPerProfile": args.images,
-               "repeats": args.repeats, "cpuCount": os.cpu_count(), "workers": workers, "profiles": []}
+    results = {
+        "sourceSize": f"{WIDTH}x{HEIGHT}",
+        "outputLongestSide": args.size,
+        "imagesPerProfile": args.images,
+        "repeats": args.repeats,
+        "cpuCount": os.cpu_count(),
+        "workers": workers,
+        "profiles": [],
+    }
     results["loadAverageAtStart"] = os.getloadavg()[0]
-    print(f"synthetic {WIDTH}x{HEIGHT} JPEGs -> longest side {args.size}; {os.cpu_count()} CPUs "
-          f"(load average {os.getloadavg()[0]:.1f}); per core = CPU seconds per image, best of {args.repeats} "
-          f"interleaved runs; PSNR vs full-resolution Lanczos")
+    print(
+        f"synthetic {WIDTH}x{HEIGHT} JPEGs -> longest side {args.size}; {os.cpu_count()} CPUs "
+        f"(load average {os.getloadavg()[0]:.1f}); per core = CPU seconds per image, best of {args.repeats} "
+        f"interleaved runs; PSNR vs full-resolution Lanczos"
+    )
     all_sources = []
     for name, (texture, noise) in PROFILES.items():
         source_dir = workdir / f"sources-{name}"
@@ -170,8 +181,9 @@ def main() -> None:
         for path, rate in profile["imagesPerSecondPerCore"].items():
             speedup = profile["speedupPerCore"].get(path)
             versus = f"   mmft is {speedup:.1f}x faster" if speedup else ""
-            print(f"  {path:15s} {rate:6.2f} images/s per core, worst PSNR {profile['worstPsnrDb'][path]:5.1f} dB"
-                  f"{versus}")
+            print(
+                f"  {path:15s} {rate:6.2f} images/s per core, worst PSNR {profile['worstPsnrDb'][path]:5.1f} dB{versus}"
+            )
     pool_dir = workdir / "pool"
     pool_dir.mkdir(exist_ok=True)
     single_wall, single_cpu = bench_pool(all_sources, settings, 1, pool_dir)
@@ -183,8 +195,10 @@ def main() -> None:
     results["loadAverageAtEnd"] = os.getloadavg()[0]
     print("\nmmft pipeline stage, all profiles mixed (wall clock; per CPU second incl. workers and start-up):")
     print(f"  1 worker : {single_wall:6.2f} images/s, {single_cpu:6.2f} images per CPU second")
-    print(f"  {workers} workers: {pooled_wall:6.2f} images/s, {pooled_cpu:6.2f} images per CPU second "
-          f"(load average now {os.getloadavg()[0]:.1f})")
+    print(
+        f"  {workers} workers: {pooled_wall:6.2f} images/s, {pooled_cpu:6.2f} images per CPU second "
+        f"(load average now {os.getloadavg()[0]:.1f})"
+    )
     print(json.dumps(results))
 
 

@@ -39,7 +39,10 @@ def gemma3_4b_processor():
         from transformers import Gemma3ImageProcessorPil as ImageProcessor
     processor = Gemma3Processor(
         image_processor=ImageProcessor(size={"height": 896, "width": 896}, image_mean=[0.5] * 3, image_std=[0.5] * 3),
-        tokenizer=build_tokenizer(), chat_template=CHAT_TEMPLATE, image_seq_length=256)
+        tokenizer=build_tokenizer(),
+        chat_template=CHAT_TEMPLATE,
+        image_seq_length=256,
+    )
     processor.tokenizer.padding_side = "left"
     return processor
 
@@ -50,15 +53,25 @@ def run_loader(examples, collator, slice_size: int, batch_size: int, workers: in
     started = time.perf_counter()
     first_batch = None
     received = 0
-    loader = DataLoader(examples, batch_size=slice_size, collate_fn=collator, num_workers=workers,
-                        prefetch_factor=4, worker_init_fn=lambda _: __import__("torch").set_num_threads(1))
+    loader = DataLoader(
+        examples,
+        batch_size=slice_size,
+        collate_fn=collator,
+        num_workers=workers,
+        prefetch_factor=4,
+        worker_init_fn=lambda _: __import__("torch").set_num_threads(1),
+    )
     for chunk, _ in loader:
         received += len(chunk)
         if first_batch is None and received >= batch_size:
             first_batch = time.perf_counter() - started
     total = time.perf_counter() - started
-    return {"slice": slice_size, "first_batch_s": round(first_batch, 2), "seconds": round(total, 2),
-            "images_per_s": round(len(examples) / total, 2)}
+    return {
+        "slice": slice_size,
+        "first_batch_s": round(first_batch, 2),
+        "seconds": round(total, 2),
+        "images_per_s": round(len(examples) / total, 2),
+    }
 
 
 def main() -> int:
@@ -74,13 +87,18 @@ def main() -> int:
     examples = read_examples(write_images(workdir, args.images), POSITIVE, NEGATIVE)
     processor = gemma3_4b_processor()
     collator = PromptCollator(processor, pil_loader(workdir / "cache"), torch.bfloat16)
-    results = {"workers": args.workers, "batch_size": args.batch_size, "images": args.images,
-               "image_processor": type(processor.image_processor).__name__}
+    results = {
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "images": args.images,
+        "image_processor": type(processor.image_processor).__name__,
+    }
     results["whole_batch_per_worker"] = run_loader(examples, collator, args.batch_size, args.batch_size, args.workers)
     sliced = worker_slice_size(args.batch_size, args.workers)
     results["slices"] = run_loader(examples, collator, sliced, args.batch_size, args.workers)
     results["first_batch_speedup"] = round(
-        results["whole_batch_per_worker"]["first_batch_s"] / results["slices"]["first_batch_s"], 2)
+        results["whole_batch_per_worker"]["first_batch_s"] / results["slices"]["first_batch_s"], 2
+    )
     print(json.dumps(results, indent=2))
     return 0
 

@@ -49,28 +49,62 @@ def gemma3_4b_random(device):
 
     try:
         from transformers import Gemma3ImageProcessor as ImageProcessor
+
         ImageProcessor(size={"height": 896, "width": 896})
     except ImportError:  # the torchvision-backed processor needs torchvision; the PIL one does not
         from transformers import Gemma3ImageProcessorPil as ImageProcessor
     tokenizer = build_tokenizer()
     processor = Gemma3Processor(
         image_processor=ImageProcessor(size={"height": 896, "width": 896}, image_mean=[0.5] * 3, image_std=[0.5] * 3),
-        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE, image_seq_length=256)
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+        image_seq_length=256,
+    )
     processor.tokenizer.padding_side = "left"
-    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
-        ("pad", "<pad>"), ("bos", "<bos>"), ("eos", "<eos>"), ("image", "<image_soft_token>"),
-        ("boi", "<start_of_image>"), ("eoi", "<end_of_image>"))}
+    ids = {
+        name: tokenizer.convert_tokens_to_ids(token)
+        for name, token in (
+            ("pad", "<pad>"),
+            ("bos", "<bos>"),
+            ("eos", "<eos>"),
+            ("image", "<image_soft_token>"),
+            ("boi", "<start_of_image>"),
+            ("eoi", "<end_of_image>"),
+        )
+    }
     config = Gemma3Config(
         text_config=dict(
-            vocab_size=262208, hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
-            num_attention_heads=8, num_key_value_heads=4, head_dim=256, sliding_window=1024,
-            query_pre_attn_scalar=256, max_position_embeddings=131072,
+            vocab_size=262208,
+            hidden_size=2560,
+            intermediate_size=10240,
+            num_hidden_layers=34,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            head_dim=256,
+            sliding_window=1024,
+            query_pre_attn_scalar=256,
+            max_position_embeddings=131072,
             layer_types=[("full_attention" if (i + 1) % 6 == 0 else "sliding_attention") for i in range(34)],
-            pad_token_id=ids["pad"], bos_token_id=ids["bos"], eos_token_id=ids["eos"]),
-        vision_config=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                           image_size=896, patch_size=14),
-        mm_tokens_per_image=256, image_token_index=ids["image"], boi_token_index=ids["boi"],
-        eoi_token_index=ids["eoi"], pad_token_id=ids["pad"], bos_token_id=ids["bos"], eos_token_id=ids["eos"])
+            pad_token_id=ids["pad"],
+            bos_token_id=ids["bos"],
+            eos_token_id=ids["eos"],
+        ),
+        vision_config=dict(
+            hidden_size=1152,
+            intermediate_size=4304,
+            num_hidden_layers=27,
+            num_attention_heads=16,
+            image_size=896,
+            patch_size=14,
+        ),
+        mm_tokens_per_image=256,
+        image_token_index=ids["image"],
+        boi_token_index=ids["boi"],
+        eoi_token_index=ids["eoi"],
+        pad_token_id=ids["pad"],
+        bos_token_id=ids["bos"],
+        eos_token_id=ids["eos"],
+    )
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
@@ -115,12 +149,33 @@ def write_images(workdir: Path, count: int, size: int = 512) -> Path:
     jobs = [(workdir / "images" / f"bench_{index:05d}.jpg", index, size) for index in range(count)]
     with ProcessPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
         list(pool.map(_write_lesion_jpeg, jobs, chunksize=16))
-    lines = [json.dumps({"label": index % 2, "messages": [
-        {"role": "system", "content": [{"type": "text", "text": "You are a dermatology assistant that helps "
-                                        "identify potential melanoma from skin lesion images."}]},
-        {"role": "user", "content": [{"type": "image", "path": str(path)},
-                                     {"type": "text", "text": "Does this appear to be malignant melanoma?"}]}]})
-        for path, index, _ in jobs]
+    lines = [
+        json.dumps(
+            {
+                "label": index % 2,
+                "messages": [
+                    {
+                        "role": "system",
+                        "content": [
+                            {
+                                "type": "text",
+                                "text": "You are a dermatology assistant that helps "
+                                "identify potential melanoma from skin lesion images.",
+                            }
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "path": str(path)},
+                            {"type": "text", "text": "Does this appear to be malignant melanoma?"},
+                        ],
+                    },
+                ],
+            }
+        )
+        for path, index, _ in jobs
+    ]
     jsonl = workdir / "test.jsonl"
     jsonl.write_text("\n".join(lines) + "\n")
     return jsonl
@@ -133,8 +188,9 @@ def flops_per_image(loaded, examples, batch: int) -> float:
     collator = PromptCollator(loaded.processor, pil_loader(Path(tempfile.gettempdir())))
     _, inputs = collator(examples[:batch])
     dtype = next(loaded.model.parameters()).dtype
-    inputs = {k: (v.to(loaded.device).to(dtype) if v.is_floating_point() else v.to(loaded.device))
-              for k, v in inputs.items()}
+    inputs = {
+        k: (v.to(loaded.device).to(dtype) if v.is_floating_point() else v.to(loaded.device)) for k, v in inputs.items()
+    }
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         loaded.model(**inputs, logits_to_keep=1)
@@ -177,8 +233,12 @@ def main() -> int:
     parser.add_argument("--seed-new-tokens", type=int, default=100)
     parser.add_argument("--batch-sizes", default="64", help="comma-separated logprob batch sizes, each timed")
     parser.add_argument("--workers", type=int, default=max(1, min(15, len(os.sched_getaffinity(0)) - 1)))
-    parser.add_argument("--naive-images", type=int, default=256,
-                        help="images of the batched logprob run with preprocessing on the main thread (0: skip)")
+    parser.add_argument(
+        "--naive-images",
+        type=int,
+        default=256,
+        help="images of the batched logprob run with preprocessing on the main thread (0: skip)",
+    )
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H200: 989)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -195,16 +255,20 @@ def main() -> int:
     loader = pil_loader(workdir / "cache")
     flops = flops_per_image(loaded, examples, 4)
     common = dict(positive_answer=POSITIVE, negative_answer=NEGATIVE, image_loader=loader)
-    results = {"arch": args.arch, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-               "torch": torch.__version__, "workers": args.workers,
-               "attention": loaded.model.config._attn_implementation,
-               "gflops_per_image": round(flops / 1e9, 1),
-               "image_processor": type(loaded.processor.image_processor).__name__,
-               "dev_shm_gib": round(shutil.disk_usage("/dev/shm").total / 2**30, 1)}
+    results = {
+        "arch": args.arch,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "workers": args.workers,
+        "attention": loaded.model.config._attn_implementation,
+        "gflops_per_image": round(flops / 1e9, 1),
+        "image_processor": type(loaded.processor.image_processor).__name__,
+        "dev_shm_gib": round(shutil.disk_usage("/dev/shm").total / 2**30, 1),
+    }
 
     # Warm-ups (kernel selection, allocator, worker start) are not timed.
     generate_answers(loaded, examples[:1], batch_size=1, workers=0, max_new_tokens=2, **common)
-    score_logprob(loaded, examples[:batch_sizes[0]], batch_size=batch_sizes[0], workers=args.workers, **common)
+    score_logprob(loaded, examples[: batch_sizes[0]], batch_size=batch_sizes[0], workers=args.workers, **common)
 
     def record(name, count, seconds):
         rate = count / seconds
@@ -213,18 +277,39 @@ def main() -> int:
             results[name]["mfu"] = round(rate * flops / (args.peak_tflops * 1e12), 4)
         print(json.dumps({name: results[name]}), flush=True)
 
-    seed = examples[:args.seed_images]
-    record("seed_generate", len(seed), timed(lambda: generate_answers(
-        loaded, seed, batch_size=1, workers=0, max_new_tokens=args.seed_new_tokens,
-        min_new_tokens=args.seed_new_tokens, **common), device))
+    seed = examples[: args.seed_images]
+    record(
+        "seed_generate",
+        len(seed),
+        timed(
+            lambda: generate_answers(
+                loaded,
+                seed,
+                batch_size=1,
+                workers=0,
+                max_new_tokens=args.seed_new_tokens,
+                min_new_tokens=args.seed_new_tokens,
+                **common,
+            ),
+            device,
+        ),
+    )
     if args.naive_images:
-        naive = examples[:args.naive_images]
-        record(f"logprob_main_thread_b{batch_sizes[0]}", len(naive), timed(lambda: score_logprob(
-            loaded, naive, batch_size=batch_sizes[0], workers=0, **common), device))
-    batch = examples[:args.images]
+        naive = examples[: args.naive_images]
+        record(
+            f"logprob_main_thread_b{batch_sizes[0]}",
+            len(naive),
+            timed(lambda: score_logprob(loaded, naive, batch_size=batch_sizes[0], workers=0, **common), device),
+        )
+    batch = examples[: args.images]
     for size in batch_sizes:
-        record(f"logprob_b{size}", len(batch), timed(lambda size=size: score_logprob(
-            loaded, batch, batch_size=size, workers=args.workers, **common), device))
+        record(
+            f"logprob_b{size}",
+            len(batch),
+            timed(
+                lambda size=size: score_logprob(loaded, batch, batch_size=size, workers=args.workers, **common), device
+            ),
+        )
         repeats = max(2, args.images // (4 * size))
         record(f"model_only_b{size}", size * repeats, timed(gpu_only_runner(loaded, examples, size, repeats), device))
     best = max((name for name in results if name.startswith("logprob_b")), key=lambda n: results[n]["images_per_s"])

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
@@ -31,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/integration"))
 
-from cluster_helpers import OperatorProcess, token_kubeconfig  # noqa: E402
+from cluster_helpers import OperatorProcess, audit_mutations, reconciles_done, token_kubeconfig  # noqa: E402
 from mmft_localcluster import LocalCluster, kubectl_path  # noqa: E402
 
 OPERATOR_USER = "system:serviceaccount:mmft-system:mmft-operator"
@@ -39,8 +38,13 @@ CHILDREN_PER_JOB = 8  # axolotl ConfigMap, report ConfigMap, Role, RoleBinding, 
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
-    result = subprocess.run([str(kubectl_path()), f"--kubeconfig={kubeconfig}", *args], input=input,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(kubectl_path()), f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
     return result.stdout
@@ -77,27 +81,6 @@ def rss_mib(pid: int) -> float:
     return int(match.group(1)) / 1024
 
 
-def reconciles(port: int) -> float:
-    try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return 0.0
-    match = re.search(r'^mmft_reconciles_total\{kind="FineTuneJob",result="ok"\} ([0-9.e+]+)$', body, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
-def mutations_since(audit: Path, since: dt.datetime) -> int:
-    count = 0
-    for line in audit.read_text().splitlines():
-        event = json.loads(line)
-        if event.get("stage") != "ResponseComplete" or event["user"]["username"] != OPERATOR_USER:
-            continue
-        received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        if received >= since and event["verb"] in ("create", "update", "patch", "delete"):
-            count += 1
-    return count
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500)
@@ -118,8 +101,9 @@ def main() -> int:
         namespace = f"scale-{int(time.time())}"
         kubectl(kubeconfig, "create", "namespace", namespace)
         kubectl(kubeconfig, "create", "serviceaccount", "mmft-workload", "-n", namespace)
-        operator_config = token_kubeconfig(lambda *a, **k: _Result(kubectl(kubeconfig, *a)), kubeconfig,
-                                           work / "operator.kubeconfig")
+        operator_config = token_kubeconfig(
+            lambda *a, **k: _Result(kubectl(kubeconfig, *a)), kubeconfig, work / "operator.kubeconfig"
+        )
 
         operator = OperatorProcess(operator_config, work / "operator.log").start()
         time.sleep(3)
@@ -135,25 +119,32 @@ def main() -> int:
         memory = rss_mib(operator.process.pid)
         operator.stop()
 
-        restarted_at = dt.datetime.now(dt.timezone.utc)
+        restarted_at = dt.datetime.now(dt.UTC)
         second = OperatorProcess(operator_config, work / "second.log").start()
         restart_started = time.monotonic()
-        while reconciles(second.metrics_port) < args.count and time.monotonic() - restart_started < args.timeout:
+        while reconciles_done(second.metrics_port) < args.count and time.monotonic() - restart_started < args.timeout:
             time.sleep(0.5)
         restart_seconds = time.monotonic() - restart_started
         time.sleep(3)
         second.stop()
         audit = kubeconfig.parent / "audit.log"
-        print(json.dumps({
-            "count": args.count,
-            "converged": done,
-            "burst_seconds": round(burst_seconds, 1),
-            "operator_cpu_cores": round(cpu_cores, 2),
-            "operator_rss_mib": round(memory, 1),
-            "restart_seconds": round(restart_seconds, 1),
-            "restart_mutations": mutations_since(audit, restarted_at) if audit.exists() else None,
-            "cores": os.cpu_count(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "count": args.count,
+                    "converged": done,
+                    "burst_seconds": round(burst_seconds, 1),
+                    "operator_cpu_cores": round(cpu_cores, 2),
+                    "operator_rss_mib": round(memory, 1),
+                    "restart_seconds": round(restart_seconds, 1),
+                    "restart_mutations": len(audit_mutations(audit, restarted_at, OPERATOR_USER))
+                    if audit.exists()
+                    else None,
+                    "cores": os.cpu_count(),
+                },
+                indent=2,
+            )
+        )
     finally:
         if cluster is not None:
             cluster.down()

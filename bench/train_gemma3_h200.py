@@ -37,29 +37,64 @@ from tiny_gemma import ANSWERS, QUESTION, SYSTEM_PROMPT  # noqa: E402
 PEAK_BF16_FLOPS = 989e12
 
 GEMMA3_4B_TEXT = {
-    "vocab_size": 262208, "hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34,
-    "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "sliding_window": 1024,
+    "vocab_size": 262208,
+    "hidden_size": 2560,
+    "intermediate_size": 10240,
+    "num_hidden_layers": 34,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "sliding_window": 1024,
     "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 5 + ["sliding_attention"] * 4,
-    "max_position_embeddings": 131072, "query_pre_attn_scalar": 256,
+    "max_position_embeddings": 131072,
+    "query_pre_attn_scalar": 256,
 }
 GEMMA3_4B_VISION = {
-    "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
-    "image_size": 896, "patch_size": 14,
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "image_size": 896,
+    "patch_size": 14,
 }
 TOKENS_PER_IMAGE = 256
 
 # The seed article's gemma3-melanoma.yaml, verbatim except for paths and where noted in `seed_config`.
 SEED = {
-    "model_type": "AutoModelForCausalLM", "tokenizer_type": "GemmaTokenizer", "processor_type": "AutoProcessor",
-    "chat_template": "gemma3", "hf_use_auth_token": True,
-    "load_in_4bit": True, "adapter": "qlora", "lora_r": 32, "lora_alpha": 16, "lora_dropout": 0.05,
+    "model_type": "AutoModelForCausalLM",
+    "tokenizer_type": "GemmaTokenizer",
+    "processor_type": "AutoProcessor",
+    "chat_template": "gemma3",
+    "hf_use_auth_token": True,
+    "load_in_4bit": True,
+    "adapter": "qlora",
+    "lora_r": 32,
+    "lora_alpha": 16,
+    "lora_dropout": 0.05,
     "lora_target_modules": r"language_model.model.layers.[\d]+.(mlp|cross_attn|self_attn).(up|down|gate|q|k|v|o)_proj",
-    "lora_mlp_kernel": True, "lora_qkv_kernel": True, "lora_o_kernel": True,
-    "sequence_len": 4096, "optimizer": "adamw_torch_fused", "lr_scheduler": "cosine", "learning_rate": 2e-5,
-    "weight_decay": 0.01, "max_steps": 1000, "warmup_steps": 100, "gradient_checkpointing": True,
-    "gradient_accumulation_steps": 4, "micro_batch_size": 1, "save_strategy": "epoch", "save_total_limit": 2,
-    "flash_attention": True, "skip_prepare_dataset": True, "remove_unused_columns": False, "sample_packing": False,
-    "image_size": 512, "image_resize_algorithm": "bilinear", "use_tensorboard": True, "logging_steps": 10,
+    "lora_mlp_kernel": True,
+    "lora_qkv_kernel": True,
+    "lora_o_kernel": True,
+    "sequence_len": 4096,
+    "optimizer": "adamw_torch_fused",
+    "lr_scheduler": "cosine",
+    "learning_rate": 2e-5,
+    "weight_decay": 0.01,
+    "max_steps": 1000,
+    "warmup_steps": 100,
+    "gradient_checkpointing": True,
+    "gradient_accumulation_steps": 4,
+    "micro_batch_size": 1,
+    "save_strategy": "epoch",
+    "save_total_limit": 2,
+    "flash_attention": True,
+    "skip_prepare_dataset": True,
+    "remove_unused_columns": False,
+    "sample_packing": False,
+    "image_size": 512,
+    "image_resize_algorithm": "bilinear",
+    "use_tensorboard": True,
+    "logging_steps": 10,
 }
 # The seed's regex matches no module in current transformers (preflight rejects it); same intent, current names.
 FIXED_TARGET_MODULES = r"model.language_model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj"
@@ -81,11 +116,19 @@ def build_model(model_dir: Path, smoke: bool) -> None:
     tokenizer = processor.tokenizer
     token = tokenizer.convert_tokens_to_ids
     config = Gemma3Config(
-        text_config={**GEMMA3_4B_TEXT, "pad_token_id": token("<pad>"), "bos_token_id": token("<bos>"),
-                     "eos_token_id": token("<eos>")},
-        vision_config=GEMMA3_4B_VISION, mm_tokens_per_image=TOKENS_PER_IMAGE,
-        image_token_index=token("<image_soft_token>"), boi_token_index=token("<start_of_image>"),
-        eoi_token_index=token("<end_of_image>"), pad_token_id=token("<pad>"), bos_token_id=token("<bos>"),
+        text_config={
+            **GEMMA3_4B_TEXT,
+            "pad_token_id": token("<pad>"),
+            "bos_token_id": token("<bos>"),
+            "eos_token_id": token("<eos>"),
+        },
+        vision_config=GEMMA3_4B_VISION,
+        mm_tokens_per_image=TOKENS_PER_IMAGE,
+        image_token_index=token("<image_soft_token>"),
+        boi_token_index=token("<start_of_image>"),
+        eoi_token_index=token("<end_of_image>"),
+        pad_token_id=token("<pad>"),
+        bos_token_id=token("<bos>"),
         eos_token_id=token("<eos>"),
     )
     torch.manual_seed(0)
@@ -97,8 +140,9 @@ def build_model(model_dir: Path, smoke: bool) -> None:
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
     params = sum(p.numel() for p in model.parameters())
-    print(f"built random Gemma-3-4B ({params / 1e9:.2f} B parameters) in {time.monotonic() - started:.0f} s",
-          flush=True)
+    print(
+        f"built random Gemma-3-4B ({params / 1e9:.2f} B parameters) in {time.monotonic() - started:.0f} s", flush=True
+    )
     del model
     torch.cuda.empty_cache()
 
@@ -132,18 +176,40 @@ def build_data(data_dir: Path, rows: int, image_px: int) -> Path:
         paths = pool.map(_lesion, jobs, chunksize=8)
     with open(jsonl, "w") as handle:
         for index, path in enumerate(paths):
-            handle.write(json.dumps({"messages": [
-                {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-                {"role": "user", "content": [{"type": "image", "path": path}, {"type": "text", "text": QUESTION}]},
-                {"role": "assistant", "content": [{"type": "text", "text": ANSWERS[index % 2]}]},
-            ]}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+                            {
+                                "role": "user",
+                                "content": [{"type": "image", "path": path}, {"type": "text", "text": QUESTION}],
+                            },
+                            {"role": "assistant", "content": [{"type": "text", "text": ANSWERS[index % 2]}]},
+                        ]
+                    }
+                )
+                + "\n"
+            )
     return jsonl
 
 
 def seed_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool) -> dict:
-    config = dict(SEED, base_model=str(model_dir), output_dir=str(out), max_steps=steps,
-                  datasets=[{"path": str(data), "type": "chat_template", "ds_type": "json",
-                             "field_messages": "messages", "chat_template": "gemma3"}])
+    config = dict(
+        SEED,
+        base_model=str(model_dir),
+        output_dir=str(out),
+        max_steps=steps,
+        datasets=[
+            {
+                "path": str(data),
+                "type": "chat_template",
+                "ds_type": "json",
+                "field_messages": "messages",
+                "chat_template": "gemma3",
+            }
+        ],
+    )
     config["lora_target_modules"] = FIXED_TARGET_MODULES
     # flash_attention in Axolotl 0.19 loads its kernel from a model hub, unreachable here (and in many clusters):
     # the seed variant falls back to Axolotl's default attention.
@@ -161,8 +227,17 @@ def mmft_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool,
 
 
 def _smoke(config: dict) -> dict:
-    config.update(bf16=False, fp16=False, lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False,
-                  image_size=32, sequence_len=256, dataloader_num_workers=0, dataloader_pin_memory=False)
+    config.update(
+        bf16=False,
+        fp16=False,
+        lora_mlp_kernel=False,
+        lora_qkv_kernel=False,
+        lora_o_kernel=False,
+        image_size=32,
+        sequence_len=256,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
     config.pop("dataloader_prefetch_factor", None)
     config.pop("attn_implementation", None)
     config.pop("flash_attention", None)
@@ -171,8 +246,9 @@ def _smoke(config: dict) -> dict:
     return config
 
 
-def flops_per_sample(text_tokens: float, lora_r: int, text: dict = GEMMA3_4B_TEXT,
-                     vision: dict = GEMMA3_4B_VISION) -> dict:
+def flops_per_sample(
+    text_tokens: float, lora_r: int, text: dict = GEMMA3_4B_TEXT, vision: dict = GEMMA3_4B_VISION
+) -> dict:
     """Model FLOPs of one training sample (2 FLOPs per multiply-add; recomputation not counted).
 
     Text (frozen base + LoRA): forward 2*N per token over the linear layers and the tied LM head, backward the same
@@ -222,20 +298,34 @@ def run_variant(name: str, config: dict, work: Path, timeout: int) -> dict:
     config_path = run_dir / "axolotl.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     timing = run_dir / "timing.json"
-    env = dict(os.environ, BENCH_TIMING_FILE=str(timing), MMFT_REPORT_FILE=str(run_dir / "report.json"),
-               PYTHONPATH=os.pathsep.join([str(REPO / "bench"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        BENCH_TIMING_FILE=str(timing),
+        MMFT_REPORT_FILE=str(run_dir / "report.json"),
+        PYTHONPATH=os.pathsep.join([str(REPO / "bench"), os.environ.get("PYTHONPATH", "")]),
+    )
     started = time.monotonic()
     with open(run_dir / "log.txt", "w") as log:
         try:
-            process = subprocess.run([sys.executable, "-m", "mmft_trainer", "train", str(config_path)], env=env,
-                                     stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+            process = subprocess.run(
+                [sys.executable, "-m", "mmft_trainer", "train", str(config_path)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
             returncode = process.returncode
         except subprocess.TimeoutExpired:
             returncode = "timeout"
-    result = {"name": name, "returncode": returncode, "wall_seconds": round(time.monotonic() - started, 1),
-              "micro_batch_size": config["micro_batch_size"],
-              "gradient_accumulation_steps": config["gradient_accumulation_steps"],
-              "gradient_checkpointing": config["gradient_checkpointing"], "adapter": config["adapter"]}
+    result = {
+        "name": name,
+        "returncode": returncode,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "micro_batch_size": config["micro_batch_size"],
+        "gradient_accumulation_steps": config["gradient_accumulation_steps"],
+        "gradient_checkpointing": config["gradient_checkpointing"],
+        "adapter": config["adapter"],
+    }
     if timing.exists():
         result["timing"] = json.loads(timing.read_text())
     else:
@@ -274,48 +364,116 @@ def main() -> int:
     parser.add_argument("--deadline", type=int, default=10**6, help="seconds for the whole benchmark")
     args = parser.parse_args()
     started = time.monotonic()
-    os.environ.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                      HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled", TOKENIZERS_PARALLELISM="false")
+    os.environ.update(
+        AXOLOTL_DO_NOT_TRACK="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="disabled",
+        TOKENIZERS_PARALLELISM="false",
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     model_dir, work = args.work / "gemma3-4b-random", args.work / "runs"
     build_model(model_dir, args.smoke)
     data = build_data(args.work / "data", 32 if args.smoke else args.rows, 48 if args.smoke else 1024)
 
     workers = 0 if args.smoke else 8
-    mmft = dict(adapter="lora", load_in_4bit=False, bf16=True, gradient_checkpointing=False,
-                gradient_accumulation_steps=1, attn_implementation="sdpa", dataloader_num_workers=workers,
-                dataloader_pin_memory=True, dataloader_prefetch_factor=4)
-    liger = dict(plugins=["axolotl.integrations.liger.LigerPlugin"], liger_rms_norm=True, liger_rope=True,
-                 liger_fused_linear_cross_entropy=True)
-    steps = {"seed": 12, "mmft-b4": 24, "mmft-b16": 16, "mmft-b32": 12, "mmft-b16-liger": 16,
-             "mmft-b24-liger": 14, "mmft-b16-compile": 16, "mmft-b24-compile-liger": 14,
-             "mmft-b32-compile-liger": 12}
+    mmft = dict(
+        adapter="lora",
+        load_in_4bit=False,
+        bf16=True,
+        gradient_checkpointing=False,
+        gradient_accumulation_steps=1,
+        attn_implementation="sdpa",
+        dataloader_num_workers=workers,
+        dataloader_pin_memory=True,
+        dataloader_prefetch_factor=4,
+    )
+    liger = dict(
+        plugins=["axolotl.integrations.liger.LigerPlugin"],
+        liger_rms_norm=True,
+        liger_rope=True,
+        liger_fused_linear_cross_entropy=True,
+    )
+    steps = {
+        "seed": 12,
+        "mmft-b4": 24,
+        "mmft-b16": 16,
+        "mmft-b32": 12,
+        "mmft-b16-liger": 16,
+        "mmft-b24-liger": 14,
+        "mmft-b16-compile": 16,
+        "mmft-b24-compile-liger": 14,
+        "mmft-b32-compile-liger": 12,
+    }
     variants = {
         "seed": lambda: seed_config(model_dir, data, work / "seed", _steps(steps["seed"], args), args.smoke),
-        "mmft-b4": lambda: mmft_config(model_dir, data, work / "mmft-b4", _steps(steps["mmft-b4"], args),
-                                       args.smoke, micro_batch_size=4, **mmft),
-        "mmft-b16": lambda: mmft_config(model_dir, data, work / "mmft-b16", _steps(steps["mmft-b16"], args),
-                                        args.smoke, micro_batch_size=16, **mmft),
-        "mmft-b32": lambda: mmft_config(model_dir, data, work / "mmft-b32", _steps(steps["mmft-b32"], args),
-                                        args.smoke, micro_batch_size=32, **mmft),
+        "mmft-b4": lambda: mmft_config(
+            model_dir, data, work / "mmft-b4", _steps(steps["mmft-b4"], args), args.smoke, micro_batch_size=4, **mmft
+        ),
+        "mmft-b16": lambda: mmft_config(
+            model_dir, data, work / "mmft-b16", _steps(steps["mmft-b16"], args), args.smoke, micro_batch_size=16, **mmft
+        ),
+        "mmft-b32": lambda: mmft_config(
+            model_dir, data, work / "mmft-b32", _steps(steps["mmft-b32"], args), args.smoke, micro_batch_size=32, **mmft
+        ),
     }
-    variants.update({
-        "mmft-b16-liger": lambda: mmft_config(model_dir, data, work / "mmft-b16-liger",
-                                              _steps(steps["mmft-b16-liger"], args), args.smoke,
-                                              micro_batch_size=16, **mmft, **liger),
-        "mmft-b24-liger": lambda: mmft_config(model_dir, data, work / "mmft-b24-liger",
-                                              _steps(steps["mmft-b24-liger"], args), args.smoke,
-                                              micro_batch_size=24, **mmft, **liger),
-        "mmft-b16-compile": lambda: mmft_config(model_dir, data, work / "mmft-b16-compile",
-                                                _steps(steps["mmft-b16-compile"], args), args.smoke,
-                                                micro_batch_size=16, torch_compile=True, **mmft),
-        "mmft-b24-compile-liger": lambda: mmft_config(model_dir, data, work / "mmft-b24-compile-liger",
-                                                      _steps(steps["mmft-b24-compile-liger"], args), args.smoke,
-                                                      micro_batch_size=24, torch_compile=True, **mmft, **liger),
-        "mmft-b32-compile-liger": lambda: mmft_config(model_dir, data, work / "mmft-b32-compile-liger",
-                                                      _steps(steps["mmft-b32-compile-liger"], args), args.smoke,
-                                                      micro_batch_size=32, torch_compile=True, **mmft, **liger),
-    })
+    variants.update(
+        {
+            "mmft-b16-liger": lambda: mmft_config(
+                model_dir,
+                data,
+                work / "mmft-b16-liger",
+                _steps(steps["mmft-b16-liger"], args),
+                args.smoke,
+                micro_batch_size=16,
+                **mmft,
+                **liger,
+            ),
+            "mmft-b24-liger": lambda: mmft_config(
+                model_dir,
+                data,
+                work / "mmft-b24-liger",
+                _steps(steps["mmft-b24-liger"], args),
+                args.smoke,
+                micro_batch_size=24,
+                **mmft,
+                **liger,
+            ),
+            "mmft-b16-compile": lambda: mmft_config(
+                model_dir,
+                data,
+                work / "mmft-b16-compile",
+                _steps(steps["mmft-b16-compile"], args),
+                args.smoke,
+                micro_batch_size=16,
+                torch_compile=True,
+                **mmft,
+            ),
+            "mmft-b24-compile-liger": lambda: mmft_config(
+                model_dir,
+                data,
+                work / "mmft-b24-compile-liger",
+                _steps(steps["mmft-b24-compile-liger"], args),
+                args.smoke,
+                micro_batch_size=24,
+                torch_compile=True,
+                **mmft,
+                **liger,
+            ),
+            "mmft-b32-compile-liger": lambda: mmft_config(
+                model_dir,
+                data,
+                work / "mmft-b32-compile-liger",
+                _steps(steps["mmft-b32-compile-liger"], args),
+                args.smoke,
+                micro_batch_size=32,
+                torch_compile=True,
+                **mmft,
+                **liger,
+            ),
+        }
+    )
     tokens = text_tokens_per_sample(model_dir, data)
     sample_flops = flops_per_sample(tokens, lora_r=SEED["lora_r"])
     results = []
@@ -328,8 +486,11 @@ def main() -> int:
         (args.out / f"{name}.log").write_text((work / name / "log.txt").read_text()[-2_000_000:])
         result["summary"] = summarise(result, 1 if args.smoke else args.warmup_steps, sample_flops["total"])
         results.append(result)
-        (args.out / "bench-trainer.json").write_text(json.dumps(
-            {"text_tokens_per_sample": tokens, "flops_per_sample": sample_flops, "results": results}, indent=1))
+        (args.out / "bench-trainer.json").write_text(
+            json.dumps(
+                {"text_tokens_per_sample": tokens, "flops_per_sample": sample_flops, "results": results}, indent=1
+            )
+        )
     print_table(results, tokens, sample_flops)
     return 0 if all(result["summary"] for result in results) else 1
 
@@ -339,21 +500,27 @@ def _steps(count: int, args) -> int:
 
 
 def print_table(results: list[dict], tokens: float, sample_flops: dict) -> None:
-    print(f"\ntext tokens/sample {tokens:.0f}; model TFLOPs/sample {sample_flops['total'] / 1e12:.2f} "
-          f"(text {sample_flops['text'] / 1e12:.2f}, vision {sample_flops['vision'] / 1e12:.2f})")
+    print(
+        f"\ntext tokens/sample {tokens:.0f}; model TFLOPs/sample {sample_flops['total'] / 1e12:.2f} "
+        f"(text {sample_flops['text'] / 1e12:.2f}, vision {sample_flops['vision'] / 1e12:.2f})"
+    )
     seed = next((r["summary"] for r in results if r["name"] == "seed" and r["summary"]), None)
-    print(f"{'variant':10} {'adapter':7} {'mbs':>4} {'GA':>3} {'ckpt':>5} {'samples/s':>10} {'x seed':>7} "
-          f"{'s/step':>7} {'peak GiB':>9} {'MFU':>6}")
+    print(
+        f"{'variant':10} {'adapter':7} {'mbs':>4} {'GA':>3} {'ckpt':>5} {'samples/s':>10} {'x seed':>7} "
+        f"{'s/step':>7} {'peak GiB':>9} {'MFU':>6}"
+    )
     for result in results:
         s = result["summary"]
         if not s:
             print(f"{result['name']:10} FAILED (exit {result['returncode']})")
             continue
         ratio = s["samples_per_second"] / seed["samples_per_second"] if seed else float("nan")
-        print(f"{result['name']:10} {result['adapter']:7} {result['micro_batch_size']:>4} "
-              f"{result['gradient_accumulation_steps']:>3} {str(result['gradient_checkpointing']):>5} "
-              f"{s['samples_per_second']:>10.2f} {ratio:>7.1f} {s['seconds_per_step']:>7.2f} "
-              f"{s['peak_allocated_gib']:>9.1f} {s['mfu'] * 100:>5.1f}%")
+        print(
+            f"{result['name']:10} {result['adapter']:7} {result['micro_batch_size']:>4} "
+            f"{result['gradient_accumulation_steps']:>3} {str(result['gradient_checkpointing']):>5} "
+            f"{s['samples_per_second']:>10.2f} {ratio:>7.1f} {s['seconds_per_step']:>7.2f} "
+            f"{s['peak_allocated_gib']:>9.1f} {s['mfu'] * 100:>5.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -95,3 +99,35 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+MUTATING_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def audit_mutations(audit: Path, since: dt.datetime, user: str, namespace: str | None = None) -> list[str]:
+    """Create/update/patch/delete calls `user` made since `since`, read from the API server's audit log."""
+    calls = []
+    for line in audit.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("stage") != "ResponseComplete" or event["user"]["username"] != user:
+            continue
+        received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        in_scope = namespace is None or f"/namespaces/{namespace}/" in event["requestURI"]
+        if (
+            received >= since
+            and in_scope
+            and event["verb"] in ("create", "update", "patch", "delete", "deletecollection")
+        ):
+            calls.append(f"{event['verb']} {event['requestURI']}")
+    return calls
+
+
+def reconciles_done(metrics_port: int, kind: str = "FineTuneJob") -> float:
+    """The operator's own count of successful reconciles of `kind` (0 while its endpoint is not up)."""
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    pattern = rf'^mmft_reconciles_total\{{kind="{kind}",result="ok"\}} ([0-9.e+]+)$'
+    match = re.search(pattern, body, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, audit_mutations, reconciles_done, token_kubeconfig, wait_for
 
 pytestmark = pytest.mark.simulated_pods
 
 OPERATOR_USER = "system:serviceaccount:mmft-system:mmft-operator"
-MUTATING = {"create", "update", "patch", "delete", "deletecollection"}
 
 
 def _audit_log(cluster: Path) -> Path:
@@ -24,29 +21,6 @@ def _audit_log(cluster: Path) -> Path:
     if not audit.exists():
         pytest.skip(f"no audit log next to {cluster} (a cluster not started by mmft_localcluster)")
     return audit
-
-
-def _mutations_since(audit: Path, since: dt.datetime, namespace: str) -> list[str]:
-    """Mutating calls of the operator in `namespace` (other tests' leftovers elsewhere may still be converging)."""
-    calls = []
-    for line in audit.read_text().splitlines():
-        event = json.loads(line)
-        if event.get("stage") != "ResponseComplete" or event["user"]["username"] != OPERATOR_USER:
-            continue
-        received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        in_namespace = f"/namespaces/{namespace}/" in event["requestURI"]
-        if received >= since and event["verb"] in MUTATING and in_namespace:
-            calls.append(f"{event['verb']} {event['requestURI']}")
-    return calls
-
-
-def _reconciles(port: int) -> float:
-    try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return 0
-    match = re.search(r'^mmft_reconciles_total\{kind="FineTuneJob",result="ok"\} ([0-9.]+)$', body, re.MULTILINE)
-    return float(match.group(1)) if match else 0
 
 
 def _finetunejob(name: str) -> str:
@@ -74,11 +48,11 @@ def test_a_restarted_operator_with_converged_resources_makes_no_mutating_call(
     second = OperatorProcess(kubeconfig, tmp_path / "second.log").start()
     try:
         # The restarted operator lists and reconciles every resource: wait until it has, by its own metrics.
-        wait_for(lambda: _reconciles(second.metrics_port) >= 5, timeout=60, what="a reconcile of each FineTuneJob")
+        wait_for(lambda: reconciles_done(second.metrics_port) >= 5, timeout=60, what="a reconcile of each FineTuneJob")
         time.sleep(3)
     finally:
         second.stop()
-    assert _mutations_since(audit, restarted_at, namespace) == [], second.log()[-2000:]
+    assert audit_mutations(audit, restarted_at, OPERATOR_USER, namespace) == [], second.log()[-2000:]
 
 
 def test_observed_generation_catches_up_with_spec_changes(kubectl, namespace, operator) -> None:
@@ -159,7 +133,7 @@ def test_two_replicas_never_both_act_and_the_standby_takes_over(
         kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob("led-0"))
         kubectl("wait", "ftj/led-0", "-n", namespace, "--for=condition=Succeeded", "--timeout=120s")
         assert "leader:" not in second.log(), "the standby must not lead while the leader renews"
-        assert _reconciles(second.metrics_port) == 0, "the standby reconciled while another replica led"
+        assert reconciles_done(second.metrics_port) == 0, "the standby reconciled while another replica led"
 
         first.kill()  # SIGKILL: no release, the standby waits for the lease to expire
         killed = time.monotonic()
