@@ -11,7 +11,6 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class AcceleratorProfile:
     label: str
-    machine_family: str
     # Autopilot sizes the node from the pod's requests; these stay inside its per-GPU maximum.
     cpu_per_gpu: int
     memory_gib_per_gpu: int
@@ -21,11 +20,11 @@ class AcceleratorProfile:
 PROFILES: dict[str, AcceleratorProfile] = {
     profile.label: profile
     for profile in (
-        AcceleratorProfile("nvidia-tesla-a100", "a2", 8, 32, 10),
-        AcceleratorProfile("nvidia-a100-80gb", "a2", 10, 64, 10),
-        AcceleratorProfile("nvidia-h100-80gb", "a3", 24, 200, 10),
-        AcceleratorProfile("nvidia-h100-mega-80gb", "a3", 24, 200, 10),
-        AcceleratorProfile("nvidia-l4", "g2", 8, 32, 10),
+        AcceleratorProfile("nvidia-tesla-a100", 8, 32, 10),
+        AcceleratorProfile("nvidia-a100-80gb", 10, 64, 10),
+        AcceleratorProfile("nvidia-h100-80gb", 24, 200, 10),
+        AcceleratorProfile("nvidia-h100-mega-80gb", 24, 200, 10),
+        AcceleratorProfile("nvidia-l4", 8, 32, 10),
     )
 }
 
