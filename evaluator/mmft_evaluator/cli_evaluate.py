@@ -11,6 +11,10 @@ HELP = "Evaluate models (HF id, path, BASE+ADAPTER) on a test JSONL: predictions
 # Kept in step with evaluation.METHODS / thresholds.POLICIES; restated so `mmft --help` imports no numpy.
 METHODS = ("logprob", "generate")
 POLICIES = ("fixed", "max-balanced-accuracy", "target-recall")
+# Restated from execution.COMPILE_TARGETS / COMPILE_MODES / VISION_ATTENTION for the same reason.
+COMPILE_TARGETS = ("auto", "none", "vision", "vision+language")
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+VISION_ATTENTION = ("auto", "flash", "efficient", "cudnn", "math")
 CONFIG_INVALID = 78  # mmft_operator.contracts.exit_codes.CONFIG_INVALID, restated for argparse errors
 
 
@@ -47,6 +51,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=_default_workers(),
                         help="image preprocessing processes (default: CPU count - 1, at most 12)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N examples of each split (smoke runs)")
+    parser.add_argument("--compile", default="auto", choices=COMPILE_TARGETS,
+                        help="logprob: torch.compile these modules (auto: the vision tower on CUDA, nothing on CPU); "
+                             "compiled runs pad the last batch to --batch-size. A failed compile runs eagerly")
+    parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
+                        help="torch.compile mode (max-autotune-no-cudagraphs: minutes longer to compile)")
+    parser.add_argument("--vision-attention", default="auto", choices=VISION_ATTENTION,
+                        help="logprob: SDPA kernel of the vision tower's attention (auto: PyTorch's choice; on CUDA "
+                             "a named kernel that cannot run is an error)")
     parser.add_argument("--cache-dir", default="/tmp/mmft-evaluate-cache", help="where gs:// inputs are downloaded")
     _exit_78_on_usage_errors(parser)
 
@@ -130,7 +142,8 @@ def main(args: argparse.Namespace) -> int:
         threshold_policy=args.threshold_policy, threshold=args.threshold, target_recall=args.target_recall,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, positive_answer=args.positive_answer,
         negative_answer=args.negative_answer, device=args.device, workers=args.workers, baseline=args.baseline,
-        limit=args.limit, cache_dir=Path(args.cache_dir),
+        limit=args.limit, cache_dir=Path(args.cache_dir), compile=args.compile, compile_mode=args.compile_mode,
+        vision_attention=args.vision_attention,
     )
     writer = ReportWriter.from_environment()
     report = WorkloadReport(phase="Starting", message=f"evaluating {len(specs)} model(s)")

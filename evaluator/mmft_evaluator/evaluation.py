@@ -46,6 +46,10 @@ class EvaluateOptions:
     baseline: str | None = None
     limit: int | None = None
     cache_dir: Path = Path("/tmp/mmft-evaluate-cache")
+    # logprob execution (mmft_evaluator.execution): "auto" compiles the vision tower on CUDA, eager on CPU.
+    compile: str = "auto"
+    compile_mode: str = "default"
+    vision_attention: str = "auto"
 
 
 @dataclass
@@ -71,7 +75,7 @@ def load_splits(options: EvaluateOptions) -> tuple[list[Example], list[Example]]
     return read(options.test_jsonl), validation
 
 
-def _score(loaded, examples, options, progress_line):
+def _score(loaded, examples, options, progress_line, pad_to_batch: bool = False):
     from .scoring import generate_answers, pil_loader, score_logprob
 
     common = dict(
@@ -81,15 +85,24 @@ def _score(loaded, examples, options, progress_line):
     )
     if options.method == "generate":
         return generate_answers(loaded, examples, max_new_tokens=options.max_new_tokens, **common)
-    return score_logprob(loaded, examples, **common)
+    return score_logprob(loaded, examples, pad_to_batch=pad_to_batch, **common)
 
 
 def _evaluate_model(spec, options, test, validation, progress: Progress, sink: ProgressSink):
     from .loading import load_model, pick_device
     from .scoring import ProgressLine
 
-    loaded = load_model(spec, pick_device(options.device), options.cache_dir)
+    device = pick_device(options.device)
+    loaded = load_model(spec, device, options.cache_dir)
     done_before = progress.done
+    pad_to_batch = False
+    if options.method == "logprob":
+        from .execution import apply_execution, resolve_execution
+
+        execution = resolve_execution(device, options.compile, options.compile_mode, options.vision_attention)
+        log.info("%s: logprob execution %s", spec.name, execution.label())
+        apply_execution(loaded.model, execution, device)
+        pad_to_batch = execution.pads_batches
 
     def publish(done, _total, rate, eta):
         progress.done, progress.rate, progress.eta = done_before + done, rate, eta
@@ -98,7 +111,8 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
     threshold = None
     if options.method == "logprob":
         if options.threshold_policy != "fixed":
-            scored_validation = _score(loaded, validation, options, ProgressLine(f"{spec.name} validation", publish))
+            scored_validation = _score(loaded, validation, options, ProgressLine(f"{spec.name} validation", publish),
+                                       pad_to_batch)
             done_before = progress.done
             threshold = choose_threshold(
                 options.threshold_policy,
@@ -108,7 +122,7 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
             log.info("%s: %s threshold on validation = %.4f", spec.name, options.threshold_policy, threshold)
         else:
             threshold = options.threshold
-    scored = _score(loaded, test, options, ProgressLine(f"{spec.name} test", publish))
+    scored = _score(loaded, test, options, ProgressLine(f"{spec.name} test", publish), pad_to_batch)
     return scored, threshold
 
 

@@ -3,6 +3,9 @@ token) and `generate` (the seed's free-text answer, parsed).
 
 Image decoding, resizing and tokenisation run in DataLoader worker processes so the GPU never waits on the
 main thread; a batch that does not fit in GPU memory is split in halves, and later batches use the size that fit.
+`logprob` reads each batch's scores back one batch late, so the host queues the next batch while the GPU still
+runs the current one; with compiled modules (mmft_evaluator.execution) the last batch is padded to the batch size
+so every forward pass has the same shape.
 """
 
 from __future__ import annotations
@@ -81,8 +84,10 @@ def worker_slice_size(batch_size: int, workers: int) -> int:
     return max(size for size in range(1, share + 1) if batch_size % size == 0)
 
 
-def _device_batches(examples, collator, batch_size: int, workers: int, device, dtype, pad_token_id: int):
-    """Yields (examples, batch on the device) of ``batch_size`` examples (the last one smaller)."""
+def _device_batches(examples, collator, batch_size: int, workers: int, device, dtype, pad_token_id: int,
+                    pad_to_batch: bool = False):
+    """Yields (examples, batch on the device) of ``batch_size`` examples; the last one is smaller, or with
+    ``pad_to_batch`` repeats its last row up to ``batch_size`` rows (more rows than examples)."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
@@ -103,7 +108,18 @@ def _device_batches(examples, collator, batch_size: int, workers: int, device, d
             yield _join(pending, pad_token_id)
             pending = []
     if pending:
-        yield _join(pending, pad_token_id)
+        chunk, batch = _join(pending, pad_token_id)
+        yield chunk, (_pad_rows(batch, batch_size) if pad_to_batch else batch)
+
+
+def _pad_rows(batch: dict, rows: int) -> dict:
+    """Repeats the last row until the batch has ``rows`` rows; callers drop the repeated rows' outputs."""
+    import torch
+
+    missing = rows - batch["input_ids"].shape[0]
+    if missing <= 0:
+        return batch
+    return {key: torch.cat([value, value[-1:].expand(missing, *value.shape[1:])]) for key, value in batch.items()}
 
 
 def _join(slices: list[tuple[list, dict]], pad_token_id: int) -> tuple[list, dict]:
@@ -154,6 +170,7 @@ class _MemoryAdaptiveRunner:
         self.chunk: int | None = None
 
     def __call__(self, batch: dict, size: int) -> list:
+        """The step's results of each chunk, in order."""
         import torch
 
         chunk = min(size, self.chunk or size)
@@ -161,7 +178,7 @@ class _MemoryAdaptiveRunner:
             try:
                 results = []
                 for start in range(0, size, chunk):
-                    results.extend(self.step(_slice(batch, start, min(start + chunk, size))))
+                    results.append(self.step(_slice(batch, start, min(start + chunk, size))))
                 self.chunk = chunk
                 return results
             except torch.cuda.OutOfMemoryError:
@@ -176,29 +193,67 @@ def _model_dtype(model):
 
 
 def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
-                  on_progress: ProgressCallback | None = None) -> list[Scored]:
-    """score = P(positive | positive or negative first answer token) = sigmoid(logit_pos - logit_neg)."""
+                  on_progress: ProgressCallback | None = None, pad_to_batch: bool = False) -> list[Scored]:
+    """score = P(positive | positive or negative first answer token) = sigmoid(logit_pos - logit_neg).
+
+    ``pad_to_batch``: every forward pass gets exactly ``batch_size`` rows (for compiled, shape-specialised
+    modules); the padding rows' scores are dropped."""
     import torch
 
     positive_id, negative_id = answer_token_ids(loaded.processor.tokenizer, positive_answer, negative_answer)
     model, device, dtype = loaded.model, loaded.device, _model_dtype(loaded.model)
 
     def step(batch):
-        # logits_to_keep=1: only the last position's logits, not a (batch x sequence x 262k vocab) tensor.
-        logits = model(**batch, logits_to_keep=1).logits[:, -1, :].float()
-        return torch.sigmoid(logits[:, positive_id] - logits[:, negative_id]).tolist()
+        # logits_to_keep=1: only the last position's logits, not a (batch x sequence x 262k vocab) tensor;
+        # use_cache=False: one pass, no key/value cache to build.
+        logits = model(**batch, logits_to_keep=1, use_cache=False).logits[:, -1, :].float()
+        return torch.sigmoid(logits[:, positive_id] - logits[:, negative_id])
 
     runner = _MemoryAdaptiveRunner(step)
     scored: list[Scored] = []
     collator = PromptCollator(loaded.processor, image_loader, dtype)
+    in_flight: _ScoresInFlight | None = None
+
+    def finish(batch_scores: _ScoresInFlight) -> None:
+        scored.extend(Scored(example=e, score=s) for e, s in batch_scores.result())
+        if on_progress:
+            on_progress(len(scored), len(examples))
+
     with torch.inference_mode():
         pad = loaded.processor.tokenizer.pad_token_id
-        for chunk, batch in _device_batches(examples, collator, batch_size, workers, device, dtype, pad):
-            scores = runner(batch, len(chunk))
-            scored.extend(Scored(example=e, score=s) for e, s in zip(chunk, scores, strict=True))
-            if on_progress:
-                on_progress(len(scored), len(examples))
+        for chunk, batch in _device_batches(examples, collator, batch_size, workers, device, dtype, pad,
+                                            pad_to_batch):
+            scores = torch.cat(runner(batch, batch["input_ids"].shape[0]))[: len(chunk)]
+            launched = _ScoresInFlight(chunk, scores)
+            if in_flight is not None:
+                finish(in_flight)
+            in_flight = launched
+        if in_flight is not None:
+            finish(in_flight)
     return scored
+
+
+class _ScoresInFlight:
+    """One batch's scores on their way to the host: the copy is queued behind the batch's forward pass and
+    waited for only when the next batch has been queued too, so the GPU never idles between batches."""
+
+    def __init__(self, chunk: list, scores):
+        import torch
+
+        self.chunk = chunk
+        self.done = None
+        if scores.device.type == "cuda":
+            self.host = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
+            self.host.copy_(scores, non_blocking=True)
+            self.done = torch.cuda.Event()
+            self.done.record()
+        else:
+            self.host = scores
+
+    def result(self) -> list[tuple]:
+        if self.done is not None:
+            self.done.synchronize()
+        return list(zip(self.chunk, self.host.tolist(), strict=True))
 
 
 def generate_answers(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
@@ -222,7 +277,7 @@ def generate_answers(loaded, examples, positive_answer, negative_answer, batch_s
     with torch.inference_mode():
         for chunk, batch in _device_batches(examples, collator, batch_size, workers, device, dtype,
                                             tokenizer.pad_token_id):
-            answers = runner(batch, len(chunk))
+            answers = [answer for part in runner(batch, len(chunk)) for answer in part]
             scored.extend(
                 Scored(example=e, answer=a.strip(), parsed=parse_answer(a, positive_answer, negative_answer))
                 for e, a in zip(chunk, answers, strict=True)
