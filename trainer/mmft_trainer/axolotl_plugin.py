@@ -1,7 +1,8 @@
-"""Axolotl plugin that attaches mmft's callback to the Trainer Axolotl builds.
+"""Axolotl plugin that attaches mmft's callback to the Trainer Axolotl builds, and trims the loss's work.
 
 Axolotl instantiates plugins by dotted name, so the runner hands over the callback through :func:`attach` before
-training starts.
+training starts. With Liger's fused linear cross-entropy on, the language-model head runs over labelled positions
+only (:mod:`mmft_trainer.labelled_rows`).
 """
 
 from __future__ import annotations
@@ -18,5 +19,11 @@ def attach(callback) -> None:
 
 
 class MmftPlugin(BasePlugin):
+    def post_model_load(self, cfg, model):
+        if cfg.liger_fused_linear_cross_entropy:
+            from . import labelled_rows
+
+            labelled_rows.install()
+
     def add_callbacks_post_trainer(self, cfg, trainer):
         return list(_callbacks)
