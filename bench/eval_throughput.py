@@ -1,9 +1,17 @@
 """Evaluator throughput: `logprob` scoring (batched, preprocessing in worker processes) against the seed's method
 (one image at a time, `generate` forced to --seed-new-tokens tokens since random weights never stop), on the same
-images in the same run, through the same code `mmft evaluate` runs (mmft_evaluator.scoring).
+images in the same run, through the same code `mmft evaluate` runs (mmft_evaluator.scoring / .execution).
 
-    python bench/eval_throughput.py --arch gemma3-4b --images 1024 --seed-images 5 --batch-sizes 64,128  # H200
-    python bench/eval_throughput.py --arch tiny --images 64 --seed-images 4          # CPU smoke run
+One run measures, in this order, each row printed as a JSON line as soon as it is measured:
+the seed's method; `logprob` end to end with the eager model; the model alone (one collated batch, no input
+pipeline) eager, with each vision SDPA kernel (--attention-variants) and with each torch.compile variant
+(--compile-variants; compile time printed separately); a torch.profiler breakdown of one eager forward pass
+(vision attention / MLP / other, projector, language model, LM head, and the top GPU kernels); then `logprob`
+end to end with the fastest model-only options. --deadline stops launching variants whose estimated time no
+longer fits, and the summary is printed either way.
+
+    python bench/eval_throughput.py --arch gemma3-4b --deadline 450 --json-out $OUT/eval_bench.json  # H200
+    python bench/eval_throughput.py --arch tiny --images 32 --seed-images 1 --batch-sizes 8 --workers 1  # CPU
 
 `gemma3-4b` is the Gemma-3-4B architecture with random weights (no hub access on the GPU machine): text hidden
 2560, 34 layers, 8 heads / 4 KV heads, head_dim 256, intermediate 10240, vocab 262208, sliding window 1024 with
@@ -21,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +37,7 @@ sys.path.insert(0, str(REPO / "evaluator"))
 sys.path.insert(0, str(REPO / "tests" / "ml"))
 
 from mmft_evaluator.examples import read_examples  # noqa: E402
+from mmft_evaluator.execution import ExecutionOptions, apply_execution  # noqa: E402
 from mmft_evaluator.loading import LoadedModel, load_model, pick_device  # noqa: E402
 from mmft_evaluator.model_spec import ModelSpec  # noqa: E402
 from mmft_evaluator.scoring import (  # noqa: E402
@@ -96,6 +106,7 @@ def gemma3_4b_random(device):
             num_attention_heads=16,
             image_size=896,
             patch_size=14,
+            vision_use_head=False,  # as in Gemma 3's checkpoints: no attention-pooling head after the encoder
         ),
         mm_tokens_per_image=256,
         image_token_index=ids["image"],
@@ -114,16 +125,24 @@ def gemma3_4b_random(device):
             model = Gemma3ForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(previous)
+    # Gemma 3 initialises the image projection to zero, which would make every score independent of the vision
+    # tower, and the eager-vs-optimised score comparison blind to it; random weights everywhere, as elsewhere.
+    with torch.no_grad():
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(std=0.02)
     # Random weights never emit EOS on purpose; make sure generation cannot stop early either way.
     model.generation_config.eos_token_id = None
     return LoadedModel(model=model.eval(), processor=processor, device=device)
 
 
 def tiny_random(device, workdir: Path):
+    import torch
     from tiny_gemma import build_tiny_gemma3
 
     model_dir = build_tiny_gemma3(workdir / "tiny-gemma3")
     loaded = load_model(ModelSpec(name="tiny", model=str(model_dir)), device, workdir / "cache")
+    with torch.no_grad():  # as for the 4B model: scores that depend on the vision tower
+        projection = loaded.model.model.multi_modal_projector.mm_input_projection_weight
+        projection.copy_(torch.randn(projection.shape, generator=torch.Generator().manual_seed(0)))
     loaded.model.generation_config.eos_token_id = None
     return loaded
 
@@ -185,32 +204,43 @@ def flops_per_image(loaded, examples, batch: int) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    collator = PromptCollator(loaded.processor, pil_loader(Path(tempfile.gettempdir())))
-    _, inputs = collator(examples[:batch])
-    dtype = next(loaded.model.parameters()).dtype
-    inputs = {
-        k: (v.to(loaded.device).to(dtype) if v.is_floating_point() else v.to(loaded.device)) for k, v in inputs.items()
-    }
+    inputs = collated_batch(loaded, examples, batch)
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
-        loaded.model(**inputs, logits_to_keep=1)
+        loaded.model(**inputs, logits_to_keep=1, use_cache=False)
     return counter.get_total_flops() / batch
 
 
-def gpu_only_runner(loaded, examples, batch: int, repeats: int):
-    """Forward passes over one already collated batch: the model's ceiling without the data pipeline."""
-    import torch
-
+def collated_batch(loaded, examples, batch: int) -> dict:
     dtype = next(loaded.model.parameters()).dtype
     _, inputs = PromptCollator(loaded.processor, pil_loader(Path(tempfile.gettempdir())), dtype)(examples[:batch])
-    inputs = {key: value.to(loaded.device) for key, value in inputs.items()}
+    return {key: value.to(loaded.device) for key, value in inputs.items()}
+
+
+def model_only_runner(loaded, inputs: dict, repeats: int):
+    """Forward passes over one already collated batch: the model's ceiling without the data pipeline."""
+    import torch
 
     def run():
         with torch.inference_mode():
             for _ in range(repeats):
-                loaded.model(**inputs, logits_to_keep=1)
+                loaded.model(**inputs, logits_to_keep=1, use_cache=False)
 
     return run
+
+
+def batch_scores(loaded, inputs: dict):
+    """P(positive) of each row of one collated batch, on the host: compares execution variants' numerics."""
+    import torch
+
+    positive_id, negative_id = answer_token_ids(loaded.processor.tokenizer, POSITIVE, NEGATIVE)
+    with torch.inference_mode():
+        logits = loaded.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, :].float()
+    return torch.sigmoid(logits[:, positive_id] - logits[:, negative_id]).cpu()
+
+
+def max_difference(scores, reference) -> float:
+    return float(f"{max(abs(float(a) - float(b)) for a, b in zip(scores, reference, strict=True)):.3g}")
 
 
 def timed(run, device) -> float:
@@ -225,37 +255,244 @@ def timed(run, device) -> float:
     return time.perf_counter() - started
 
 
+class Deadline:
+    """Seconds left of the run's budget; a variant is launched only if its estimate fits."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def allows(self, estimate: float) -> bool:
+        return self.left() >= estimate
+
+
+def parse_compile_variant(text: str) -> ExecutionOptions:
+    """'vision', 'vision+language', 'vision:max-autotune-no-cudagraphs', optionally '@flash' for the kernel."""
+    text, _, kernel = text.partition("@")
+    target, _, mode = text.partition(":")
+    return ExecutionOptions(compile=target, compile_mode=mode or "default", vision_attention=kernel or "auto")
+
+
+def variant_name(options: ExecutionOptions) -> str:
+    parts = []
+    if options.compile != "none":
+        parts.append(f"compile-{options.compile.replace('+', '-')}")
+        if options.compile_mode != "default":
+            parts.append(options.compile_mode)
+    if options.vision_attention != "auto":
+        parts.append(f"attn-{options.vision_attention}")
+    return "_".join(parts) or "eager"
+
+
+BREAKDOWN_ROWS = (
+    ("vision attention: SDPA kernel", "attention_core"),
+    ("vision attention: q/k/v/out projections", "attention_projections"),
+    ("vision MLP (fc1, GELU, fc2)", "vision_mlp"),
+    ("vision other (patch embed, LayerNorm, residual)", "vision_other"),
+    ("projector (pool, norm, matmul)", "projector"),
+    ("language model (decoder layers, final norm)", "language_model"),
+    ("LM head (last position)", "lm_head"),
+    ("other (embeddings, masks, merge)", "other"),
+)
+
+
+def _range_hooks(model):
+    """Forward hooks that open a profiler range per module of interest; returns the hook handles."""
+    import torch
+
+    inner = model.model
+    watched = {"forward": model, "vision_tower": inner.vision_tower, "projector": inner.multi_modal_projector,
+               "language_model": inner.language_model, "lm_head": model.lm_head}
+    for module in inner.vision_tower.modules():
+        kind = type(module).__name__
+        if kind.endswith("Attention") and hasattr(module, "q_proj"):
+            watched[f"attention#{id(module)}"] = module
+            for projection in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                watched[f"attention_projection#{id(module)}.{projection}"] = getattr(module, projection)
+        elif kind.endswith("MLP"):
+            watched[f"vision_mlp#{id(module)}"] = module
+    handles, open_ranges = [], []
+    for name, module in watched.items():
+        label = f"mmft::{name.split('#')[0]}"
+
+        def enter(_module, _inputs, label=label):
+            open_ranges.append(torch.profiler.record_function(label).__enter__())
+
+        def leave(_module, _inputs, _output):
+            open_ranges.pop().__exit__(None, None, None)
+
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave))
+    return handles
+
+
+def profile_breakdown(loaded, inputs: dict, batches: int, top_kernels: int = 12) -> dict:
+    """Device time (CPU time on CPU) of one eager forward pass per part of the model, from torch.profiler ranges
+    around each module (kernels are attributed to the range that launched them), plus the top kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = loaded.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    handles = _range_hooks(loaded.model)
+    try:
+        with torch.inference_mode(), profile(activities=activities) as profiler:
+            for _ in range(batches):
+                loaded.model(**inputs, logits_to_keep=1, use_cache=False)
+            if cuda:
+                torch.cuda.synchronize()
+    finally:
+        for handle in handles:
+            handle.remove()
+    from torch.autograd import DeviceType
+
+    spent, kernels = defaultdict(float), defaultdict(lambda: [0.0, 0])
+    for event in profiler.events():
+        if event.name.startswith("mmft::"):
+            # The CPU-side range owns every kernel launched inside it; its GPU-side twin would count them twice.
+            if event.device_type == DeviceType.CPU:
+                spent[event.name[len("mmft::"):]] += event.device_time_total if cuda else event.cpu_time_total
+        elif (event.device_type == DeviceType.CUDA) if cuda else (event.device_type == DeviceType.CPU):
+            kernels[event.name][0] += event.device_time_total if cuda else event.self_cpu_time_total
+            kernels[event.name][1] += 1
+    parts = {
+        "attention_core": spent.get("attention", 0) - spent.get("attention_projection", 0),
+        "attention_projections": spent.get("attention_projection", 0),
+        "vision_mlp": spent.get("vision_mlp", 0),
+        "projector": spent.get("projector", 0),
+        "language_model": spent.get("language_model", 0),
+        "lm_head": spent.get("lm_head", 0),
+    }
+    parts["vision_other"] = spent.get("vision_tower", 0) - spent.get("attention", 0) - parts["vision_mlp"]
+    parts["other"] = spent.get("forward", 0) - spent.get("vision_tower", 0) - sum(
+        parts[key] for key in ("projector", "language_model", "lm_head"))
+    total = max(spent.get("forward", 0), 1e-9)
+    table = {key: {"ms_per_batch": round(value / 1000 / batches, 2), "share": round(value / total, 4)}
+             for key, value in parts.items()}
+    top = [{"kernel": name[:100], "ms_per_batch": round(spent_us / 1000 / batches, 2),
+            "share": round(spent_us / total, 4), "calls": calls // batches}
+           for name, (spent_us, calls) in sorted(kernels.items(), key=lambda item: -item[1][0])[:top_kernels]]
+    return {"time": "device" if cuda else "cpu", "forward_ms_per_batch": round(total / 1000 / batches, 2),
+            "parts": table, "top_kernels": top}
+
+
+def print_breakdown(breakdown: dict, batch: int) -> None:
+    print(f"\nforward pass breakdown, batch {batch} ({breakdown['time']} time, "
+          f"{breakdown['forward_ms_per_batch']} ms per batch):")
+    print(f"| {'part':<50} | {'ms/batch':>9} | {'share':>6} |")
+    print(f"| {'-' * 50} | {'-' * 9}:| {'-' * 6}:|")
+    for title, key in BREAKDOWN_ROWS:
+        row = breakdown["parts"][key]
+        print(f"| {title:<50} | {row['ms_per_batch']:>9.2f} | {row['share']:>6.1%} |")
+    print("top kernels (self time):")
+    for row in breakdown["top_kernels"]:
+        print(f"  {row['ms_per_batch']:>9.2f} ms {row['share']:>6.1%} x{row['calls']:<4} {row['kernel']}")
+    sys.stdout.flush()
+
+
+class Bench:
+    """Records rows (printed as JSON lines at once, and rewritten to --json-out) and keeps the summary."""
+
+    def __init__(self, args, flops: float, results: dict):
+        self.args, self.flops, self.results = args, flops, results
+
+    def record(self, name: str, count: int, seconds: float, **extra) -> dict:
+        rate = count / seconds
+        row = {"images": count, "seconds": round(seconds, 2), "images_per_s": round(rate, 3)}
+        if name != "seed_generate":
+            row["mfu"] = round(rate * self.flops / (self.args.peak_tflops * 1e12), 4)
+        row.update(extra)
+        self.note(name, row)
+        return row
+
+    def note(self, name: str, value) -> None:
+        self.results[name] = value
+        print(json.dumps({name: value}), flush=True)
+        self.save()
+
+    def save(self) -> None:
+        if self.args.json_out:
+            Path(self.args.json_out).write_text(json.dumps(self.results, indent=2) + "\n")
+
+
+def run_variant(bench: Bench, loaded, inputs: dict, options: ExecutionOptions, repeats: int, name: str,
+                reference):
+    """Model-only passes with ``options`` installed: the first pass (compile, autotune) is timed apart, and its
+    scores are compared with the eager model's (``reference``)."""
+    import torch
+
+    device = loaded.device
+    if options.compile != "none":
+        torch._dynamo.reset()
+    applied = apply_execution(loaded.model, options, device)
+    try:
+        scores = []
+        first = timed(lambda: scores.append(batch_scores(loaded, inputs)), device)
+        errors = applied.compile_errors()
+        if errors:
+            bench.note(name, {"error": f"compile fell back to eager: {errors}", "first_pass_s": round(first, 1)})
+            return None
+        size = inputs["input_ids"].shape[0]
+        seconds = timed(model_only_runner(loaded, inputs, repeats), device)
+        return bench.record(name, size * repeats, seconds, options=options.label(),
+                            first_pass_s=round(first, 1), compile_s=round(max(0.0, first - seconds / repeats), 1),
+                            max_score_diff_vs_eager=max_difference(scores[0], reference))
+    except Exception as error:  # noqa: BLE001 - one variant failing (kernel not eligible, OOM) must not end the run
+        bench.note(name, {"error": " ".join(f"{type(error).__name__}: {error}".split())[:400],
+                          "options": options.label()})
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+    finally:
+        applied.restore()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=("gemma3-4b", "tiny"), default="gemma3-4b")
-    parser.add_argument("--images", type=int, default=1024, help="images scored by the logprob runs")
-    parser.add_argument("--seed-images", type=int, default=5, help="images of the seed's one-at-a-time method")
+    parser.add_argument("--images", type=int, default=1024, help="images scored by the end-to-end logprob runs")
+    parser.add_argument("--seed-images", type=int, default=2, help="images of the seed's one-at-a-time method")
     parser.add_argument("--seed-new-tokens", type=int, default=100)
-    parser.add_argument("--batch-sizes", default="64", help="comma-separated logprob batch sizes, each timed")
+    parser.add_argument("--batch-sizes", default="64",
+                        help="comma-separated batch sizes of the eager logprob/model-only rows; the first one is "
+                             "used for every variant")
     parser.add_argument("--workers", type=int, default=max(1, min(15, len(os.sched_getaffinity(0)) - 1)))
-    parser.add_argument(
-        "--naive-images",
-        type=int,
-        default=256,
-        help="images of the batched logprob run with preprocessing on the main thread (0: skip)",
-    )
+    parser.add_argument("--naive-images", type=int, default=0,
+                        help="images of the batched logprob run with preprocessing on the main thread (0: skip)")
+    parser.add_argument("--model-only-images", type=int, default=256,
+                        help="images per model-only row (rounded to whole batches, at least 2)")
+    parser.add_argument("--attention-variants", default="flash,efficient,cudnn",
+                        help="vision SDPA kernels timed model-only (comma-separated; empty: none)")
+    parser.add_argument("--compile-variants", default="vision,vision+language,vision:max-autotune-no-cudagraphs",
+                        help="torch.compile variants timed model-only, in order: TARGET[:MODE][@KERNEL]")
+    parser.add_argument("--compile-estimate", type=float, default=120.0,
+                        help="seconds a compile variant is assumed to take (max-autotune: twice that)")
+    parser.add_argument("--profile-batches", type=int, default=2, help="eager forward passes profiled (0: skip)")
+    parser.add_argument("--deadline", type=float, default=480.0,
+                        help="seconds from start after which no new variant is launched if it would not fit")
+    parser.add_argument("--json-out", help="also write the results (rewritten after every row) to this file")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H200: 989)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
     import torch
 
+    deadline = Deadline(args.deadline)
     device = pick_device(args.device)
     workdir = Path(tempfile.mkdtemp(prefix="mmft-eval-bench-"))
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
     jsonl = write_images(workdir, max(args.images, args.seed_images, args.naive_images, *batch_sizes))
     examples = read_examples(jsonl, POSITIVE, NEGATIVE)
+    started = time.monotonic()
     loaded = gemma3_4b_random(device) if args.arch == "gemma3-4b" else tiny_random(device, workdir)
+    build_s = time.monotonic() - started
     answer_token_ids(loaded.processor.tokenizer, POSITIVE, NEGATIVE)
     loader = pil_loader(workdir / "cache")
     flops = flops_per_image(loaded, examples, 4)
     common = dict(positive_answer=POSITIVE, negative_answer=NEGATIVE, image_loader=loader)
-    results = {
+    bench = Bench(args, flops, {
         "arch": args.arch,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -264,61 +501,123 @@ def main() -> int:
         "gflops_per_image": round(flops / 1e9, 1),
         "image_processor": type(loaded.processor.image_processor).__name__,
         "dev_shm_gib": round(shutil.disk_usage("/dev/shm").total / 2**30, 1),
-    }
+        "model_build_s": round(build_s, 1),
+    })
+    results = bench.results
 
     # Warm-ups (kernel selection, allocator, worker start) are not timed.
     generate_answers(loaded, examples[:1], batch_size=1, workers=0, max_new_tokens=2, **common)
     score_logprob(loaded, examples[: batch_sizes[0]], batch_size=batch_sizes[0], workers=args.workers, **common)
 
-    def record(name, count, seconds):
-        rate = count / seconds
-        results[name] = {"images": count, "seconds": round(seconds, 2), "images_per_s": round(rate, 3)}
-        if name != "seed_generate":
-            results[name]["mfu"] = round(rate * flops / (args.peak_tflops * 1e12), 4)
-        print(json.dumps({name: results[name]}), flush=True)
-
     seed = examples[: args.seed_images]
-    record(
-        "seed_generate",
-        len(seed),
-        timed(
-            lambda: generate_answers(
-                loaded,
-                seed,
-                batch_size=1,
-                workers=0,
-                max_new_tokens=args.seed_new_tokens,
-                min_new_tokens=args.seed_new_tokens,
-                **common,
-            ),
-            device,
-        ),
-    )
+    bench.record("seed_generate", len(seed), timed(lambda: generate_answers(
+        loaded, seed, batch_size=1, workers=0, max_new_tokens=args.seed_new_tokens,
+        min_new_tokens=args.seed_new_tokens, **common), device))
     if args.naive_images:
         naive = examples[: args.naive_images]
-        record(
-            f"logprob_main_thread_b{batch_sizes[0]}",
-            len(naive),
-            timed(lambda: score_logprob(loaded, naive, batch_size=batch_sizes[0], workers=0, **common), device),
-        )
-    batch = examples[: args.images]
+        bench.record(f"logprob_main_thread_b{batch_sizes[0]}", len(naive), timed(
+            lambda: score_logprob(loaded, naive, batch_size=batch_sizes[0], workers=0, **common), device))
+    scored_images = examples[: args.images]
+    eager_scores = []
     for size in batch_sizes:
-        record(
-            f"logprob_b{size}",
-            len(batch),
-            timed(
-                lambda size=size: score_logprob(loaded, batch, batch_size=size, workers=args.workers, **common), device
-            ),
-        )
-        repeats = max(2, args.images // (4 * size))
-        record(f"model_only_b{size}", size * repeats, timed(gpu_only_runner(loaded, examples, size, repeats), device))
-    best = max((name for name in results if name.startswith("logprob_b")), key=lambda n: results[n]["images_per_s"])
-    results["best_logprob"] = best
-    results["logprob_vs_seed"] = round(results[best]["images_per_s"] / results["seed_generate"]["images_per_s"], 1)
+        bench.record(f"logprob_b{size}_eager", len(scored_images), timed(
+            lambda size=size: eager_scores.append(
+                [s.score for s in score_logprob(loaded, scored_images, batch_size=size, workers=args.workers,
+                                                **common)]),
+            device), options=ExecutionOptions().label())
+        repeats = max(2, args.model_only_images // size)
+        inputs = collated_batch(loaded, examples, size)
+        bench.record(f"model_only_b{size}_eager", size * repeats, timed(model_only_runner(loaded, inputs, repeats),
+                                                                        device))
+
+    size = batch_sizes[0]
+    repeats = max(2, args.model_only_images // size)
+    inputs = collated_batch(loaded, examples, size)
+    reference = batch_scores(loaded, inputs)
+    eager_pass_s = results[f"model_only_b{size}_eager"]["seconds"] / repeats
+    candidates = {ExecutionOptions(): results[f"model_only_b{size}_eager"]}
+    end_to_end_estimate = 2 * len(scored_images) / results[f"logprob_b{size}_eager"]["images_per_s"] + 10
+    variants = [ExecutionOptions(vision_attention=kernel) for kernel in filter(None, args.attention_variants.split(","))]
+    variants += [parse_compile_variant(text) for text in filter(None, args.compile_variants.split(","))]
+    profiled = False
+    for options in variants:
+        if options.compile != "none" and not profiled:
+            profiled = _profile(bench, loaded, inputs, args, deadline, eager_pass_s, end_to_end_estimate)
+        name = f"model_only_b{size}_{variant_name(options)}"
+        estimate = (repeats + 2) * eager_pass_s + 5
+        if options.compile != "none":
+            estimate += args.compile_estimate * (2 if "autotune" in options.compile_mode else 1)
+        if not deadline.allows(estimate + end_to_end_estimate + args.compile_estimate / 2):
+            bench.note(name, {"skipped": f"deadline: {deadline.left():.0f}s left, needs ~{estimate:.0f}s"})
+            continue
+        row = run_variant(bench, loaded, inputs, options, repeats, name, reference)
+        if row:
+            candidates[options] = row
+    if not profiled:
+        _profile(bench, loaded, inputs, args, deadline, eager_pass_s, end_to_end_estimate)
+
+    best = max(candidates, key=lambda options: candidates[options]["images_per_s"])
+    results["best_model_only_options"] = best.label()
+    _end_to_end(bench, loaded, scored_images, inputs, best, size, args, common, deadline, end_to_end_estimate,
+                eager_scores[0])
+    eager_row = results[f"logprob_b{size}_eager"]
+    end_to_end = [name for name in results if name.startswith("logprob_b") and "images_per_s" in results[name]]
+    best_name = max(end_to_end, key=lambda name: results[name]["images_per_s"])
+    results["best_logprob"] = best_name
+    results["best_logprob_vs_seed"] = round(
+        results[best_name]["images_per_s"] / results["seed_generate"]["images_per_s"], 1)
+    results["best_logprob_vs_eager_logprob"] = round(results[best_name]["images_per_s"] / eager_row["images_per_s"], 3)
     if device.type == "cuda":
         results["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    results["wall_s"] = round(args.deadline - deadline.left(), 1)
+    bench.save()
     print(json.dumps(results, indent=2))
     return 0
+
+
+def _profile(bench, loaded, inputs, args, deadline, eager_pass_s, end_to_end_estimate) -> bool:
+    if not args.profile_batches:
+        return True
+    if not deadline.allows(args.profile_batches * eager_pass_s * 3 + 5 + end_to_end_estimate):
+        bench.note("breakdown", {"skipped": "deadline"})
+        return True
+    breakdown = profile_breakdown(loaded, inputs, args.profile_batches)
+    bench.note("breakdown", breakdown)
+    print_breakdown(breakdown, inputs["input_ids"].shape[0])
+    return True
+
+
+def _end_to_end(bench, loaded, scored_images, inputs, best: ExecutionOptions, size, args, common, deadline,
+                end_to_end_estimate, eager_scores: list[float]) -> None:
+    """`logprob` over the same images with the fastest model-only options (nothing new if those are eager)."""
+    import torch
+
+    if best == ExecutionOptions():
+        bench.note(f"logprob_b{size}_best", {"skipped": "the eager model was the fastest model-only variant"})
+        return
+    # The recompile after torch._dynamo.reset() reuses inductor's on-disk caches: about half a first compile.
+    compile_estimate = args.compile_estimate / 2 if best.compile != "none" else 0
+    name = f"logprob_b{size}_{variant_name(best)}"
+    if not deadline.allows(end_to_end_estimate + compile_estimate):
+        bench.note(name, {"skipped": f"deadline: {deadline.left():.0f}s left"})
+        return
+    if best.compile != "none":
+        torch._dynamo.reset()
+    applied = apply_execution(loaded.model, best, loaded.device)
+    try:
+        # The compile happens here, on a batch of the shape every end-to-end batch has (the last one is padded).
+        warm_up = timed(model_only_runner(loaded, inputs, 1), loaded.device)
+        scored = []
+        seconds = timed(lambda: scored.extend(score_logprob(
+            loaded, scored_images, batch_size=size, workers=args.workers, pad_to_batch=best.pads_batches, **common)),
+            loaded.device)
+        bench.record(name, len(scored_images), seconds, options=best.label(), warm_up_s=round(warm_up, 1),
+                     compile_errors=applied.compile_errors() or None,
+                     max_score_diff_vs_eager=max_difference([s.score for s in scored], eager_scores))
+    except Exception as error:  # noqa: BLE001 - report it with the rest rather than lose the run's numbers
+        bench.note(name, {"error": " ".join(f"{type(error).__name__}: {error}".split())[:400]})
+    finally:
+        applied.restore()
 
 
 if __name__ == "__main__":
