@@ -46,8 +46,12 @@ def kueue(cluster):
 def queued_namespace(kubectl, namespace, kueue):
     kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
     yield namespace
+    # While Kueue still runs: it holds finalizers on Workloads, ClusterQueues and ResourceFlavors in use, and
+    # releases them only once the Jobs are gone.
+    kubectl("delete", "ftj", "--all", "-n", namespace, "--timeout=60s")
+    wait_for(lambda: _workload(kubectl, namespace) is None, timeout=60, what="the Workloads to be deleted")
     for kind in ("clusterqueue", "resourceflavor"):
-        kubectl("delete", kind, namespace, "--ignore-not-found", "--wait=false")
+        kubectl("delete", kind, namespace, "--ignore-not-found", "--timeout=60s")
 
 
 @pytest.fixture
