@@ -101,6 +101,12 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
 
         execution = resolve_execution(device, options.compile, options.compile_mode, options.vision_attention)
         log.info("%s: logprob execution %s", spec.name, execution.label())
+        if execution.compile != "none":
+            import torch
+
+            # The previous model's graphs can never run again; dropping them keeps each model under dynamo's
+            # per-function recompile limit (after which it would silently run eagerly).
+            torch._dynamo.reset()
         apply_execution(loaded.model, execution, device)
         pad_to_batch = execution.pads_batches
 
