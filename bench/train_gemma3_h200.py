@@ -330,7 +330,10 @@ def run_variant(name: str, config: dict, work: Path, timeout: int, profile: bool
     with open(run_dir / "log.txt", "w") as log:
         try:
             process = subprocess.run(
-                [sys.executable, "-m", "mmft_trainer", "train", str(config_path)],
+                # The seed runs as the article ran it: plain Axolotl, none of mmft's trainer changes.
+                [sys.executable, "-m", "axolotl.cli.train", str(config_path)]
+                if name == "seed"
+                else [sys.executable, "-m", "mmft_trainer", "train", str(config_path)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -27,15 +27,20 @@ def labelled_rows_only(loss_fn: Callable) -> Callable:
 
     @torch.compiler.disable  # the row count depends on the data; keep it out of compiled graphs
     def loss(hidden_states, lm_head_weight, labels, hidden_size, *args, shift_labels=None, **kwargs):
+        def unchanged():
+            return loss_fn(
+                hidden_states, lm_head_weight, labels, hidden_size, *args, shift_labels=shift_labels, **kwargs
+            )
+
         ignore_index = kwargs.get("ignore_index", IGNORE_INDEX)
         if kwargs.get("return_predicted_tokens"):  # per-position predictions need every row
-            return loss_fn(hidden_states, lm_head_weight, labels, hidden_size, *args, shift_labels=shift_labels, **kwargs)
+            return unchanged()
         if shift_labels is None:
             shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
         shift_labels = shift_labels.reshape(-1).to(hidden_states.device)
         keep = shift_labels != ignore_index
         if not bool(keep.any()):  # nothing to learn from in this batch: let Liger handle it as it always did
-            return loss_fn(hidden_states, lm_head_weight, labels, hidden_size, *args, shift_labels=shift_labels, **kwargs)
+            return unchanged()
         rows = hidden_states.reshape(-1, hidden_size)[keep]
         return loss_fn(rows, lm_head_weight, None, hidden_size, *args, shift_labels=shift_labels[keep], **kwargs)
 
@@ -56,5 +61,5 @@ def install() -> bool:
             module.LigerForCausalLMLoss = labelled_rows_only(current)
             patched = True
     if patched:
-        log.info("Liger fused cross-entropy: the language-model head runs over labelled positions only")
+        log.warning("mmft: Liger fused cross-entropy: the language-model head runs over labelled positions only")
     return patched
