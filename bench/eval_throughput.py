@@ -420,7 +420,7 @@ class Bench:
 
 
 def run_variant(bench: Bench, loaded, inputs: dict, options: ExecutionOptions, repeats: int, name: str,
-                reference):
+                reference, eager_row: dict):
     """Model-only passes with ``options`` installed: the first pass (compile, autotune) is timed apart, and its
     scores are compared with the eager model's (``reference``)."""
     import torch
@@ -441,6 +441,8 @@ def run_variant(bench: Bench, loaded, inputs: dict, options: ExecutionOptions, r
         timing = {"first_pass_s": round(first, 1)}
         if options.compile != "none":
             timing["compile_s"] = round(max(0.0, first - seconds / repeats), 1)
+            timing["compile_break_even_images"] = _break_even(size * repeats / seconds, timing["compile_s"],
+                                                              eager_row["images_per_s"])
         return bench.record(name, size * repeats, seconds, options=options.label(), **timing,
                             max_score_diff_vs_eager=max_difference(scores[0], reference))
     except Exception as error:  # noqa: BLE001 - one variant failing (kernel not eligible, OOM) must not end the run
@@ -580,7 +582,7 @@ def main() -> int:
         if not deadline.allows(estimate + reserve):
             bench.note(name, {"skipped": f"deadline: {deadline.left():.0f}s left, needs ~{estimate + reserve:.0f}s"})
             continue
-        row = run_variant(bench, loaded, inputs, options, repeats, name, reference)
+        row = run_variant(bench, loaded, inputs, options, repeats, name, reference, candidates[ExecutionOptions()])
         if row:
             candidates[options] = row
         if options.compile != "none" and not ran_end_to_end:
@@ -601,6 +603,12 @@ def main() -> int:
     bench.save()
     print(json.dumps(results, indent=2))
     return 0
+
+
+def _break_even(rate: float, compile_s: float, eager_rate: float) -> int | None:
+    """Images after which the compile time is repaid at the model-only rates (None: never, not faster)."""
+    saved_per_image = 1 / eager_rate - 1 / rate
+    return round(compile_s / saved_per_image) if saved_per_image > 0 else None
 
 
 def _fastest_kernel(candidates: dict) -> str:
