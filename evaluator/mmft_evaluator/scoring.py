@@ -235,7 +235,8 @@ def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size
 
 class _ScoresInFlight:
     """One batch's scores on their way to the host: the copy is queued behind the batch's forward pass and
-    waited for only when the next batch has been queued too, so the GPU never idles between batches."""
+    waited for only once the next batch has been fetched and queued, so the GPU does not wait for the host's
+    batch hand-over (transformers' image-token check still syncs once per pass, after the vision tower)."""
 
     def __init__(self, chunk: list, scores):
         import torch
