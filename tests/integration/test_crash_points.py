@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, audit_mutations, token_kubeconfig, wait_for
 from crash_point_proxy import CrashPointProxy
 from mmft_operator.naming import SPEC_HASH_ANNOTATION
 
@@ -289,6 +289,8 @@ def test_sigkill_between_any_two_writes_ends_as_the_uninterrupted_run(kubectl, c
         assert not differences, json.dumps(differences, indent=1, default=str)
         namespaces = {run.namespace for tries in runs.values() for run in tries} | {baseline_ns}
         _assert_audit_agrees(audit, started_at, rig.proxy, namespaces, sum(expected.children.values()))
+        deletes = [call for call in audit_mutations(audit, started_at, OPERATOR_USER) if call.startswith("delete")]
+        assert deletes == [], f"the operator deleted, anywhere in the cluster: {deletes}"
     finally:
         rig.close()
 

@@ -110,35 +110,34 @@ def test_a_recreated_finetunejob_never_touches_the_old_job_and_creates_its_own_o
         kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob("recreated"))
         new_uid = _get(kubectl, "ftj", "recreated", namespace)["metadata"]["uid"]
         assert new_uid != old_uid
-        # The old Job's pod keeps the old claim in use (pvc-protection): both outlive their owner while the Job is held.
-        remaining = sorted([f"Job/{job_name}", "PersistentVolumeClaim/recreated-output"])
+        # The claim outlives its owner while the old Job's pod uses it (pvc-protection): remove the pod so that
+        # the Job alone is left, the child the new object must neither adopt, patch nor delete.
+        kubectl("delete", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job_name}", "--wait=true")
         wait_for(
-            lambda: sorted(_owned_by(kubectl, namespace, old_uid)) == remaining,
+            lambda: _owned_by(kubectl, namespace, old_uid) == [f"Job/{job_name}"],
             timeout=30,
-            what=f"garbage collection to take every old child but {remaining}",
+            what="garbage collection to take every old child but the held Job",
         )
-        held = {child: _get(kubectl, *child.split("/"), namespace) for child in remaining}
-        assert all(obj["metadata"].get("deletionTimestamp") for obj in held.values()), "both are being deleted"
-        # A user touching the object: a reconcile that meets only the held old children, whatever raced before.
+        held = _get(kubectl, "job", job_name, namespace)
+        assert held["metadata"]["deletionTimestamp"] and held["metadata"]["uid"] == old_job["metadata"]["uid"]
+        # A user touching the object: a reconcile that meets only the held Job, whatever raced before.
         kubectl("annotate", "ftj", "recreated", "-n", namespace, "test.mmft.io/touched=1")
         conflict = wait_for(
             lambda: (
                 (c := _condition(_get(kubectl, "ftj", "recreated", namespace), "Stalled")).get("reason")
                 == "ChildConflict"
+                and job_name in c.get("message", "")
                 and c
             ),
             timeout=30,
-            what="the conflict with the old children reported as Stalled/ChildConflict",
+            what="the conflict with the old Job reported as Stalled/ChildConflict",
         )
         assert conflict["status"] == "True"
-        assert any(child.split("/")[1] in conflict["message"] for child in remaining), conflict["message"]
         ftj = _get(kubectl, "ftj", "recreated", namespace)
         assert (ftj["status"]["phase"], ftj["status"]["reason"]) == ("Pending", "ChildConflict")
-        assert _get(kubectl, "job", job_name, namespace)["metadata"]["uid"] == old_job["metadata"]["uid"]
-        for child, before in held.items():
-            now = _get(kubectl, *child.split("/"), namespace)
-            assert _controllers(now) == [old_uid], f"old {child} adopted"
-            assert now["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], f"old {child} written"
+        now = _get(kubectl, "job", job_name, namespace)
+        assert _controllers(now) == [old_uid], "the old Job was adopted"
+        assert now["metadata"]["resourceVersion"] == held["metadata"]["resourceVersion"], "the old Job was written"
         released_at = dt.datetime.now(dt.UTC)
         kubectl("patch", "job", job_name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
         wait_for(lambda: not _owned_by(kubectl, namespace, old_uid), timeout=60, what="the old children gone")
