@@ -8,7 +8,11 @@ FineTuneJob with the proxy forwarding its first N writes and holding write N+1 (
 operator is SIGKILLed while it waits on that write, restarted, and the namespace's end state is compared with the
 uninterrupted run's. Cut points run side by side in batches, one namespace each, under one operator process: the
 operator reconciles a resource in one pass at a time, so each namespace's writes form one sequence and holding
-it at N+1 is exactly "killed between write N and write N+1" for that resource.
+it at N+1 is exactly "killed between write N and write N+1" for that resource. (A write that reached the server
+but whose answer was lost leaves the server as the cut after it does: the dead operator never reads the answer.)
+
+The API server's audit log is the second witness: no DELETE by the operator anywhere, one successful create per
+child in each namespace, and as many operator writes as the proxy forwarded (a held write never got through).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ CHILD_KINDS = ",".join(
 NOT_CHILDREN = {("ConfigMap", "kube-root-ca.crt")}
 # A blocked write holds one of the operator's 16 handler threads: leave most of them free for the other namespaces.
 BATCH_SIZE = 8
+# A run may make fewer writes than the uninterrupted one (a phase it never observed): its cut point is run again.
 ATTEMPTS_PER_CUT = 3
 # No write for this long after Succeeded: the run is over (the last writes are the Succeeded status and its Event).
 QUIET_SECONDS = 3.0
