@@ -24,11 +24,11 @@ def test_the_table_the_operator_renders():
     table = {name: (d.adapter, d.micro_batch_size, d.gradient_accumulation_steps, d.gradient_checkpointing)
              for name, d in ((name, defaults_for(name)) for name in ACCELERATORS)}
     assert table == {
-        "nvidia-tesla-a100": ("lora", 6, 1, False),
-        "nvidia-a100-80gb": ("lora", 16, 1, False),
-        "nvidia-h100-80gb": ("lora", 16, 1, False),
-        "nvidia-h100-mega-80gb": ("lora", 16, 1, False),
-        "nvidia-l4": ("lora", 2, 2, False),
+        "nvidia-tesla-a100": ("lora", 16, 1, False),
+        "nvidia-a100-80gb": ("lora", 32, 1, False),
+        "nvidia-h100-80gb": ("lora", 32, 1, False),
+        "nvidia-h100-mega-80gb": ("lora", 32, 1, False),
+        "nvidia-l4": ("lora", 8, 1, False),
         "nvidia-h200-141gb": ("lora", 32, 1, False),
     }
 
