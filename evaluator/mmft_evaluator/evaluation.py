@@ -99,9 +99,7 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
     if options.method == "logprob":
         from .execution import apply_execution, resolve_execution
 
-        images = len(test) + (len(validation) if options.threshold_policy != "fixed" else 0)
-        execution = resolve_execution(device, options.compile, options.compile_mode, options.vision_attention,
-                                      images)
+        execution = resolve_execution(options.compile, options.compile_mode, options.vision_attention)
         log.info("%s: logprob execution %s", spec.name, execution.label())
         if execution.compile != "none":
             import torch

@@ -47,23 +47,12 @@ class ExecutionOptions:
         return ",".join(parts)
 
 
-# A compile costs a fixed 1-2 minutes per model (no warm inductor cache in a fresh Job): at a gain of 45 -> 60
-# images/s that is repaid after ~16k images, so smaller evaluations (ISIC's test split is ~3.3k) stay eager.
-AUTO_COMPILE_MIN_IMAGES = 16_000
-
-
-def default_execution(device, images: int | None = None) -> ExecutionOptions:
-    """`auto`: the compiled vision tower on CUDA when at least AUTO_COMPILE_MIN_IMAGES images are scored per
-    model (``images`` None: unknown, taken as enough); eager otherwise and always on CPU."""
-    on_cuda = getattr(device, "type", str(device)) == "cuda"
-    if on_cuda and (images is None or images >= AUTO_COMPILE_MIN_IMAGES):
-        return ExecutionOptions(compile="vision")
-    return ExecutionOptions()
-
-
-def resolve_execution(device, compile: str = "auto", compile_mode: str = "default",
-                      vision_attention: str = "auto", images: int | None = None) -> ExecutionOptions:
-    target = default_execution(device, images).compile if compile == "auto" else compile
+def resolve_execution(compile: str = "auto", compile_mode: str = "default",
+                      vision_attention: str = "auto") -> ExecutionOptions:
+    """`auto` is eager. On the H200 the compiled vision tower made the model alone faster (51 vs 46 images/s) but
+    `mmft evaluate` end to end slower (33.8 vs 44.0 images/s, docs/bench-evaluator.md), so compiling stays something
+    a user asks for until that gap is understood."""
+    target = "none" if compile == "auto" else compile
     return ExecutionOptions(compile=target, compile_mode=compile_mode, vision_attention=vision_attention)
 
 

@@ -120,17 +120,13 @@ def test_padded_last_batch_gives_the_unpadded_scores(loaded, examples, eager_sco
     assert len(padded) == len(examples)
 
 
-def test_auto_compiles_the_vision_tower_on_cuda_for_large_runs_only():
-    import torch
-    from mmft_evaluator.execution import AUTO_COMPILE_MIN_IMAGES, ExecutionOptions, resolve_execution
+def test_auto_stays_eager_and_compiling_is_asked_for():
+    from mmft_evaluator.execution import ExecutionOptions, resolve_execution
 
-    cuda = torch.device("cuda")
-    assert resolve_execution(cuda, images=AUTO_COMPILE_MIN_IMAGES).compile == "vision"
-    assert resolve_execution(cuda, images=AUTO_COMPILE_MIN_IMAGES).pads_batches
-    assert resolve_execution(cuda, images=3300) == ExecutionOptions()
-    assert resolve_execution(cuda, compile="vision", images=10).compile == "vision"
-    assert resolve_execution(torch.device("cpu"), images=10**6) == ExecutionOptions()
-    assert resolve_execution(torch.device("cpu"), compile="vision+language").compile == "vision+language"
+    # Measured on the H200: compiled vision was slower end to end than eager, so auto never compiles.
+    assert resolve_execution() == ExecutionOptions()
+    assert resolve_execution(compile="vision").compile == "vision" and resolve_execution(compile="vision").pads_batches
+    assert resolve_execution(compile="vision+language").compile == "vision+language"
     with pytest.raises(ValueError, match="vision_attention='fast'"):
         ExecutionOptions(vision_attention="fast")
 
