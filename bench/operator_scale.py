@@ -76,6 +76,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def component_cpu(state_dir: Path) -> dict[str, float]:
+    """CPU seconds so far of each control-plane process (their pid files live in the cluster's state folder)."""
+    seconds = {}
+    for pid_file in sorted((state_dir / "pids").glob("*.pid")):
+        try:
+            seconds[pid_file.stem] = cpu_seconds(int(pid_file.read_text().split()[0]))
+        except (OSError, ValueError):
+            continue
+    return seconds
+
+
+def operator_requests(audit: Path, since: dt.datetime, until: dt.datetime, user: str) -> dict[str, int]:
+    """The operator's API calls between `since` and `until` by verb, counted at the server (its audit log)."""
+    counts: dict[str, int] = {}
+    for line in audit.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("stage") != "ResponseComplete" or event["user"]["username"] != user:
+            continue
+        received = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if since <= received <= until:
+            counts[event["verb"]] = counts.get(event["verb"], 0) + 1
+    return counts
+
+
 def rss_mib(pid: int) -> float:
     match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
     return int(match.group(1)) / 1024
@@ -101,6 +125,7 @@ def main() -> int:
         namespace = f"scale-{int(time.time())}"
         kubectl(kubeconfig, "create", "namespace", namespace)
         kubectl(kubeconfig, "create", "serviceaccount", "mmft-workload", "-n", namespace)
+        audit = kubeconfig.parent / "audit.log"
         operator_config = token_kubeconfig(
             lambda *a, **k: _Result(kubectl(kubeconfig, *a)), kubeconfig, work / "operator.kubeconfig"
         )
@@ -108,14 +133,23 @@ def main() -> int:
         operator = OperatorProcess(operator_config, work / "operator.log").start()
         time.sleep(3)
         cpu_before = cpu_seconds(operator.process.pid)
+        components_before = component_cpu(kubeconfig.parent)
+        burst_started_at = dt.datetime.now(dt.UTC)
         started = time.monotonic()
-        kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=finetunejobs(args.count))
+        kubectl(kubeconfig, "apply", "--server-side", "-n", namespace, "-f", "-", input=finetunejobs(args.count))
+        apply_seconds = time.monotonic() - started
         done = 0
         while done < args.count and time.monotonic() - started < args.timeout:
             time.sleep(1)
             done = converged(kubeconfig, namespace, args.count)
         burst_seconds = time.monotonic() - started
+        burst_ended_at = dt.datetime.now(dt.UTC)
         cpu_cores = (cpu_seconds(operator.process.pid) - cpu_before) / burst_seconds
+        components_after = component_cpu(kubeconfig.parent)
+        component_cores = {
+            name: round((components_after[name] - components_before.get(name, 0.0)) / burst_seconds, 2)
+            for name in components_after
+        }
         memory = rss_mib(operator.process.pid)
         operator.stop()
 
@@ -127,13 +161,17 @@ def main() -> int:
         restart_seconds = time.monotonic() - restart_started
         time.sleep(3)
         second.stop()
-        audit = kubeconfig.parent / "audit.log"
         print(
             json.dumps(
                 {
                     "count": args.count,
                     "converged": done,
                     "burst_seconds": round(burst_seconds, 1),
+                    "apply_seconds": round(apply_seconds, 1),
+                    "control_plane_cores": component_cores,
+                    "burst_operator_requests": operator_requests(audit, burst_started_at, burst_ended_at, OPERATOR_USER)
+                    if audit.exists()
+                    else None,
                     "operator_cpu_cores": round(cpu_cores, 2),
                     "operator_rss_mib": round(memory, 1),
                     "restart_seconds": round(restart_seconds, 1),

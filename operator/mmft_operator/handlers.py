@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from mmft_operator import metrics, naming
+from mmft_operator import metrics, naming, watch_cache
 from mmft_operator.api.common import API_VERSION, GROUP, VERSION
 from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
 from mmft_operator.kube import ApiError, Kube
@@ -189,16 +189,49 @@ def evaluations_by_dependency(namespace: str, name: str, spec: kopf.Spec, **_: A
     return keys or None
 
 
+# The watch cache (watch_cache.py): kopf runs no handler before these indexes hold their initial listing.
+@kopf.index("batch", "v1", "jobs", labels=MANAGED)
+def managed_jobs(namespace: str, name: str, body: kopf.Body, **_: Any):
+    return {(namespace, name): watch_cache.job_entry(body)}
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def managed_job_pods(namespace: str, labels: dict[str, str], body: kopf.Body, **_: Any):
+    job_name = labels.get("batch.kubernetes.io/job-name")
+    return {(namespace, job_name): watch_cache.pod_entry(body)} if job_name else None
+
+
+@kopf.index("", "v1", "configmaps", labels=MANAGED)
+def workload_reports(namespace: str, name: str, body: kopf.Body, **_: Any):
+    return {(namespace, name): watch_cache.report_entry(body)} if watch_cache.is_report(name) else None
+
+
+def _attach_cache(indexes: dict[str, Any]) -> None:
+    cache = _Runtime.context.cache
+    if not cache.ready:
+        cache.attach(indexes["managed_jobs"], indexes["managed_job_pods"], indexes["workload_reports"])
+
+
+def _echo(kind: str, body: kopf.Body) -> bool:
+    """The event shows the version this operator itself just wrote: nothing new to react to."""
+    meta = body.get("metadata", {})
+    return _Runtime.context.kube.is_own_write(
+        kind, meta.get("namespace", ""), meta.get("name", ""), meta.get("resourceVersion", "")
+    )
+
+
 def _on_owner(kind: str):
     def handler(
         type: str,
         namespace: str,
         name: str,
+        body: kopf.Body,
         finetunejobs_by_dataset: kopf.Index,
         evaluations_by_dependency: kopf.Index,
-        **_: Any,
+        **indexes: Any,
     ) -> None:
-        if type != "DELETED":
+        _attach_cache(indexes)
+        if type != "DELETED" and not _echo(kind, body):
             reconcile_resource(kind, namespace, name)
         # Resources waiting on this one re-check now instead of at the next resync.
         if kind == "DatasetPrep":
@@ -241,7 +274,8 @@ def _owner_of_child(labels: dict[str, str]) -> tuple[str, str] | None:
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
 @kopf.on.event("", "v1", "configmaps", labels=MANAGED)
-def child_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+def child_changed(namespace: str, labels: dict[str, str], body: kopf.Body, **indexes: Any) -> None:
+    _attach_cache(indexes)
     owner = _owner_of_child(labels)
-    if owner is not None:
+    if owner is not None and not _echo(body.get("kind", ""), body):
         reconcile_resource(owner[0], namespace, owner[1])

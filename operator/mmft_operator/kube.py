@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -43,6 +45,10 @@ _PLURALS = {
 
 # The API server will not let a Job's template or a PVC's claim change; the Job's suspend is synced on its own.
 _CREATE_ONLY_KINDS = {"PersistentVolumeClaim", "Job"}
+# Kinds whose watch events trigger reconciles: the versions this operator wrote are remembered, so that the echo of
+# its own write does not cost another reconcile.
+_ECHOED_KINDS = {"Job", "ConfigMap", "DatasetPrep", "FineTuneJob", "Evaluation"}
+_REMEMBERED_WRITES = 20_000
 
 
 class ApiError(Exception):
@@ -102,6 +108,8 @@ class Kube:
             assert_hostname=configuration.assert_hostname,
             server_hostname=getattr(configuration, "tls_server_name", None),
         )
+        self._own_versions: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._own_versions_lock = threading.Lock()
 
     @classmethod
     def connect(cls) -> Kube:
@@ -178,21 +186,46 @@ class Kube:
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        return self.request(
+        created = self.request(
             "POST",
             path(obj["apiVersion"], obj["kind"], meta["namespace"]),
             body=obj,
             query={"fieldManager": FIELD_MANAGER},
         )
+        self._remember(obj["kind"], created)
+        return created
 
     def merge_patch(self, ref: Ref, patch: dict[str, Any], subresource: str = "") -> dict[str, Any]:
-        return self.request(
+        patched = self.request(
             "PATCH",
             path(ref.api_version, ref.kind, ref.namespace, ref.name, subresource),
             body=patch,
             content_type="application/merge-patch+json",
             query={"fieldManager": FIELD_MANAGER},
         )
+        self._remember(ref.kind, patched)
+        return patched
+
+    # -- echoes of our own writes ------------------------------------------------------------------------------
+    def _remember(self, kind: str, written: dict[str, Any]) -> None:
+        meta = written.get("metadata") or {}
+        if kind not in _ECHOED_KINDS or not meta.get("resourceVersion"):
+            return
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        with self._own_versions_lock:
+            self._own_versions[key] = meta["resourceVersion"]
+            self._own_versions.move_to_end(key)
+            while len(self._own_versions) > _REMEMBERED_WRITES:  # echoes of deleted objects never arrive
+                self._own_versions.popitem(last=False)
+
+    def is_own_write(self, kind: str, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether a watch event shows exactly the version this operator wrote last (nobody changed it since)."""
+        key = (kind, namespace, name)
+        with self._own_versions_lock:
+            if resource_version and self._own_versions.get(key) == resource_version:
+                del self._own_versions[key]
+                return True
+        return False
 
     # -- children ----------------------------------------------------------------------------------------------
     def ensure(self, desired: dict[str, Any], owner_uid: str, expect_missing: bool = False) -> tuple[dict, bool]:

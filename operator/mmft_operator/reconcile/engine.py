@@ -23,6 +23,7 @@ from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminati
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
+from mmft_operator.watch_cache import WatchCache
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,26 @@ class Context:
     kube: Kube
     settings: OperatorSettings
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    cache: WatchCache = field(default_factory=WatchCache)
+
+    def job(self, namespace: str, name: str, children_recorded: bool) -> dict[str, Any] | None:
+        if not self.cache.ready:
+            return self.kube.get(Ref("batch/v1", "Job", namespace, name))
+        job = self.cache.job(namespace, name)
+        if job is None and children_recorded:
+            # The status says the children exist: the Job's creation may just not have reached the watch yet.
+            job = self.kube.get(Ref("batch/v1", "Job", namespace, name))
+        return job
+
+    def pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        if not self.cache.ready:
+            return self.kube.list("v1", "Pod", namespace, {"batch.kubernetes.io/job-name": job_name})
+        return self.cache.pods(namespace, job_name)
+
+    def report(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if not self.cache.ready:
+            return self.kube.get(Ref("v1", "ConfigMap", namespace, name))
+        return self.cache.report(namespace, name)
 
 
 @dataclass(frozen=True)
@@ -135,8 +156,7 @@ def _reconcile_once(
         _write_status(ctx, body, invalid, now)
         return invalid
 
-    job_ref = Ref("batch/v1", "Job", owner.namespace, reconciler.job_name(owner))
-    job = ctx.kube.get(job_ref)
+    job = ctx.job(owner.namespace, reconciler.job_name(owner), children_recorded=bool(status.get("childrenHash")))
     if job is not None and not any(ref.get("uid") == owner.uid for ref in job["metadata"].get("ownerReferences", [])):
         job = None  # a stale Job of an earlier object with this name: never adopt it
     # Once the Job exists its inputs are fixed: re-resolving them could change a running job's children. They are
@@ -171,7 +191,7 @@ def _reconcile_once(
 
     pods = []
     if job is not None:
-        pods = ctx.kube.list("v1", "Pod", owner.namespace, {"batch.kubernetes.io/job-name": job["metadata"]["name"]})
+        pods = ctx.pods(owner.namespace, job["metadata"]["name"])
     observed = Observed(
         job, pods, _read_report(ctx, owner), workload.judge(job, pods, now, ctx.settings.unschedulable_grace_seconds)
     )
@@ -190,7 +210,7 @@ def _combined_hash(children: list[dict[str, Any]]) -> str:
 
 
 def _read_report(ctx: Context, owner: Owner) -> WorkloadReport | None:
-    config_map = ctx.kube.get(Ref("v1", "ConfigMap", owner.namespace, naming.report_config_map(owner.kind, owner.name)))
+    config_map = ctx.report(owner.namespace, naming.report_config_map(owner.kind, owner.name))
     text = ((config_map or {}).get("data") or {}).get(REPORT_KEY)
     if not text:
         return None

@@ -1,0 +1,90 @@
+"""What the operator already watches, read back instead of asked for again: Jobs, their pods, report ConfigMaps.
+
+Every reconcile used to GET the Job, LIST its pods and GET the report ConfigMap, although kopf streams every change
+of those objects to the operator anyway. At 200 FineTuneJobs that was 30 of 45 API calls per resource, and the API
+server, not the operator, was what a burst waited for. kopf keeps these in indexes (``handlers.py``) and, by design,
+runs no handler before every index holds its initial listing, so a reconcile never sees a half-filled cache.
+
+Entries are small projections: the fields the reconcile loop and the verdict read, not whole objects (a Job's pod
+template, a pod's spec and managedFields would otherwise dominate the operator's memory at 1,000 resources).
+Writes are never based on these reads alone: a patch carries the resourceVersion read here, so a stale entry
+costs one 409 and a fresh read, never a lost update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+REPORT_SUFFIX = "-report"
+# kopf's index stores may change size while a worker thread reads them: retry the read instead of failing it.
+_READ_ATTEMPTS = 5
+
+
+def job_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata", {})
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _pick(meta, "name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels",
+                          "annotations", "ownerReferences"),
+        "spec": _pick(body.get("spec", {}), "suspend"),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def pod_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": _pick(body.get("metadata", {}), "name", "creationTimestamp", "deletionTimestamp"),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def report_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": _pick(body.get("metadata", {}), "name", "ownerReferences"),
+        "data": dict(body.get("data") or {}),
+    }
+
+
+def is_report(name: str) -> bool:
+    return name.endswith(REPORT_SUFFIX)
+
+
+def _pick(mapping: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: mapping[key] for key in keys if mapping.get(key) is not None}
+
+
+class WatchCache:
+    """Reads from kopf's indexes once handlers have handed them over; until then callers fall back to the API."""
+
+    def __init__(self) -> None:
+        self._indexes: tuple[Mapping, Mapping, Mapping] | None = None
+
+    def attach(self, jobs: Mapping, pods: Mapping, reports: Mapping) -> None:
+        self._indexes = (jobs, pods, reports)
+
+    @property
+    def ready(self) -> bool:
+        return self._indexes is not None
+
+    def job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(0, (namespace, name))
+
+    def pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        return self._read(lambda: list(self._indexes[1].get((namespace, job_name), [])))
+
+    def report(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(2, (namespace, name))
+
+    def _one(self, which: int, key: tuple[str, str]) -> dict[str, Any] | None:
+        entries = self._read(lambda: list(self._indexes[which].get(key, [])))
+        return entries[0] if entries else None
+
+    def _read(self, read: Callable[[], list]) -> list:
+        for _ in range(_READ_ATTEMPTS - 1):
+            try:
+                return read()
+            except RuntimeError:  # "changed size during iteration": the watch updated it meanwhile
+                continue
+        return read()
