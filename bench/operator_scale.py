@@ -1,15 +1,18 @@
-"""Operator at scale on the local control plane: a burst of FineTuneJobs, then a restart.
+"""Operator at scale on the local control plane: a burst, a steady stream, then a restart, in one run.
 
-Prints one JSON object:
-  burst_seconds         apply of N FineTuneJobs -> every one has all its children and status.observedGeneration
-  operator_cpu_cores    operator CPU seconds / wall seconds during the burst
-  operator_rss_mib      operator resident memory after the burst
-  restart_seconds       operator start -> it has reconciled every resource again
-  restart_mutations     create/update/patch/delete calls the restarted operator made (from the API server's audit
-                        log, not the operator's own count); goal 0
+Prints one JSON object. The phases:
+  burst     --count FineTuneJobs applied at once by one `kubectl apply --server-side`; burst_seconds runs until every
+            one has all its children and status.observedGeneration (seen through one watch, no polling); the
+            operator's and each control-plane process's CPU, and the operator's API calls by verb counted at the
+            server (audit log), over the same window
+  steady    --steady more FineTuneJobs created one at a time at --rate per second; p50/p99/max from each create
+            call to its converged status
+  restart   the operator is restarted with every resource converged: time until it has reconciled all of them
+            (restart_seconds) and its create/update/patch/delete calls from the audit log (restart_mutations; goal 0)
+  memory    the operator's RSS after the burst and with all --count + --steady resources
 
-  python bench/operator_scale.py --count 500               # starts its own local cluster and stops it afterwards
-  MMFT_KUBECONFIG=... python bench/operator_scale.py --count 100   # reuses a running one (needs its audit.log)
+  python bench/operator_scale.py --count 500 --steady 500    # starts its own local cluster, stops it afterwards
+  MMFT_KUBECONFIG=... python bench/operator_scale.py --count 100 --steady 50   # reuses a running one (audit.log)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +36,8 @@ sys.path.insert(0, str(ROOT / "tests/integration"))
 
 from cluster_helpers import OperatorProcess, audit_mutations, reconciles_done, token_kubeconfig  # noqa: E402
 from mmft_localcluster import LocalCluster, kubectl_path  # noqa: E402
+
+GROUP, VERSION = "mmft.io", "v1alpha1"
 
 OPERATOR_USER = "system:serviceaccount:mmft-system:mmft-operator"
 CHILDREN_PER_JOB = 8  # axolotl ConfigMap, report ConfigMap, Role, RoleBinding, PVC, TensorBoard Deployment+Service, Job
@@ -50,25 +56,83 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
     return result.stdout
 
 
-def finetunejobs(count: int) -> str:
+def finetunejobs(first: int, count: int) -> list[dict]:
     sample = yaml.safe_load((ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml").read_text())
     documents = []
-    for index in range(count):
+    for index in range(first, first + count):
         document = json.loads(json.dumps(sample))
         document["metadata"]["name"] = f"burst-{index:04d}"
         document["spec"]["dataset"] = {"trainPath": "/mnt/gcs/data/train.jsonl"}
         documents.append(document)
-    return yaml.safe_dump_all(documents)
+    return documents
 
 
-def converged(kubeconfig: Path, namespace: str, count: int) -> int:
-    items = json.loads(kubectl(kubeconfig, "get", "ftj", "-n", namespace, "-o", "json"))["items"]
-    return sum(
-        1
-        for item in items
-        if item.get("status", {}).get("observedGeneration") == item["metadata"]["generation"]
-        and len(item["status"].get("children", [])) == CHILDREN_PER_JOB
+def is_converged(item: dict) -> bool:
+    status = item.get("status") or {}
+    return (
+        status.get("observedGeneration") == item["metadata"]["generation"]
+        and len(status.get("children") or []) == CHILDREN_PER_JOB
     )
+
+
+class ConvergenceWatch:
+    """One watch on the namespace's FineTuneJobs (no polling: a list of 1,000 objects a second would load the very
+    API server being measured); remembers when each first had all its children and a current observedGeneration."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        from kubernetes import client, config
+
+        self.api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+        self.namespace = namespace
+        self.converged_at: dict[str, float] = {}
+        self.last_event = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> ConvergenceWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, "finetunejobs",
+                    timeout_seconds=60,
+                ):
+                    self.last_event = time.monotonic()
+                    item = event["object"]
+                    if is_converged(item):
+                        self.converged_at.setdefault(item["metadata"]["name"], self.last_event)
+                    if self._stop.is_set():
+                        return
+            except Exception:  # noqa: BLE001 - a dropped watch is reopened; the list replays every object
+                time.sleep(0.5)
+
+    def wait_converged(self, names: set[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if names <= self.converged_at.keys():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def wait_quiet(self, quiet_seconds: float, timeout: float) -> float:
+        """Wait until no FineTuneJob changed for `quiet_seconds` (the operator caught up); returns the seconds taken."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout and time.monotonic() - self.last_event < quiet_seconds:
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -107,16 +171,19 @@ def rss_mib(pid: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--count", type=int, default=500, help="FineTuneJobs applied at once")
+    parser.add_argument("--steady", type=int, default=500, help="FineTuneJobs created afterwards, one at a time")
+    parser.add_argument("--rate", type=float, default=15.0, help="creations per second in the steady phase")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
+    total = args.count + args.steady
 
     work = Path(tempfile.mkdtemp(prefix="mmft-scale-"))
     reused = os.environ.get("MMFT_KUBECONFIG")
     cluster = None if reused else LocalCluster(work / "cluster")
     kubeconfig = Path(reused) if reused else cluster.up(log=lambda line: print(line, file=sys.stderr))
     try:
-        gpu_nodes_needed = max(0, args.count // 8 - 2)
+        gpu_nodes_needed = max(0, total // 8 - 2)
         if cluster is not None and gpu_nodes_needed:
             cluster.add_gpu_nodes("nvidia-tesla-a100", gpu_nodes_needed)
         kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "crds"))
@@ -129,60 +196,79 @@ def main() -> int:
         operator_config = token_kubeconfig(
             lambda *a, **k: _Result(kubectl(kubeconfig, *a)), kubeconfig, work / "operator.kubeconfig"
         )
+        watch = ConvergenceWatch(kubeconfig, namespace).start()
+        result: dict = {"count": args.count, "steady": args.steady, "rate": args.rate, "cores": os.cpu_count()}
 
+        # Burst: every FineTuneJob applied at once by one kubectl.
         operator = OperatorProcess(operator_config, work / "operator.log").start()
         time.sleep(3)
-        cpu_before = cpu_seconds(operator.process.pid)
-        components_before = component_cpu(kubeconfig.parent)
-        burst_started_at = dt.datetime.now(dt.UTC)
-        started = time.monotonic()
-        kubectl(kubeconfig, "apply", "--server-side", "-n", namespace, "-f", "-", input=finetunejobs(args.count))
+        cpu_before, components_before = cpu_seconds(operator.process.pid), component_cpu(kubeconfig.parent)
+        burst_started_at, started = dt.datetime.now(dt.UTC), time.monotonic()
+        burst = finetunejobs(0, args.count)
+        kubectl(kubeconfig, "apply", "--server-side", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(burst))
         apply_seconds = time.monotonic() - started
-        done = 0
-        while done < args.count and time.monotonic() - started < args.timeout:
-            time.sleep(1)
-            done = converged(kubeconfig, namespace, args.count)
+        converged = watch.wait_converged({d["metadata"]["name"] for d in burst}, args.timeout)
         burst_seconds = time.monotonic() - started
         burst_ended_at = dt.datetime.now(dt.UTC)
-        cpu_cores = (cpu_seconds(operator.process.pid) - cpu_before) / burst_seconds
         components_after = component_cpu(kubeconfig.parent)
-        component_cores = {
-            name: round((components_after[name] - components_before.get(name, 0.0)) / burst_seconds, 2)
-            for name in components_after
-        }
-        memory = rss_mib(operator.process.pid)
+        result.update(
+            burst_converged=converged,
+            burst_seconds=round(burst_seconds, 1),
+            apply_seconds=round(apply_seconds, 1),
+            burst_operator_cores=round((cpu_seconds(operator.process.pid) - cpu_before) / burst_seconds, 2),
+            burst_control_plane_cores={
+                name: round((seconds - components_before.get(name, 0.0)) / burst_seconds, 2)
+                for name, seconds in components_after.items()
+            },
+            burst_operator_requests=operator_requests(audit, burst_started_at, burst_ended_at, OPERATOR_USER),
+            burst_rss_mib=round(rss_mib(operator.process.pid), 1),
+            settle_seconds=round(watch.wait_quiet(5, args.timeout), 1),
+        )
+
+        # Steady: one creation at a time at --rate; latency from each create call to its converged status.
+        if args.steady:
+            cpu_before, sent_at = cpu_seconds(operator.process.pid), {}
+            from kubernetes import client, config
+
+            api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+            steady_started = time.monotonic()
+            for index, document in enumerate(finetunejobs(args.count, args.steady)):
+                time.sleep(max(0.0, steady_started + index / args.rate - time.monotonic()))
+                sent_at[document["metadata"]["name"]] = time.monotonic()
+                api.create_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs", document)
+            watch.wait_converged(set(sent_at), args.timeout)
+            done = watch.converged_at
+            latencies = [done[name] - sent for name, sent in sent_at.items() if name in done]
+            steady_seconds = time.monotonic() - steady_started
+            result.update(
+                steady_converged=len(latencies),
+                steady_achieved_rate=round(args.steady / (max(sent_at.values()) - steady_started), 1),
+                steady_p50_seconds=round(percentile(latencies, 0.50), 2),
+                steady_p99_seconds=round(percentile(latencies, 0.99), 2),
+                steady_max_seconds=round(max(latencies), 2),
+                steady_operator_cores=round((cpu_seconds(operator.process.pid) - cpu_before) / steady_seconds, 2),
+                settle_after_steady_seconds=round(watch.wait_quiet(5, args.timeout), 1),
+            )
+        result.update(resources=total, rss_mib_at_all_resources=round(rss_mib(operator.process.pid), 1))
         operator.stop()
 
+        # Restart with everything converged: what the new operator writes is what a restart costs.
         restarted_at = dt.datetime.now(dt.UTC)
         second = OperatorProcess(operator_config, work / "second.log").start()
         restart_started = time.monotonic()
-        while reconciles_done(second.metrics_port) < args.count and time.monotonic() - restart_started < args.timeout:
+        while reconciles_done(second.metrics_port) < total and time.monotonic() - restart_started < args.timeout:
             time.sleep(0.5)
         restart_seconds = time.monotonic() - restart_started
         time.sleep(3)
-        second.stop()
-        print(
-            json.dumps(
-                {
-                    "count": args.count,
-                    "converged": done,
-                    "burst_seconds": round(burst_seconds, 1),
-                    "apply_seconds": round(apply_seconds, 1),
-                    "control_plane_cores": component_cores,
-                    "burst_operator_requests": operator_requests(audit, burst_started_at, burst_ended_at, OPERATOR_USER)
-                    if audit.exists()
-                    else None,
-                    "operator_cpu_cores": round(cpu_cores, 2),
-                    "operator_rss_mib": round(memory, 1),
-                    "restart_seconds": round(restart_seconds, 1),
-                    "restart_mutations": len(audit_mutations(audit, restarted_at, OPERATOR_USER))
-                    if audit.exists()
-                    else None,
-                    "cores": os.cpu_count(),
-                },
-                indent=2,
-            )
+        result.update(
+            restart_seconds=round(restart_seconds, 1),
+            restart_rss_mib=round(rss_mib(second.process.pid), 1),
+            restart_mutations=audit_mutations(audit, restarted_at, OPERATOR_USER),
         )
+        second.stop()
+        watch.stop()
+        result["restart_mutations"] = len(result["restart_mutations"])
+        print(json.dumps(result, indent=2))
     finally:
         if cluster is not None:
             cluster.down()
