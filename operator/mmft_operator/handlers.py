@@ -274,8 +274,12 @@ def _owner_of_child(labels: dict[str, str]) -> tuple[str, str] | None:
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
 @kopf.on.event("", "v1", "configmaps", labels=MANAGED)
-def child_changed(namespace: str, labels: dict[str, str], body: kopf.Body, **indexes: Any) -> None:
+def child_changed(type: str | None, namespace: str, labels: dict[str, str], body: kopf.Body, **indexes: Any) -> None:
     _attach_cache(indexes)
+    if type is None:
+        # The initial listing after a start: the owner's own listing event reconciles it, reading this child from
+        # the cache. Reacting here too made a restart reconcile every resource once per child (five times).
+        return
     owner = _owner_of_child(labels)
     if owner is not None and not _echo(body.get("kind", ""), body):
         reconcile_resource(owner[0], namespace, owner[1])
