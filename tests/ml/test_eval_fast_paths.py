@@ -138,6 +138,9 @@ def test_cli_passes_execution_options_through(tmp_path, tiny_gemma3_dir, tiny_ch
     from mmft_operator import cli
 
     monkeypatch.chdir(tmp_path)
+    # Axolotl, imported by earlier tests of the same session, gives every new logger a filter that drops INFO records
+    # of non-Axolotl loggers; `mmft evaluate` never imports Axolotl, so this test's logger goes without it.
+    monkeypatch.setattr(logging.getLogger("mmft_evaluator.evaluation"), "filters", [])
     out = tmp_path / "out"
     with caplog.at_level(logging.INFO, logger="mmft_evaluator.evaluation"):
         code = cli.main(["evaluate", "--test-jsonl", str(tiny_chat_dataset), "--model", f"m={tiny_gemma3_dir}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from mmft_operator.api.finetunejob import FineTuneJobSpec
 from mmft_operator.builders.axolotl_config import DatasetPaths, build_axolotl_config
 

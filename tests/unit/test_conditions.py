@@ -6,7 +6,7 @@ import datetime as dt
 
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
 
-T0 = dt.datetime(2026, 11, 29, 10, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 29, 10, 0, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
 
 

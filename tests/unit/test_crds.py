@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from mmft_operator.api.crdgen import all_crds
 from mmft_operator.api.kinds import BY_KIND
 

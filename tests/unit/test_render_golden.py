@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from mmft_operator.render import render_documents
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from mmft_operator.render import render_documents
 from mmft_operator.settings import OperatorSettings
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from mmft_operator.status.workload import judge
 
-NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
 def job(conditions=(), suspend=False, labels=None, status=None):  # noqa: ANN001, ANN201
