@@ -1,0 +1,86 @@
+"""The watch cache's entries and lookups, and the memory of the operator's own writes that filters their echoes."""
+
+from __future__ import annotations
+
+from kubernetes import client
+from mmft_operator.kube import Kube
+from mmft_operator.watch_cache import WatchCache, is_report, job_entry, pod_entry, report_entry
+
+JOB = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {
+        "name": "run-train",
+        "namespace": "ml",
+        "uid": "u1",
+        "resourceVersion": "42",
+        "ownerReferences": [{"uid": "owner", "controller": True}],
+        "managedFields": [{"manager": "kube-controller-manager"}],
+    },
+    "spec": {"suspend": True, "template": {"spec": {"containers": [{"name": "trainer"}]}}},
+    "status": {"active": 1},
+}
+
+
+def test_entries_keep_what_the_reconcile_reads_and_drop_templates_and_managed_fields() -> None:
+    entry = job_entry(JOB)
+    assert entry["metadata"] == {
+        "name": "run-train",
+        "namespace": "ml",
+        "uid": "u1",
+        "resourceVersion": "42",
+        "ownerReferences": [{"uid": "owner", "controller": True}],
+    }
+    assert entry["spec"] == {"suspend": True} and entry["status"] == {"active": 1}
+    pod = pod_entry(
+        {"metadata": {"name": "p", "managedFields": [{}]}, "spec": {"nodeName": "n"}, "status": {"phase": "Running"}}
+    )
+    assert pod == {"metadata": {"name": "p"}, "status": {"phase": "Running"}}
+    report = report_entry({"metadata": {"name": "run-finetunejob-report"}, "data": {"report.json": "{}"}})
+    assert report["data"] == {"report.json": "{}"}
+    assert is_report("run-finetunejob-report") and not is_report("run-axolotl")
+
+
+def test_lookups_read_the_attached_indexes() -> None:
+    cache = WatchCache()
+    assert not cache.ready
+    cache.attach(
+        {("ml", "run-train"): [job_entry(JOB)]},
+        {("ml", "run-train"): [{"metadata": {"name": "p1"}}, {"metadata": {"name": "p2"}}]},
+        {},
+    )
+    assert cache.ready
+    assert cache.job("ml", "run-train")["metadata"]["uid"] == "u1"
+    assert cache.job("other", "run-train") is None
+    assert [pod["metadata"]["name"] for pod in cache.pods("ml", "run-train")] == ["p1", "p2"]
+    assert cache.report("ml", "run-finetunejob-report") is None
+
+
+class _ChangingIndex(dict):
+    """An index whose store changes size under the first reads, as kopf's may while a worker thread reads it."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def get(self, key, default=None):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("dictionary changed size during iteration")
+        return [{"metadata": {"name": "p1"}}]
+
+
+def test_a_read_racing_the_watch_is_retried() -> None:
+    cache = WatchCache()
+    cache.attach({}, _ChangingIndex(failures=2), {})
+    assert cache.pods("ml", "run-train") == [{"metadata": {"name": "p1"}}]
+
+
+def test_the_echo_of_an_own_write_is_recognised_once_and_later_changes_are_not() -> None:
+    kube = Kube(client.Configuration())
+    kube._remember("Job", JOB)
+    kube._remember("Event", {"metadata": {"name": "e", "namespace": "ml", "resourceVersion": "7"}})
+    assert kube.is_own_write("Job", "ml", "run-train", "42")
+    assert not kube.is_own_write("Job", "ml", "run-train", "42")  # seen once: a repeat is not ours to ignore
+    assert not kube.is_own_write("Job", "ml", "run-train", "43")  # someone else's later version
+    assert not kube.is_own_write("Event", "ml", "e", "7")  # Events are not watched: never remembered
