@@ -54,69 +54,30 @@ NEGATIVE = "No, this appears to be a benign lesion."
 
 
 def gemma3_4b_random(device):
+    import gemma3_4b
     import torch
     from tiny_gemma import CHAT_TEMPLATE, build_tokenizer
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
+    from transformers import Gemma3ForConditionalGeneration, Gemma3Processor
 
+    pixels = gemma3_4b.VISION["image_size"]
     try:
         from transformers import Gemma3ImageProcessor as ImageProcessor
 
-        ImageProcessor(size={"height": 896, "width": 896})
+        ImageProcessor(size={"height": pixels, "width": pixels})
     except ImportError:  # the torchvision-backed processor needs torchvision; the PIL one does not
         from transformers import Gemma3ImageProcessorPil as ImageProcessor
     tokenizer = build_tokenizer()
     processor = Gemma3Processor(
-        image_processor=ImageProcessor(size={"height": 896, "width": 896}, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        image_processor=ImageProcessor(
+            size={"height": pixels, "width": pixels}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        ),
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
-        image_seq_length=256,
+        image_seq_length=gemma3_4b.TOKENS_PER_IMAGE,
     )
     processor.tokenizer.padding_side = "left"
-    ids = {
-        name: tokenizer.convert_tokens_to_ids(token)
-        for name, token in (
-            ("pad", "<pad>"),
-            ("bos", "<bos>"),
-            ("eos", "<eos>"),
-            ("image", "<image_soft_token>"),
-            ("boi", "<start_of_image>"),
-            ("eoi", "<end_of_image>"),
-        )
-    }
-    config = Gemma3Config(
-        text_config=dict(
-            vocab_size=262208,
-            hidden_size=2560,
-            intermediate_size=10240,
-            num_hidden_layers=34,
-            num_attention_heads=8,
-            num_key_value_heads=4,
-            head_dim=256,
-            sliding_window=1024,
-            query_pre_attn_scalar=256,
-            max_position_embeddings=131072,
-            layer_types=[("full_attention" if (i + 1) % 6 == 0 else "sliding_attention") for i in range(34)],
-            pad_token_id=ids["pad"],
-            bos_token_id=ids["bos"],
-            eos_token_id=ids["eos"],
-        ),
-        vision_config=dict(
-            hidden_size=1152,
-            intermediate_size=4304,
-            num_hidden_layers=27,
-            num_attention_heads=16,
-            image_size=896,
-            patch_size=14,
-            vision_use_head=False,  # as in Gemma 3's checkpoints: no attention-pooling head after the encoder
-        ),
-        mm_tokens_per_image=256,
-        image_token_index=ids["image"],
-        boi_token_index=ids["boi"],
-        eoi_token_index=ids["eoi"],
-        pad_token_id=ids["pad"],
-        bos_token_id=ids["bos"],
-        eos_token_id=ids["eos"],
-    )
+    # As in Gemma 3's checkpoints: no attention-pooling head after the vision encoder.
+    config = gemma3_4b.config(tokenizer, vision_use_head=False)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     previous = torch.get_default_dtype()

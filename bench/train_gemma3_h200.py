@@ -30,34 +30,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "ml"))
 
+import gemma3_4b  # noqa: E402
 from tiny_gemma import ANSWERS, QUESTION, SYSTEM_PROMPT  # noqa: E402
 
 # Dense bf16 peak of the H100/H200 SXM datasheet (without sparsity). KINDS.md measured ~790 TFLOP/s for a large
 # bf16 matmul on this machine; MFU is reported against the datasheet number, as is customary.
 PEAK_BF16_FLOPS = 989e12
 
-GEMMA3_4B_TEXT = {
-    "vocab_size": 262208,
-    "hidden_size": 2560,
-    "intermediate_size": 10240,
-    "num_hidden_layers": 34,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 4,
-    "head_dim": 256,
-    "sliding_window": 1024,
-    "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 5 + ["sliding_attention"] * 4,
-    "max_position_embeddings": 131072,
-    "query_pre_attn_scalar": 256,
-}
-GEMMA3_4B_VISION = {
-    "hidden_size": 1152,
-    "intermediate_size": 4304,
-    "num_hidden_layers": 27,
-    "num_attention_heads": 16,
-    "image_size": 896,
-    "patch_size": 14,
-}
-TOKENS_PER_IMAGE = 256
+GEMMA3_4B_TEXT, GEMMA3_4B_VISION, TOKENS_PER_IMAGE = gemma3_4b.TEXT, gemma3_4b.VISION, gemma3_4b.TOKENS_PER_IMAGE
 
 # The seed article's gemma3-melanoma.yaml, verbatim except for paths and where noted in `seed_config`.
 SEED = {
@@ -110,27 +90,10 @@ def build_model(model_dir: Path, smoke: bool) -> None:
         return
     import torch
     from tiny_gemma import build_processor
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+    from transformers import Gemma3ForConditionalGeneration
 
     processor = build_processor(image_size=GEMMA3_4B_VISION["image_size"], tokens_per_image=TOKENS_PER_IMAGE)
-    tokenizer = processor.tokenizer
-    token = tokenizer.convert_tokens_to_ids
-    config = Gemma3Config(
-        text_config={
-            **GEMMA3_4B_TEXT,
-            "pad_token_id": token("<pad>"),
-            "bos_token_id": token("<bos>"),
-            "eos_token_id": token("<eos>"),
-        },
-        vision_config=GEMMA3_4B_VISION,
-        mm_tokens_per_image=TOKENS_PER_IMAGE,
-        image_token_index=token("<image_soft_token>"),
-        boi_token_index=token("<start_of_image>"),
-        eoi_token_index=token("<end_of_image>"),
-        pad_token_id=token("<pad>"),
-        bos_token_id=token("<bos>"),
-        eos_token_id=token("<eos>"),
-    )
+    config = gemma3_4b.config(processor.tokenizer)
     torch.manual_seed(0)
     started = time.monotonic()
     torch.set_default_dtype(torch.bfloat16)
