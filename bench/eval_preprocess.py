@@ -1,6 +1,8 @@
 """The evaluator's input pipeline alone (no model, CPU): how soon the first GPU batch is ready and how many
-images/s reach the GPU, when each worker prepares a whole GPU batch (before) or a slice of it (now,
-mmft_evaluator.scoring.worker_slice_size), on the same images in the same run.
+images/s reach the GPU, when each worker prepares a whole GPU batch (before) or a slice of it
+(mmft_evaluator.scoring.worker_slice_size), and with the slices' pixel normalisation left to the GPU
+(`defer_normalization`, what `mmft evaluate` does with a torchvision-backed processor), on the same images in the
+same run.
 
     python bench/eval_preprocess.py --images 256 --batch-size 64 --workers 2
 
@@ -98,6 +100,11 @@ def main() -> int:
     results["slices"] = run_loader(examples, collator, sliced, args.batch_size, args.workers)
     results["first_batch_speedup"] = round(
         results["whole_batch_per_worker"]["first_batch_s"] / results["slices"]["first_batch_s"], 2
+    )
+    deferred = PromptCollator(processor, pil_loader(workdir / "cache"), torch.bfloat16, defer_normalization=True)
+    results["slices_normalized_on_device"] = run_loader(examples, deferred, sliced, args.batch_size, args.workers)
+    results["normalization_deferral_speedup"] = round(
+        results["slices_normalized_on_device"]["images_per_s"] / results["slices"]["images_per_s"], 2
     )
     print(json.dumps(results, indent=2))
     return 0

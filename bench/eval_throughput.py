@@ -3,7 +3,8 @@
 images in the same run, through the same code `mmft evaluate` runs (mmft_evaluator.scoring / .execution).
 
 One run measures, in this order, each row printed as a JSON line as soon as it is measured:
-the seed's method; `logprob` end to end with the eager model; the model alone (one collated batch, no input
+the seed's method; the input pipeline alone (images/s it supplies to the GPU); `logprob` end to end with the
+eager model; the model alone (one collated batch, no input
 pipeline) eager, with each vision SDPA kernel (--attention-variants) and with each torch.compile variant
 (--compile-variants; compile time printed separately); a torch.profiler breakdown of one eager forward pass
 (vision attention / MLP / other, projector, language model, LM head, and the top GPU kernels); then `logprob`
@@ -44,7 +45,9 @@ from mmft_evaluator.model_spec import ModelSpec  # noqa: E402
 from mmft_evaluator.scoring import (  # noqa: E402
     PromptCollator,
     answer_token_ids,
+    device_batches,
     generate_answers,
+    input_pipeline,
     pil_loader,
     score_logprob,
 )
@@ -189,6 +192,30 @@ def model_only_runner(loaded, inputs: dict, repeats: int):
                 loaded.model(**inputs, logits_to_keep=1, use_cache=False)
 
     return run
+
+
+def pipeline_only(loaded, examples, batch_size: int, workers: int, image_loader) -> dict:
+    """The input pipeline alone (workers, host-to-GPU copy, normalisation on the GPU), no model: how many images/s
+    it can supply; and whether its GPU-normalised pixels equal the processor's own (worker-normalised) ones."""
+    import torch
+
+    dtype = next(loaded.model.parameters()).dtype
+    collator, normalizer = input_pipeline(loaded.processor, image_loader, examples, dtype)
+    pad = loaded.processor.tokenizer.pad_token_id
+    first = {}
+
+    def run():
+        with torch.inference_mode():
+            for chunk, batch in device_batches(examples, collator, batch_size, workers, loaded.device, dtype, pad,
+                                               normalizer=normalizer):
+                first.setdefault("batch", (chunk, batch))
+
+    seconds = timed(run, loaded.device)
+    chunk, batch = first["batch"]
+    _, reference = PromptCollator(loaded.processor, image_loader, dtype)(chunk)
+    difference = (batch["pixel_values"].float().cpu() - reference["pixel_values"].float()).abs().max()
+    return {"seconds": seconds, "normalized_on_device": normalizer is not None,
+            "pixel_max_abs_diff_vs_processor": float(difference)}
 
 
 def batch_scores(loaded, inputs: dict):
@@ -364,7 +391,7 @@ class Bench:
     def record(self, name: str, count: int, seconds: float, **extra) -> dict:
         rate = count / seconds
         row = {"images": count, "seconds": round(seconds, 2), "images_per_s": round(rate, 3)}
-        if name != "seed_generate":
+        if name != "seed_generate" and not name.startswith("pipeline_only"):
             row["mfu"] = round(rate * self.flops / (self.args.peak_tflops * 1e12), 4)
         row.update(extra)
         self.note(name, row)
@@ -489,6 +516,8 @@ def main() -> int:
             lambda: score_logprob(loaded, naive, batch_size=batch_sizes[0], workers=0, **common), device))
     scored_images = examples[: args.images]
     eager_scores, inputs_by_size = [], {}
+    pipeline = pipeline_only(loaded, scored_images, batch_sizes[0], args.workers, loader)
+    bench.record(f"pipeline_only_b{batch_sizes[0]}", len(scored_images), pipeline.pop("seconds"), **pipeline)
     for size in batch_sizes:
         bench.record(f"logprob_b{size}_eager", len(scored_images), timed(
             lambda size=size: eager_scores.append(
