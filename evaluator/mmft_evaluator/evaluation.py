@@ -46,7 +46,7 @@ class EvaluateOptions:
     baseline: str | None = None
     limit: int | None = None
     cache_dir: Path = Path("/tmp/mmft-evaluate-cache")
-    # logprob execution (mmft_evaluator.execution): "auto" compiles the vision tower on CUDA for large runs.
+    # logprob execution (mmft_evaluator.execution): "auto" compiles on CUDA for runs where the compile pays off.
     compile: str = "auto"
     compile_mode: str = "default"
     vision_attention: str = "auto"
@@ -99,7 +99,9 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
     if options.method == "logprob":
         from .execution import apply_execution, resolve_execution
 
-        execution = resolve_execution(options.compile, options.compile_mode, options.vision_attention)
+        images = len(test) + (len(validation) if options.threshold_policy != "fixed" else 0)
+        execution = resolve_execution(options.compile, options.compile_mode, options.vision_attention,
+                                      images=images, device_type=device.type)
         log.info("%s: logprob execution %s", spec.name, execution.label())
         if execution.compile != "none":
             import torch

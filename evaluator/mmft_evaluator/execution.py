@@ -47,12 +47,20 @@ class ExecutionOptions:
         return ",".join(parts)
 
 
-def resolve_execution(compile: str = "auto", compile_mode: str = "default",
-                      vision_attention: str = "auto") -> ExecutionOptions:
-    """`auto` is eager. On the H200 the compiled vision tower made the model alone faster (51 vs 46 images/s) but
-    `mmft evaluate` end to end slower (33.8 vs 44.0 images/s, docs/bench-evaluator.md), so compiling stays something
-    a user asks for until that gap is understood."""
-    target = "none" if compile == "auto" else compile
+# Images one model must score before `auto` compiles: on the H200 the vision tower + language model compile took
+# 53-57 s and saved 4.6 ms per image against eager end to end (docs/bench-evaluator.md), so it repays itself after
+# ~12,000 images. max-autotune (5-6 minutes, 62 vs 58 images/s) is never chosen automatically.
+AUTO_COMPILE_MIN_IMAGES = 12_000
+
+
+def resolve_execution(compile: str = "auto", compile_mode: str = "default", vision_attention: str = "auto",
+                      images: int = 0, device_type: str = "cpu") -> ExecutionOptions:
+    """`auto` compiles the vision tower and language model on CUDA when the model scores at least
+    AUTO_COMPILE_MIN_IMAGES images, where the compile pays for itself; otherwise it runs eagerly."""
+    target = compile
+    if compile == "auto":
+        worth_it = device_type == "cuda" and images >= AUTO_COMPILE_MIN_IMAGES
+        target = "vision+language" if worth_it else "none"
     return ExecutionOptions(compile=target, compile_mode=compile_mode, vision_attention=vision_attention)
 
 

@@ -120,11 +120,15 @@ def test_padded_last_batch_gives_the_unpadded_scores(loaded, examples, eager_sco
     assert len(padded) == len(examples)
 
 
-def test_auto_stays_eager_and_compiling_is_asked_for():
-    from mmft_evaluator.execution import ExecutionOptions, resolve_execution
+def test_auto_compiles_only_large_cuda_runs_and_explicit_choices_win():
+    from mmft_evaluator.execution import AUTO_COMPILE_MIN_IMAGES, ExecutionOptions, resolve_execution
 
-    # Measured on the H200: compiled vision was slower end to end than eager, so auto never compiles.
     assert resolve_execution() == ExecutionOptions()
+    assert resolve_execution(images=AUTO_COMPILE_MIN_IMAGES - 1, device_type="cuda").compile == "none"
+    large = resolve_execution(images=AUTO_COMPILE_MIN_IMAGES, device_type="cuda")
+    assert large.compile == "vision+language" and large.pads_batches
+    assert resolve_execution(images=10 * AUTO_COMPILE_MIN_IMAGES, device_type="cpu").compile == "none"
+    assert resolve_execution(compile="none", images=10 * AUTO_COMPILE_MIN_IMAGES, device_type="cuda").compile == "none"
     assert resolve_execution(compile="vision").compile == "vision" and resolve_execution(compile="vision").pads_batches
     assert resolve_execution(compile="vision+language").compile == "vision+language"
     with pytest.raises(ValueError, match="vision_attention='fast'"):
@@ -150,3 +154,52 @@ def test_cli_passes_execution_options_through(tmp_path, tiny_gemma3_dir, tiny_ch
     assert "logprob execution compile=vision,mode=default,vision_attention=math" in caplog.text
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 5
+
+
+def _worker_normalised_scores(loaded, examples):
+    """Scores of batches the processor normalised itself (the path without deferral), for comparison."""
+    import torch
+    from mmft_evaluator.scoring import PromptCollator, answer_token_ids, pil_loader
+
+    positive, negative = answer_token_ids(loaded.processor.tokenizer, POSITIVE, NEGATIVE)
+    _, batch = PromptCollator(loaded.processor, pil_loader(Path("/tmp")))(examples)
+    with torch.inference_mode():
+        logits = loaded.model(**batch, logits_to_keep=1, use_cache=False).logits[:, -1, :].float()
+    return torch.sigmoid(logits[:, positive] - logits[:, negative]).tolist()
+
+
+def test_pixels_normalised_on_the_device_equal_the_processors_and_give_its_scores(loaded, examples, eager_scores):
+    import torch
+    from mmft_evaluator.scoring import DevicePixelNormalizer, PromptCollator, input_pipeline, pil_loader
+
+    loader = pil_loader(Path("/tmp"))
+    collator, normalizer = input_pipeline(loaded.processor, loader, examples, torch.float32)
+    assert isinstance(normalizer, DevicePixelNormalizer) and collator.defer_normalization
+    _, deferred = collator(examples[:3])
+    _, full = PromptCollator(loaded.processor, loader)(examples[:3])
+    assert deferred["pixel_values"].dtype == torch.uint8
+    assert torch.equal(normalizer(deferred)["pixel_values"], full["pixel_values"])
+    assert torch.equal(deferred["input_ids"], full["input_ids"])
+    assert eager_scores == pytest.approx(_worker_normalised_scores(loaded, examples), abs=1e-6)
+
+
+def test_normalisation_stays_in_the_workers_where_the_device_cannot_reproduce_it(loaded, examples, monkeypatch):
+    import torch
+    from mmft_evaluator.scoring import DevicePixelNormalizer, input_pipeline, pil_loader, score_logprob
+    from transformers import Gemma3ImageProcessorPil
+
+    loader = pil_loader(Path("/tmp"))
+    image_processor = loaded.processor.image_processor
+    original = type(image_processor).rescale_and_normalize
+    monkeypatch.setattr(type(image_processor), "rescale_and_normalize",
+                        lambda self, images, *args: original(self, images, *args) + 1e-3)
+    assert DevicePixelNormalizer.for_processor(loaded.processor, loader, examples[0], torch.float32) is None
+    collator, normalizer = input_pipeline(loaded.processor, loader, examples, torch.float32)
+    assert normalizer is None and not collator.defer_normalization
+    monkeypatch.undo()
+
+    # The PIL-backed image processor (no torchvision) has no rescale_and_normalize to run on the device.
+    monkeypatch.setattr(loaded.processor, "image_processor", Gemma3ImageProcessorPil(**image_processor.to_dict()))
+    assert DevicePixelNormalizer.for_processor(loaded.processor, loader, examples[0], torch.float32) is None
+    scored = score_logprob(loaded, examples, POSITIVE, NEGATIVE, 4, 0, loader)
+    assert len(scored) == len(examples) and all(0.0 < s.score < 1.0 for s in scored)

@@ -17,6 +17,8 @@ KIND = "Evaluation"
 COMPONENT = "evaluator"
 
 _POLICY_FLAGS = {"Fixed": "fixed", "MaxBalancedAccuracy": "max-balanced-accuracy", "TargetRecall": "target-recall"}
+_COMPILE_FLAGS = {"Auto": "auto", "Off": "none", "Vision": "vision", "VisionAndLanguage": "vision+language"}
+_COMPILE_MODE_FLAGS = {"Default": "default", "MaxAutotune": "max-autotune-no-cudagraphs"}
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,19 @@ def evaluate_command(spec: EvaluationSpec, models: list[ResolvedModel], data: Ev
         command += ["--target-recall", repr(threshold.target_recall)]
     if spec.scoring.batch_size is not None:
         command += ["--batch-size", str(spec.scoring.batch_size)]
+    if spec.scoring.method == "logprob":
+        command += ["--compile", _COMPILE_FLAGS[spec.scoring.compile],
+                    "--compile-mode", _COMPILE_MODE_FLAGS[spec.scoring.compile_mode]]
     if spec.output_uri:
         command += ["--output-uri", spec.output_uri]
     return command
+
+
+def _compile_cache_env(spec: EvaluationSpec) -> list[dict[str, str]]:
+    if not spec.scoring.compile_cache_path:
+        return []
+    return [{"name": "TORCHINDUCTOR_CACHE_DIR",
+             "value": f"{spec.bucket.mount_path}/{spec.scoring.compile_cache_path.strip('/')}"}]
 
 
 def build_evaluation_job(
@@ -117,6 +129,7 @@ def build_evaluation_job(
         extra_env=[
             *common.hf_token_env(spec.hugging_face_token_secret_ref),
             {"name": "HF_HOME", "value": "/scratch/models"},
+            *_compile_cache_env(spec),
         ],
     )
     return build_workload_job(owner, pod, settings)
