@@ -38,8 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "the validation split)")
     parser.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed policy (default 0.5)")
     parser.add_argument("--target-recall", type=float, default=0.9, help="recall the target-recall policy reaches")
-    parser.add_argument("--batch-size", type=int, default=32,
-                        help="images per forward pass; halved automatically when the GPU runs out of memory")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="images per forward pass (64: the fastest measured on an H200, 128 was no faster); "
+                             "halved automatically while a batch does not fit in GPU memory")
     parser.add_argument("--max-new-tokens", type=int, default=500, help="generate method: answer length limit")
     parser.add_argument("--positive-answer", default="Yes, this appears to be malignant melanoma.",
                         help="the answer that means positive (its first token is scored by logprob)")

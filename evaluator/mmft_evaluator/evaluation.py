@@ -37,7 +37,7 @@ class EvaluateOptions:
     threshold_policy: str = "fixed"
     threshold: float = 0.5
     target_recall: float = 0.9
-    batch_size: int = 32
+    batch_size: int = 64
     max_new_tokens: int = 500
     positive_answer: str = "Yes, this appears to be malignant melanoma."
     negative_answer: str = "No, this does not appear to be malignant melanoma."

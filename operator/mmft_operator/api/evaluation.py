@@ -102,7 +102,13 @@ class ScoringSettings(ApiModel):
         SEED_NEGATIVE_ANSWER, description="Negative answer text.", min_length=1, max_length=4096
     )
     max_new_tokens: int = Field(500, description="Token budget per answer (generate only).", ge=1, le=8192)
-    batch_size: int | None = Field(None, description="Images per forward pass. Empty: sized to the GPU.", ge=1, le=1024)
+    batch_size: int | None = Field(
+        None,
+        description="Images per forward pass. Empty: the evaluator's default (64); any size is halved automatically "
+        "while a batch does not fit in GPU memory.",
+        ge=1,
+        le=1024,
+    )
     compile: Literal["Auto", "Off", "Vision", "VisionAndLanguage"] = Field(
         "Auto",
         description="torch.compile for logprob scoring. Auto: the vision tower and language model, on a GPU, when a "
