@@ -81,11 +81,10 @@ class DevicePixelNormalizer:
         _, deferred = PromptCollator(processor, image_loader, defer_normalization=True)([example])
         if deferred["pixel_values"].dtype != torch.uint8:
             return None
-        normalizer = cls(image_processor, full["pixel_values"].dtype)
-        if not torch.equal(normalizer(deferred)["pixel_values"], full["pixel_values"]):
+        finished = cls(image_processor, full["pixel_values"].dtype)(deferred)
+        if not torch.equal(finished["pixel_values"], full["pixel_values"]):
             return None
-        normalizer.dtype = dtype
-        return normalizer
+        return cls(image_processor, dtype)
 
     def __call__(self, batch: dict) -> dict:
         import torch
