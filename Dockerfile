@@ -15,7 +15,7 @@ COPY evaluator/ evaluator/
 COPY dataprep/ dataprep/
 COPY localcluster/ localcluster/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
- && pip wheel --no-cache-dir --wheel-dir /wheels "kopf>=1.38,<2" "kubernetes>=30" "pydantic>=2.7,<3" "pyyaml>=6" \
+ && pip wheel --no-cache-dir --wheel-dir /wheels "kopf>=1.45,<2" "kubernetes>=30" "pydantic>=2.7,<3" "pyyaml>=6" \
         "prometheus-client>=0.20"
 
 FROM ${PYTHON_IMAGE} AS operator

@@ -16,9 +16,10 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from mmft_operator import metrics, naming, watch_cache
+from mmft_operator import kopf_scaling, metrics, naming, watch_cache
 from mmft_operator.api.common import API_VERSION, GROUP, VERSION
 from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
+from mmft_operator.connection import Connection
 from mmft_operator.kube import ApiError, Kube
 from mmft_operator.leader import LeaderLease
 from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
@@ -29,7 +30,11 @@ from mmft_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 300.0
+LISTING_PAGE = 200
 MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
+MANAGED_SELECTOR = ",".join(f"{key}={value}" for key, value in MANAGED.items())
+# The children the operator watches (group, version, plural): the watch cache and the triggers of their owners.
+CHILD_RESOURCES = [("batch", "v1", "jobs"), ("", "v1", "pods"), ("", "v1", "configmaps")]
 RECONCILERS: dict[str, KindReconciler] = {
     "DatasetPrep": DatasetPrepReconciler(),
     "FineTuneJob": FineTuneJobReconciler(),
@@ -39,6 +44,7 @@ _KIND_BY_LABEL = {info.kind.lower(): info.kind for info in ALL_KINDS}
 
 
 class _Runtime:
+    connection: Connection | None = None
     context: Context | None = None
     guard = threading.Lock()
     running: set[tuple[str, str, str]] = set()
@@ -109,6 +115,26 @@ def _reconcile_measured(kind: str, namespace: str, name: str, verify_children: b
     metrics.RESOURCE_STATES.record(kind, namespace, name, status)
 
 
+def _connection() -> Connection:
+    if _Runtime.connection is None:
+        _Runtime.connection = Connection.load()
+    return _Runtime.connection
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches use the same credentials as the operator's own calls (kopf asks again after a 401)."""
+    connection = _connection()
+    return kopf.ConnectionInfo(
+        server=connection.server,
+        ca_path=connection.ca_file,
+        insecure=connection.insecure,
+        certificate_path=connection.cert_file,
+        private_key_path=connection.key_file,
+        token=connection.bearer_token(),
+    )
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Kopf turns log lines into Events at this level or above; our own transitions are posted explicitly.
@@ -117,15 +143,25 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 16
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # Handlers' label filters are applied by kopf in the client: without these selectors it lists and watches every
+    # pod and ConfigMap of the cluster, keeps a memory for each and holds start-up until all are indexed.
+    for children in CHILD_RESOURCES:
+        settings.watching.label_selectors[children] = MANAGED_SELECTOR
+    # The initial listing in pages: a page's bodies lose their managedFields (kopf_scaling) before the next is read,
+    # instead of all 2,000 pods of a listing being parsed at once, managedFields and all.
+    settings.watching.chunk_size = LISTING_PAGE
     operator_settings = OperatorSettings.from_environment()
     if operator_settings.metrics_port:
         start_http_server(operator_settings.metrics_port, registry=metrics.REGISTRY)
-    kube = Kube.connect()
+    kube = Kube(_connection())
     if operator_settings.lease_namespace:
         _Runtime.lease = _become_leader(kube, operator_settings)
     _Runtime.context = Context(kube, operator_settings)
     _Runtime.namespaces = operator_settings.watch_namespaces()
     threading.Thread(target=_resync_forever, args=(_Runtime.stop,), name="mmft-resync", daemon=True).start()
+    threading.Thread(
+        target=kopf_scaling.collect_garbage_forever, args=(_Runtime.stop,), name="mmft-gc", daemon=True
+    ).start()
 
 
 def _become_leader(kube: Kube, operator_settings: OperatorSettings) -> LeaderLease:

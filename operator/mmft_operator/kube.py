@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
-from kubernetes import client, config
 
 from mmft_operator import naming
 from mmft_operator.api.common import API_VERSION
+from mmft_operator.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -90,35 +90,20 @@ def path(api_version: str, kind: str, namespace: str | None, name: str | None = 
 
 
 class Kube:
-    """A small JSON client over the kubernetes package's connection settings (kubeconfig or in-cluster).
+    """A small JSON client over urllib3 (kubeconfig or in-cluster, see `connection.py`)."""
 
-    Requests go through urllib3 directly: the generated client's call signature changes between releases, the
-    connection settings do not.
-    """
-
-    def __init__(self, configuration: client.Configuration) -> None:
-        self._config = configuration
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
         self._pool = urllib3.PoolManager(
             num_pools=4,
             maxsize=32,
-            cert_reqs="CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
-            ca_certs=configuration.ssl_ca_cert,
-            cert_file=configuration.cert_file,
-            key_file=configuration.key_file,
-            assert_hostname=configuration.assert_hostname,
-            server_hostname=getattr(configuration, "tls_server_name", None),
+            cert_reqs="CERT_NONE" if connection.insecure else "CERT_REQUIRED",
+            ca_certs=connection.ca_file,
+            cert_file=connection.cert_file,
+            key_file=connection.key_file,
         )
         self._own_versions: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._own_versions_lock = threading.Lock()
-
-    @classmethod
-    def connect(cls) -> Kube:
-        configuration = client.Configuration()
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
-        return cls(configuration)
 
     # -- raw requests ------------------------------------------------------------------------------------------
     def request(
@@ -134,7 +119,7 @@ class Kube:
         headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth_headers()}
         response = self._pool.request(
             method,
-            f"{self._config.host}{resource_path}",
+            f"{self.connection.server}{resource_path}",
             body=json.dumps(body).encode() if body is not None else None,
             headers=headers,
             timeout=urllib3.Timeout(connect=10, read=60),
@@ -157,13 +142,8 @@ class Kube:
         return payload
 
     def _auth_headers(self) -> dict[str, str]:
-        if self._config.refresh_api_key_hook is not None:
-            self._config.refresh_api_key_hook(self._config)  # rotates the projected ServiceAccount token
-        return {
-            setting["key"]: setting["value"]
-            for setting in self._config.auth_settings().values()
-            if setting.get("in") == "header" and setting.get("value")
-        }
+        token = self.connection.bearer_token()
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, ref: Ref) -> dict[str, Any] | None:
         try:

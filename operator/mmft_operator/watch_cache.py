@@ -47,6 +47,21 @@ def report_entry(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def slim(group: str, plural: str, body: dict[str, Any]) -> None:
+    """Drop, in place and as the watch event arrives, what neither kopf nor these entries read from a watched child.
+
+    kopf holds every listed body until all indexes are filled, so at a restart all of them are in memory at once:
+    a pod's spec, a Job's pod template and the Axolotl YAML of a config ConfigMap were most of that.
+    """
+    if (group, plural) == ("", "pods"):
+        body.pop("spec", None)
+    elif (group, plural) == ("batch", "jobs"):
+        body["spec"] = _pick(body.get("spec") or {}, "suspend")
+    elif (group, plural) == ("", "configmaps") and not is_report(body.get("metadata", {}).get("name", "")):
+        body.pop("data", None)
+        body.pop("binaryData", None)
+
+
 def is_report(name: str) -> bool:
     return name.endswith(REPORT_SUFFIX)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubernetes import client
+from mmft_operator.connection import Connection
 from mmft_operator.kube import Kube
 from mmft_operator.watch_cache import WatchCache, is_report, job_entry, pod_entry, report_entry
 
@@ -77,7 +77,7 @@ def test_a_read_racing_the_watch_is_retried() -> None:
 
 
 def test_the_echo_of_an_own_write_is_recognised_once_and_later_changes_are_not() -> None:
-    kube = Kube(client.Configuration())
+    kube = Kube(Connection(server="https://127.0.0.1:6443"))
     kube._remember("Job", JOB)
     kube._remember("Event", {"metadata": {"name": "e", "namespace": "ml", "resourceVersion": "7"}})
     assert kube.is_own_write("Job", "ml", "run-train", "42")

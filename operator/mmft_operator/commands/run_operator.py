@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "Run the mmft operator (watches DatasetPrep, FineTuneJob and Evaluation)."
 
@@ -44,7 +45,14 @@ def main(args: argparse.Namespace) -> int:
     import os
 
     _limit_malloc_arenas()
+    # kopf imports the kubernetes package whenever it can, for isinstance checks and a login the operator does not
+    # use (connection.py): all its generated modules, 80 MiB. None in sys.modules makes the import fail at once.
+    sys.modules["kubernetes"] = None
     import kopf
+
+    from mmft_operator import kopf_scaling
+
+    kopf_scaling.install()
 
     # The resync loop must stay inside the same namespaces as kopf's watches.
     os.environ["MMFT_NAMESPACES"] = ",".join(args.namespace)
