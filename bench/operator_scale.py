@@ -9,6 +9,8 @@ Prints one JSON object. The phases:
             call to its converged status
   restart   the operator is restarted with every resource converged: time until it has reconciled all of them
             (restart_seconds) and its create/update/patch/delete calls from the audit log (restart_mutations; goal 0)
+  changes   --changes spec changes (a pod annotation) to converged resources at --change-rate per second;
+            p50/p99/max from each patch call to the status showing its generation observed
   memory    the operator's RSS after the burst and with all --count + --steady resources
 
   python bench/operator_scale.py --count 500 --steady 500    # starts its own local cluster, stops it afterwards
@@ -85,6 +87,8 @@ class ConvergenceWatch:
         self.api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
         self.namespace = namespace
         self.converged_at: dict[str, float] = {}
+        # (name, observedGeneration) -> when the status first showed it: how long a spec change took to be handled.
+        self.generation_seen_at: dict[tuple[str, int], float] = {}
         self.last_event = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -109,6 +113,8 @@ class ConvergenceWatch:
                     item = event["object"]
                     if is_converged(item):
                         self.converged_at.setdefault(item["metadata"]["name"], self.last_event)
+                        observed = (item["metadata"]["name"], item["status"]["observedGeneration"])
+                        self.generation_seen_at.setdefault(observed, self.last_event)
                     if self._stop.is_set():
                         return
             except Exception:  # noqa: BLE001 - a dropped watch is reopened; the list replays every object
@@ -118,6 +124,14 @@ class ConvergenceWatch:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if names <= self.converged_at.keys():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def wait_generations(self, wanted: set[tuple[str, int]], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wanted <= self.generation_seen_at.keys():
                 return True
             time.sleep(0.2)
         return False
@@ -174,6 +188,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=500, help="FineTuneJobs applied at once")
     parser.add_argument("--steady", type=int, default=500, help="FineTuneJobs created afterwards, one at a time")
     parser.add_argument("--rate", type=float, default=15.0, help="creations per second in the steady phase")
+    parser.add_argument("--changes", type=int, default=0,
+                        help="spec changes (a pod annotation) to converged FineTuneJobs after the steady phase, "
+                             "each to another resource")
+    parser.add_argument("--change-rate", type=float, default=15.0, help="spec changes per second")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     total = args.count + args.steady
@@ -249,6 +267,8 @@ def main() -> int:
                 steady_operator_cores=round((cpu_seconds(operator.process.pid) - cpu_before) / steady_seconds, 2),
                 settle_after_steady_seconds=round(watch.wait_quiet(5, args.timeout), 1),
             )
+        if args.changes:
+            result.update(spec_changes(watch, kubeconfig, namespace, operator, total, args))
         result.update(resources=total, rss_mib_at_all_resources=round(rss_mib(operator.process.pid), 1))
         operator.stop()
 
@@ -277,6 +297,38 @@ def main() -> int:
         if cluster is not None:
             cluster.down()
     return 0
+
+
+def spec_changes(watch: ConvergenceWatch, kubeconfig: Path, namespace: str, operator, total: int, args) -> dict:
+    """Spec changes at --change-rate to converged resources: latency from each patch call until the status shows
+    its generation observed (children re-rendered and compared, status written). The change is a pod annotation,
+    one of the fields CEL leaves mutable once a run has started; it starts no pods, unlike a create."""
+    from kubernetes import client, config
+
+    api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+    names = [f"burst-{index:04d}" for index in range(min(args.changes, total))]
+    cpu_before, sent_at = cpu_seconds(operator.process.pid), {}
+    started_at, started = dt.datetime.now(dt.UTC), time.monotonic()
+    for index, name in enumerate(names):
+        time.sleep(max(0.0, started + index / args.change_rate - time.monotonic()))
+        sent = time.monotonic()
+        change = {"spec": {"podMetadata": {"annotations": {"example.com/change": str(index)}}}}
+        patched = api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs", name, change)
+        sent_at[(name, patched["metadata"]["generation"])] = sent
+    watch.wait_generations(set(sent_at), args.timeout)
+    seen = watch.generation_seen_at
+    latencies = [seen[key] - sent for key, sent in sent_at.items() if key in seen]
+    seconds = time.monotonic() - started
+    requests = operator_requests(kubeconfig.parent / "audit.log", started_at, dt.datetime.now(dt.UTC), OPERATOR_USER)
+    return {
+        "changes_observed": len(latencies),
+        "changes_achieved_rate": round(len(names) / max(1e-9, max(sent_at.values()) - started), 1),
+        "changes_p50_seconds": round(percentile(latencies, 0.50), 2),
+        "changes_p99_seconds": round(percentile(latencies, 0.99), 2),
+        "changes_max_seconds": round(max(latencies), 2),
+        "changes_operator_cores": round((cpu_seconds(operator.process.pid) - cpu_before) / seconds, 2),
+        "changes_operator_requests": requests,
+    }
 
 
 class _Result:
