@@ -245,7 +245,8 @@ def workload_reports(namespace: str, name: str, body: kopf.Body, **_: Any):
 def _attach_cache(indexes: dict[str, Any]) -> None:
     cache = _Runtime.context.cache
     if not cache.ready:
-        cache.attach(indexes["managed_jobs"], indexes["managed_job_pods"], indexes["workload_reports"])
+        owners = {info.kind: indexes[f"owners_{info.singular}"] for info in ALL_KINDS}
+        cache.attach(indexes["managed_jobs"], indexes["managed_job_pods"], indexes["workload_reports"], owners)
 
 
 def _echo(kind: str, body: kopf.Body) -> bool:
@@ -279,8 +280,14 @@ def _on_owner(kind: str):
     return handler
 
 
+def _owner_entry(namespace: str, name: str, body: kopf.Body, **_: Any):
+    return {(namespace, name): watch_cache.owner_entry(body)}
+
+
 for _info in ALL_KINDS:
     kopf.on.event(GROUP, VERSION, _info.plural, id=f"{_info.singular}-event")(_on_owner(_info.kind))
+    # Owners are read from the watch too (the reconcile's first read); a conflicting write reads the API again.
+    kopf.index(GROUP, VERSION, _info.plural, id=f"owners_{_info.singular}")(_owner_entry)
 
 
 def _resync_forever(stop: threading.Event) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mmft_operator.connection import Connection
 from mmft_operator.kube import Kube
-from mmft_operator.watch_cache import WatchCache, is_report, job_entry, pod_entry, report_entry
+from mmft_operator.watch_cache import WatchCache, is_report, job_entry, owner_entry, pod_entry, report_entry
 
 JOB = {
     "apiVersion": "batch/v1",
@@ -84,3 +84,35 @@ def test_the_echo_of_an_own_write_is_recognised_once_and_later_changes_are_not()
     assert not kube.is_own_write("Job", "ml", "run-train", "42")  # seen once: a repeat is not ours to ignore
     assert not kube.is_own_write("Job", "ml", "run-train", "43")  # someone else's later version
     assert not kube.is_own_write("Event", "ml", "e", "7")  # Events are not watched: never remembered
+
+
+def _owner(resource_version: str, phase: str) -> dict:
+    return {
+        "apiVersion": "mmft.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "o", "namespace": "ns", "uid": "u", "resourceVersion": resource_version, "generation": 1},
+        "spec": {"baseModel": "m"},
+        "status": {"phase": phase},
+    }
+
+
+def test_owner_reads_the_newer_of_the_watch_and_the_operators_own_write() -> None:
+    owners: dict = {("ns", "o"): [owner_entry(_owner("10", "Pending"))]}
+    cache = WatchCache()
+    cache.attach({}, {}, {}, {"FineTuneJob": owners})
+    cache.wrote(_owner("12", "Running"))
+    assert cache.owner("FineTuneJob", "ns", "o")["status"] == {"phase": "Running"}  # the watch lags the write
+
+    owners[("ns", "o")] = [owner_entry(_owner("12", "Running"))]
+    cache.owner("FineTuneJob", "ns", "o")
+    owners[("ns", "o")] = [owner_entry(_owner("14", "Succeeded"))]
+    assert cache.owner("FineTuneJob", "ns", "o")["status"] == {"phase": "Succeeded"}  # caught up: the watch again
+
+    copy = cache.owner("FineTuneJob", "ns", "o")
+    copy["status"]["phase"] = "changed by a reconcile"
+    assert cache.owner("FineTuneJob", "ns", "o")["status"] == {"phase": "Succeeded"}  # callers get copies
+
+    del owners[("ns", "o")]
+    cache.wrote(_owner("16", "Succeeded"))
+    assert cache.owner("FineTuneJob", "ns", "o") is None  # not watched (deleted): the API has to say
+    assert cache.owner("Evaluation", "ns", "o") is None

@@ -37,6 +37,11 @@ class Context:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     cache: WatchCache = field(default_factory=WatchCache)
 
+    def owner(self, kind: str, namespace: str, name: str, fresh: bool) -> dict[str, Any] | None:
+        """From the watch unless `fresh` (a write based on it conflicted) or the watch has not got it."""
+        cached = None if fresh or not self.cache.ready else self.cache.owner(kind, namespace, name)
+        return cached if cached is not None else self.kube.get(Ref(API_VERSION, kind, namespace, name))
+
     def job(self, namespace: str, name: str, children_recorded: bool) -> dict[str, Any] | None:
         if not self.cache.ready:
             return self.kube.get(Ref("batch/v1", "Job", namespace, name))
@@ -125,10 +130,11 @@ def reconcile(
     """Bring one resource's children and status up to date; returns its status, or None once it is gone.
 
     Children whose combined hash matches `status.childrenHash` are not read again unless `verify_children` (the
-    periodic resync) asks for it: an event-driven reconcile with nothing to change costs four reads, no writes.
+    periodic resync) asks for it: an event-driven reconcile with nothing to change reads only the watch cache and
+    writes nothing.
     """
-    for _attempt in range(STATUS_CONFLICT_RETRIES):
-        body = ctx.kube.get(Ref(API_VERSION, reconciler.kind, namespace, name))
+    for attempt in range(STATUS_CONFLICT_RETRIES):
+        body = ctx.owner(reconciler.kind, namespace, name, fresh=attempt > 0)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # owner references cascade the deletion; nothing outside the cluster to clean
         try:
@@ -311,7 +317,7 @@ def _write_status(ctx: Context, body: dict[str, Any], new_status: dict[str, Any]
     for key in old_status:
         if key not in new_status:
             patch[key] = None  # merge patch removes what no longer applies
-    ctx.kube.patch_status(body, patch)
+    ctx.cache.wrote(ctx.kube.patch_status(body, patch))
     if (old_status.get("phase"), old_status.get("reason")) != (new_status.get("phase"), new_status.get("reason")):
         _post_transition_event(ctx, body, new_status, now)
 
