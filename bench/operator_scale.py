@@ -43,6 +43,7 @@ GROUP, VERSION = "mmft.io", "v1alpha1"
 
 OPERATOR_USER = "system:serviceaccount:mmft-system:mmft-operator"
 CHILDREN_PER_JOB = 8  # axolotl ConfigMap, report ConfigMap, Role, RoleBinding, PVC, TensorBoard Deployment+Service, Job
+TENSORBOARD_CHILDREN = 2
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
@@ -58,22 +59,25 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
     return result.stdout
 
 
-def finetunejobs(first: int, count: int) -> list[dict]:
+def finetunejobs(first: int, count: int, tensorboard: bool = True) -> list[dict]:
     sample = yaml.safe_load((ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml").read_text())
     documents = []
     for index in range(first, first + count):
         document = json.loads(json.dumps(sample))
         document["metadata"]["name"] = f"burst-{index:04d}"
         document["spec"]["dataset"] = {"trainPath": "/mnt/gcs/data/train.jsonl"}
+        if not tensorboard:
+            document["spec"]["tensorboard"] = {"enabled": False}
         documents.append(document)
     return documents
 
 
 def is_converged(item: dict) -> bool:
     status = item.get("status") or {}
+    tensorboard = (item["spec"].get("tensorboard") or {}).get("enabled", True)
     return (
         status.get("observedGeneration") == item["metadata"]["generation"]
-        and len(status.get("children") or []) == CHILDREN_PER_JOB
+        and len(status.get("children") or []) == CHILDREN_PER_JOB - (0 if tensorboard else TENSORBOARD_CHILDREN)
     )
 
 
@@ -192,6 +196,9 @@ def main() -> int:
                         help="spec changes (a pod annotation) to converged FineTuneJobs after the steady phase, "
                              "each to another resource")
     parser.add_argument("--change-rate", type=float, default=15.0, help="spec changes per second")
+    parser.add_argument("--tensorboard", choices=("on", "off"), default="on",
+                        help="spec.tensorboard.enabled of every FineTuneJob (off: no TensorBoard Deployment and "
+                             "Service, and so no ReplicaSet and second pod, per resource)")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     total = args.count + args.steady
@@ -215,14 +222,15 @@ def main() -> int:
             lambda *a, **k: _Result(kubectl(kubeconfig, *a)), kubeconfig, work / "operator.kubeconfig"
         )
         watch = ConvergenceWatch(kubeconfig, namespace).start()
-        result: dict = {"count": args.count, "steady": args.steady, "rate": args.rate, "cores": os.cpu_count()}
+        result: dict = {"count": args.count, "steady": args.steady, "rate": args.rate, "tensorboard": args.tensorboard,
+                        "cores": os.cpu_count()}
 
         # Burst: every FineTuneJob applied at once by one kubectl.
         operator = OperatorProcess(operator_config, work / "operator.log").start()
         time.sleep(3)
         cpu_before, components_before = cpu_seconds(operator.process.pid), component_cpu(kubeconfig.parent)
         burst_started_at, started = dt.datetime.now(dt.UTC), time.monotonic()
-        burst = finetunejobs(0, args.count)
+        burst = finetunejobs(0, args.count, args.tensorboard == "on")
         kubectl(kubeconfig, "apply", "--server-side", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(burst))
         apply_seconds = time.monotonic() - started
         converged = watch.wait_converged({d["metadata"]["name"] for d in burst}, args.timeout)
@@ -250,7 +258,7 @@ def main() -> int:
 
             api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
             steady_started = time.monotonic()
-            for index, document in enumerate(finetunejobs(args.count, args.steady)):
+            for index, document in enumerate(finetunejobs(args.count, args.steady, args.tensorboard == "on")):
                 time.sleep(max(0.0, steady_started + index / args.rate - time.monotonic()))
                 sent_at[document["metadata"]["name"]] = time.monotonic()
                 api.create_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs", document)
