@@ -280,7 +280,11 @@ class OutputVolume(ApiModel):
 class TensorBoardSettings(ApiModel):
     """TensorBoard reads event files that the trainer syncs to the bucket, never the trainer's volume."""
 
-    enabled: bool = Field(True, description="Run a TensorBoard Deployment and ClusterIP Service.")
+    enabled: bool = Field(
+        True,
+        description="Run a TensorBoard Deployment and ClusterIP Service for this job. Each one is a pod: with "
+        "hundreds of jobs, turning it off halves the control plane's work per job (docs/benchmarks.md).",
+    )
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         "ClusterIP", description="Service type. ClusterIP by default: reach it with kubectl port-forward."
     )
