@@ -125,17 +125,16 @@ class ConvergenceWatch:
                 time.sleep(0.5)
 
     def wait_converged(self, names: set[str], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if names <= self.converged_at.keys():
-                return True
-            time.sleep(0.2)
-        return False
+        return self._wait_until_seen(names, self.converged_at, timeout)
 
     def wait_generations(self, wanted: set[tuple[str, int]], timeout: float) -> bool:
+        return self._wait_until_seen(wanted, self.generation_seen_at, timeout)
+
+    @staticmethod
+    def _wait_until_seen(wanted: set, seen: dict, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if wanted <= self.generation_seen_at.keys():
+            if wanted <= seen.keys():
                 return True
             time.sleep(0.2)
         return False
