@@ -83,17 +83,27 @@ def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
 
 
 def _arm_exit_watchdog(exit_code: int) -> None:
-    """End the process EXIT_GRACE_SECONDS after ``run`` returned, even if non-daemon threads would keep it alive.
+    """End the process EXIT_GRACE_SECONDS after ``run`` returned if it is by then only waiting for non-daemon
+    threads to finish (the interpreter joins them before atexit handlers run, so the timer is armed here, as a
+    daemon thread that keeps running while the interpreter waits)."""
+    import threading
 
-    The interpreter joins non-daemon threads before atexit handlers run, so the timer is armed here, as a daemon
-    thread that keeps running while the interpreter waits.
-    """
+    timer = threading.Timer(EXIT_GRACE_SECONDS, exit_if_interpreter_is_exiting, args=(exit_code,))
+    timer.daemon = True
+    timer.start()
+
+
+def exit_if_interpreter_is_exiting(exit_code: int, exit=None) -> bool:  # noqa: ANN001 - os._exit by default
+    """Exits with ``exit_code`` only once the main thread has finished: the interpreter is shutting down and stuck
+    joining a thread. A caller that ran ``run`` in its own process and carried on (a test session, a notebook) has
+    a live main thread and is left alone. Returns whether it exited (only ever False when ``exit`` returns)."""
     import os
     import threading
 
-    timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(exit_code,))
-    timer.daemon = True
-    timer.start()
+    if threading.main_thread().is_alive():
+        return False
+    (exit or os._exit)(exit_code)
+    return True
 
 
 def _start_tensorboard_sync(args, output_dir: Path, reporter: RunReporter):
