@@ -1,17 +1,26 @@
 # The two commands a new user needs (README): `make demo` and `make test`.
-PYTHON ?= python3
+# Everything installs into the project's own virtual environment, never the user's global Python: an import that
+# works only because the machine happens to have a package fails here (and so in CI) instead of for a new user.
+BASE_PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 PIP_CACHE ?= $(HOME)/.cache/mmft/pip
+# Scripts and tests start `mmft` and `python3` by name: the environment's own come first.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
 EXTRAS ?= test,dataprep,trainer,evaluator
 PYTEST_ARGS ?=
 
 .PHONY: install install-operator cluster demo test test-unit test-integration test-ml crds lint
 
-install:  ## the package with every extra (operator, workloads, tests)
+$(PYTHON):
+	$(BASE_PYTHON) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade "pip>=25"
+
+install: $(PYTHON)  ## the package with every extra (operator, workloads, tests)
 	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[$(EXTRAS)]"
 
-install-operator:  ## the slim operator install (no torch): enough for `make demo`
-	$(PYTHON) -m pip install --quiet --upgrade "pip>=25"
+install-operator: $(PYTHON)  ## the slim operator install (no torch): enough for `make demo`
 	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[test]"
 
 cluster:  ## build the local control plane from Go modules (cached outside the repo)

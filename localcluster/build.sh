@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into the mmft cache (never into the repository):
-#   etcd, kube-apiserver + kube-controller-manager + kube-scheduler, kwok; then Kueue (build-kueue.sh).
+#   etcd, kube-apiserver + kube-controller-manager + kube-scheduler (+ kubelet and kube-proxy for the real node), kwok;
+#   then Kueue (build-kueue.sh).
 # Cached per component version and Go version, so a second run only checks that the binaries exist.
 # Usage: localcluster/build.sh            (or: mmft cluster build)
 set -euo pipefail
@@ -65,7 +66,9 @@ build_kubernetes() {
     (cd "$HERE/gomod/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$OUT_DIR/" \
         k8s.io/kubernetes/cmd/kube-apiserver \
         k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler)
+        k8s.io/kubernetes/cmd/kube-scheduler \
+        k8s.io/kubernetes/cmd/kubelet \
+        k8s.io/kubernetes/cmd/kube-proxy)
 }
 
 build_kwok() {
@@ -77,6 +80,7 @@ command -v go >/dev/null || { echo "build: the go command is required (go1.26 or
 
 build_component etcd "$ETCD_VERSION" etcd -- build_etcd
 build_component kwok "$KWOK_VERSION" kwok -- build_kwok
-build_component kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler -- build_kubernetes
+build_component kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy \
+    -- build_kubernetes
 bash "$HERE/build-kueue.sh"
 echo "build: binaries under $CACHE_ROOT"
