@@ -462,6 +462,197 @@ def run_variant(bench: Bench, loaded, inputs: dict, options: ExecutionOptions, r
         applied.restore()
 
 
+class ModelClock:
+    """`run_evaluation`'s progress sink plus timed model loads: per model of an end-to-end Evaluation, its load time,
+    when its first scores arrived and its steady rate (first scores to last)."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.models: dict[str, dict] = {}
+        self.loads: list[float] = []
+        self.current: str | None = None
+
+    def __call__(self, progress) -> None:
+        now = time.perf_counter() - self.started
+        entry = self.models.setdefault(progress.model, {"start": now, "start_done": progress.done, "marks": []})
+        if progress.done > entry["start_done"]:  # the model's own scores (the start call repeats the last rate)
+            entry["marks"].append((now, progress.done))
+
+    def timed_loader(self, load):
+        def load_model(*args, **kwargs):
+            started = time.perf_counter()
+            loaded = load(*args, **kwargs)
+            self.loads.append(time.perf_counter() - started)
+            return loaded
+
+        return load_model
+
+    def summary(self, wall: float) -> dict:
+        names = list(self.models)
+        rows = {}
+        for index, name in enumerate(names):
+            entry = self.models[name]
+            end = self.models[names[index + 1]]["start"] if index + 1 < len(names) else wall
+            marks = entry["marks"]
+            row = {"seconds": round(end - entry["start"], 1)}
+            if index < len(self.loads):
+                row["load_s"] = round(self.loads[index], 1)
+            if marks:
+                row["first_scores_s"] = round(marks[0][0] - entry["start"], 1)
+                if marks[-1][0] > marks[0][0]:
+                    row["steady_images_per_s"] = round(
+                        (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0]), 1)
+            rows[name] = row
+        return rows
+
+
+def save_sample_models(device, workdir: Path, arch: str) -> dict[str, str]:
+    """The sample's three models on disk, as an Evaluation pod finds them: a base model, a LoRA adapter of its
+    language model (what a FineTuneJob exports: attention and MLP projections of the text layers), and a model of
+    the same architecture in place of MedGemma (another model reference, so it shares nothing with the base)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    loaded = gemma3_4b_random(device) if arch == "gemma3-4b" else tiny_random(device, workdir)
+    base, medgemma, adapter = workdir / "base", workdir / "medgemma", workdir / "tuned-adapter"
+    loaded.model.save_pretrained(base)
+    loaded.processor.save_pretrained(base)
+    config = LoraConfig(r=16, lora_alpha=32, init_lora_weights=False,
+                        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
+    adapted = get_peft_model(loaded.model, config)
+    adapted.save_pretrained(adapter)
+    # Another model reference with the same files (hard links: no second 8.6 GB write): loaded, and never shared
+    # with the base, as a model with other weights; its speed is the same.
+    shutil.copytree(base, medgemma, copy_function=os.link)
+    del loaded, adapted
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"base": str(base), "tuned": f"{base}+{adapter}", "medgemma": str(medgemma)}
+
+
+def sample_evaluation(jsonl: Path, models: dict[str, str], workdir: Path, args, **options) -> dict:
+    """One whole `mmft evaluate` run (mmft_evaluator.evaluation.run_evaluation) of the sample's models, model
+    loading and any compile included in its wall time."""
+    from mmft_evaluator import loading
+    from mmft_evaluator.evaluation import EvaluateOptions, run_evaluation
+    from mmft_evaluator.model_spec import parse_model_arguments
+
+    clock = ModelClock()
+    original = loading.load_model
+    loading.load_model = clock.timed_loader(original)
+    try:
+        started = time.perf_counter()
+        summary = run_evaluation(EvaluateOptions(
+            test_jsonl=str(jsonl), models=tuple(parse_model_arguments([f"{k}={v}" for k, v in models.items()])),
+            output_dir=workdir / f"out-{options.get('compile', 'none')}", batch_size=args.batch_sizes_list[0],
+            workers=args.workers, positive_answer=POSITIVE, negative_answer=NEGATIVE, threshold_policy="fixed",
+            cache_dir=workdir / "cache", **options), clock)
+        wall = time.perf_counter() - started
+    finally:
+        loading.load_model = original
+    errors = {name: result["error"] for name, result in summary["models"].items() if result.get("error")}
+    images = summary["examples"] * len(models)
+    return {"wall_s": round(wall, 1), "images": images, "images_per_s": round(images / wall, 1),
+            "models": clock.summary(wall), "errors": errors or None,
+            "options": {key: value for key, value in options.items()}}
+
+
+def run_sample_suite(args) -> int:
+    """The sample Evaluation's numbers in one run: the seed's method, batched `generate` (static cache), first-token
+    vs forced-choice cost, and whole `mmft evaluate` runs of the sample's three models over --images images."""
+    import torch
+
+    deadline = Deadline(args.deadline)
+    device = pick_device(args.device)
+    workdir = Path(tempfile.mkdtemp(prefix="mmft-eval-sample-"))
+    results: dict = {"suite": "sample", "arch": args.arch, "torch": torch.__version__,
+                     "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                     "workers": args.workers}
+    bench = Bench(args, 0.0, results)
+    started = time.monotonic()
+    jsonl = write_images(workdir, args.images)
+    examples = read_examples(jsonl, POSITIVE, NEGATIVE)
+    bench.note("write_images_s", round(time.monotonic() - started, 1))
+    started = time.monotonic()
+    models = save_sample_models(device, workdir, args.arch)
+    bench.note("save_models_s", round(time.monotonic() - started, 1))
+
+    started = time.monotonic()
+    loaded = load_model(ModelSpec(name="base", model=models["base"]), device, workdir / "cache")
+    bench.note("load_base_s", round(time.monotonic() - started, 1))
+    common = dict(positive_answer=POSITIVE, negative_answer=NEGATIVE, image_loader=pil_loader(workdir / "cache"))
+    generate_answers(loaded, examples[:1], batch_size=1, workers=0, max_new_tokens=2, **common)  # warm-up
+    seed = examples[: args.seed_images]
+    bench.record("seed_generate", len(seed), timed(lambda: generate_answers(
+        loaded, seed, batch_size=1, workers=0, max_new_tokens=args.seed_new_tokens,
+        min_new_tokens=args.seed_new_tokens, **common), device), new_tokens=args.seed_new_tokens,
+        how="one image at a time, preprocessing on the main thread, dynamic cache (the seed's notebook)")
+
+    size = args.batch_sizes_list[0]
+    inputs = collated_batch(loaded, examples, size)
+    from mmft_evaluator.scoring import score_forced_choice
+
+    for name, score in (("logprob", score_logprob), ("forced-choice", score_forced_choice)):
+        batch_examples = examples[:size]
+        score(loaded, batch_examples, batch_size=size, workers=0, **common)  # warm-up
+        passes = 3
+        seconds = timed(lambda score=score, batch_examples=batch_examples: [
+            score(loaded, batch_examples, batch_size=size, workers=0, **common) for _ in range(passes)], device)
+        bench.note(f"{name}_b{size}_main_thread", {"images": passes * size, "seconds": round(seconds, 2),
+                                                 "images_per_s": round(passes * size / seconds, 1)})
+    del inputs
+
+    def generate_row() -> None:
+        images = examples[: args.generate_images]
+        if not deadline.allows(args.generate_estimate):
+            bench.note(f"generate_b{size}_static", {"skipped": f"deadline: {deadline.left():.0f}s left"})
+            return
+        clock = ProgressClock()
+        try:
+            seconds = timed(lambda: generate_answers(
+                loaded, images, batch_size=size, workers=args.workers, max_new_tokens=args.seed_new_tokens,
+                min_new_tokens=args.seed_new_tokens, on_progress=clock, static_cache=device.type == "cuda",
+                **common), device)
+            row = bench.record(f"generate_b{size}_static", len(images), seconds, new_tokens=args.seed_new_tokens,
+                               **clock.summary())
+            row["vs_seed"] = round(row["images_per_s"] / results["seed_generate"]["images_per_s"], 1)
+            bench.note(f"generate_b{size}_static", row)
+        except Exception as error:  # noqa: BLE001 - the other rows still count
+            bench.note(f"generate_b{size}_static", {"error": " ".join(f"{type(error).__name__}: {error}".split())[:400]})
+
+    if args.generate_first:
+        generate_row()
+    del loaded
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    for variant in filter(None, args.sample_variants.split(",")):
+        method, _, compile_target = variant.partition(":")
+        share = not method.endswith("-unshared")
+        method = method.removesuffix("-unshared")
+        options = {"method": method, "compile": compile_target or "none", "share_image_features": share}
+        name = f"sample_{method}_{compile_target or 'eager'}" + ("" if share else "_unshared")
+        estimate = args.sample_estimate * (1.4 if compile_target else 1.0)
+        if not deadline.allows(estimate):
+            bench.note(name, {"skipped": f"deadline: {deadline.left():.0f}s left, needs ~{estimate:.0f}s"})
+            continue
+        try:
+            bench.note(name, sample_evaluation(jsonl, models, workdir, args, **options))
+        except Exception as error:  # noqa: BLE001
+            bench.note(name, {"error": " ".join(f"{type(error).__name__}: {error}".split())[:400]})
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if not args.generate_first:
+        loaded = load_model(ModelSpec(name="base", model=models["base"]), device, workdir / "cache")
+        generate_row()
+    if device.type == "cuda":
+        results["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    results["wall_s"] = round(args.deadline - deadline.left(), 1)
+    bench.save()
+    print(json.dumps(results, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=("gemma3-4b", "tiny"), default="gemma3-4b")
@@ -494,7 +685,22 @@ def main() -> int:
     parser.add_argument("--json-out", help="also write the results (rewritten after every row) to this file")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H200: 989)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--suite", choices=("variants", "sample"), default="variants",
+                        help="variants: the execution variants above; sample: the sample Evaluation's numbers "
+                             "(seed's method, batched generate, whole `mmft evaluate` runs of three models)")
+    parser.add_argument("--sample-variants", default="forced-choice,forced-choice:vision+language",
+                        help="sample suite: whole runs, METHOD[-unshared][:COMPILE], in order, while time is left")
+    parser.add_argument("--sample-estimate", type=float, default=220.0,
+                        help="sample suite: seconds a whole eager run is assumed to take (compiled: 1.4x)")
+    parser.add_argument("--generate-images", type=int, default=128,
+                        help="sample suite: images of the batched generate row")
+    parser.add_argument("--generate-estimate", type=float, default=90.0)
+    parser.add_argument("--generate-first", action="store_true",
+                        help="sample suite: the batched generate row before the whole runs (default: after)")
     args = parser.parse_args()
+    args.batch_sizes_list = [int(size) for size in args.batch_sizes.split(",")]
+    if args.suite == "sample":
+        return run_sample_suite(args)
 
     import torch
 

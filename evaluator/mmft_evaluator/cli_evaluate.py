@@ -9,7 +9,7 @@ import sys
 HELP = "Evaluate models (HF id, path, BASE+ADAPTER) on a test JSONL: predictions, metrics, charts, HTML report."
 
 # Kept in step with evaluation.METHODS / thresholds.POLICIES; restated so `mmft --help` imports no numpy.
-METHODS = ("logprob", "generate")
+METHODS = ("logprob", "forced-choice", "generate")
 POLICIES = ("fixed", "max-balanced-accuracy", "target-recall")
 # Restated from execution.COMPILE_TARGETS / COMPILE_MODES / VISION_ATTENTION for the same reason.
 COMPILE_TARGETS = ("auto", "none", "vision", "vision+language")
@@ -31,8 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True, help="local directory for predictions, metrics, plots, report")
     parser.add_argument("--output-uri", help="gs://bucket/prefix to upload the output directory to")
     parser.add_argument("--method", default="logprob", choices=METHODS,
-                        help="logprob (default): P(positive) from the first answer token, batched; generate: the "
-                             "seed's free-text answers, parsed")
+                        help="logprob (default): P(positive) from the first answer token, batched; forced-choice: "
+                             "the whole positive answer's likelihood against the whole negative answer's (right "
+                             "for models that explain before they answer), batched; generate: the seed's free-text "
+                             "answers, batched, parsed")
     parser.add_argument("--threshold-policy", default="fixed", choices=POLICIES,
                         help="how the logprob decision threshold is chosen (non-fixed policies use "
                              "the validation split)")
@@ -43,7 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "halved automatically while a batch does not fit in GPU memory")
     parser.add_argument("--max-new-tokens", type=int, default=500, help="generate method: answer length limit")
     parser.add_argument("--positive-answer", default="Yes, this appears to be malignant melanoma.",
-                        help="the answer that means positive (its first token is scored by logprob)")
+                        help="the answer that means positive (logprob scores its first token, forced-choice all "
+                             "of it)")
     parser.add_argument("--negative-answer", default="No, this does not appear to be malignant melanoma.",
                         help="the answer that means negative")
     parser.add_argument("--baseline", help="model NAME that relative changes in the report compare against "
@@ -53,8 +56,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="image preprocessing processes (default: CPU count - 1, at most 12)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N examples of each split (smoke runs)")
     parser.add_argument("--compile", default="auto", choices=COMPILE_TARGETS,
-                        help="logprob: torch.compile these modules (auto: vision+language on CUDA when a model "
-                             "scores at least 12000 images, where the ~1 minute compile pays off; else none); "
+                        help="logprob, forced-choice: torch.compile these modules (auto: vision+language on CUDA "
+                             "when a model scores at least 12000 images, where the ~1 minute compile pays off; else none); "
                              "compiled runs pad the last batch to --batch-size. A failed compile runs eagerly")
     parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                         help="torch.compile mode (max-autotune-no-cudagraphs: ~7%% faster on the H200, ~5 minutes "
@@ -62,6 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vision-attention", default="auto", choices=VISION_ATTENTION,
                         help="logprob: SDPA kernel of the vision tower's attention (auto: PyTorch's choice; on CUDA "
                              "a named kernel that cannot run is an error)")
+    parser.add_argument("--share-image-features", default=True, action=argparse.BooleanOptionalAction,
+                        help="logprob/forced-choice: models with the same vision tower and projector weights (a base "
+                             "model and adapters of its language model) compute each image's features once")
     parser.add_argument("--cache-dir", default="/tmp/mmft-evaluate-cache", help="where gs:// inputs are downloaded")
     _exit_78_on_usage_errors(parser)
 
@@ -85,7 +91,7 @@ def _check(args) -> list[str]:
                              ("--workers", args.workers, 0), ("--limit", args.limit, 1)):
         if value is not None and value < low:
             problems.append(f"{flag} {value} must be at least {low}")
-    if args.method == "logprob" and args.threshold_policy != "fixed" and not args.validation_jsonl:
+    if args.method != "generate" and args.threshold_policy != "fixed" and not args.validation_jsonl:
         problems.append(f"--threshold-policy {args.threshold_policy} chooses the threshold on --validation-jsonl; "
                         "give one or use --threshold-policy fixed")
     if args.output_uri and not args.output_uri.startswith("gs://"):
@@ -99,18 +105,23 @@ def _check(args) -> list[str]:
     return problems
 
 
-def _contract_results(summary: dict) -> dict:
-    keys = {"accuracy": "accuracy", "balancedAccuracy": "balanced_accuracy", "recall": "recall",
-            "specificity": "specificity", "rocAuc": "roc_auc", "prAuc": "pr_auc"}
+def contract_results(summary: dict):
+    """The report contract's EvaluationResults of a metrics.json summary (evaluation.run_evaluation)."""
+    from mmft_operator.contracts.progress import EvaluationResults, ModelResult
+
     models = {}
     for name, result in summary["models"].items():
         if result.get("error"):
-            models[name] = {"error": result["error"]}
+            models[name] = ModelResult(error=result["error"])
             continue
-        entry = {camel: result["metrics"].get(snake) for camel, snake in keys.items()}
-        entry["threshold"] = result.get("threshold")
-        models[name] = entry
-    return {"models": models, "best": summary.get("best")}
+        metrics = result["metrics"]
+        models[name] = ModelResult(
+            accuracy=metrics.get("accuracy"), balancedAccuracy=metrics.get("balanced_accuracy"),
+            recall=metrics.get("recall"), specificity=metrics.get("specificity"),
+            precision=metrics.get("precision"), rocAuc=metrics.get("roc_auc"), prAuc=metrics.get("pr_auc"),
+            threshold=result.get("threshold"),
+        )
+    return EvaluationResults(models=models, best=summary.get("best"))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -146,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, positive_answer=args.positive_answer,
         negative_answer=args.negative_answer, device=args.device, workers=args.workers, baseline=args.baseline,
         limit=args.limit, cache_dir=Path(args.cache_dir), compile=args.compile, compile_mode=args.compile_mode,
-        vision_attention=args.vision_attention,
+        vision_attention=args.vision_attention, share_image_features=args.share_image_features,
     )
     writer = ReportWriter.from_environment()
     report = WorkloadReport(phase="Starting", message=f"evaluating {len(specs)} model(s)")
@@ -166,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
         return _fail(writer, report, str(error), DATA_INVALID)
     except FileNotFoundError as error:
         return _fail(writer, report, str(error), CONFIG_INVALID)
-    report.results = _contract_results(summary)
+    report.results = contract_results(summary).to_report()
     report.outputs = summary["outputs"]
     failed = [name for name, result in summary["models"].items() if result.get("error")]
     if len(failed) == len(specs):

@@ -1,6 +1,7 @@
 """One `mmft evaluate` run: score every model of the spec, choose thresholds, write predictions, metrics, charts
 and the HTML report, and upload them. A model that fails (cannot load, runs out of memory) is recorded with its
-error while the other models still run."""
+error while the other models still run. Models that share their vision tower and projector weights (a base model
+and adapters of its language model) compute each image's features once (mmft_evaluator.image_features)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from .thresholds import choose_threshold
 
 log = logging.getLogger(__name__)
 
-METHODS = ("logprob", "generate")
+METHODS = ("logprob", "forced-choice", "generate")
+# Methods that give a score per image (ROC/PR curves, thresholds chosen by a policy).
+SCORING_METHODS = ("logprob", "forced-choice")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,13 @@ class EvaluateOptions:
     compile: str = "auto"
     compile_mode: str = "default"
     vision_attention: str = "auto"
+    # Reuse image features between models with the same vision tower and projector weights.
+    share_image_features: bool = True
+
+    @property
+    def scores(self) -> bool:
+        """The method gives a score per image (not only a call)."""
+        return self.method in SCORING_METHODS
 
 
 @dataclass
@@ -75,8 +85,8 @@ def load_splits(options: EvaluateOptions) -> tuple[list[Example], list[Example]]
     return read(options.test_jsonl), validation
 
 
-def _score(loaded, examples, options, progress_line, pad_to_batch: bool = False):
-    from .scoring import generate_answers, pil_loader, score_logprob
+def _score(loaded, examples, options, progress_line, pad_to_batch: bool = False, features=None):
+    from .scoring import generate_answers, pil_loader, score_forced_choice, score_logprob
 
     common = dict(
         positive_answer=options.positive_answer, negative_answer=options.negative_answer,
@@ -84,25 +94,58 @@ def _score(loaded, examples, options, progress_line, pad_to_batch: bool = False)
         on_progress=progress_line,
     )
     if options.method == "generate":
-        return generate_answers(loaded, examples, max_new_tokens=options.max_new_tokens, **common)
-    return score_logprob(loaded, examples, pad_to_batch=pad_to_batch, **common)
+        return generate_answers(loaded, examples, max_new_tokens=options.max_new_tokens,
+                                static_cache=loaded.device.type == "cuda", **common)
+    score = score_forced_choice if options.method == "forced-choice" else score_logprob
+    return score(loaded, examples, pad_to_batch=pad_to_batch, features=features, **common)
 
 
-def _evaluate_model(spec, options, test, validation, progress: Progress, sink: ProgressSink):
+class FeatureStores:
+    """One ImageFeatureStore per sharing key, kept while a model still to come may use it: one whose model reference
+    (the base of BASE+ADAPTER) is the one of the model that filled it."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.stores: dict[str, tuple[str, object]] = {}  # key -> (model reference that filled it, store)
+
+    def for_model(self, loaded, spec: ModelSpec, remaining: list[ModelSpec]):
+        """The store ``loaded`` reads and fills (None: no sharing); drops stores no model still to come can use."""
+        from .image_features import ImageFeatureStore
+
+        if not self.enabled:
+            return None
+        references = {spec.model} | {other.model for other in remaining}
+        self.stores = {key: entry for key, entry in self.stores.items() if entry[0] in references}
+        key = loaded.sharing_key
+        if key is None:
+            return None
+        if key not in self.stores:
+            if not any(other.model == spec.model for other in remaining):
+                return None  # nobody after this model could reuse the features
+            self.stores[key] = (spec.model, ImageFeatureStore(key))
+        return self.stores[key][1]
+
+
+def _evaluate_model(spec, options, test, validation, progress: Progress, sink: ProgressSink, stores=None,
+                    remaining=()):
     from .loading import load_model, pick_device
     from .scoring import ProgressLine
 
     device = pick_device(options.device)
     loaded = load_model(spec, device, options.cache_dir)
+    features = stores.for_model(loaded, spec, list(remaining)) if stores is not None and options.scores else None
+    if features is not None:
+        log.info("%s: image features shared (%d images already computed by an earlier model)", spec.name,
+                 len(features))
     done_before = progress.done
     pad_to_batch = False
-    if options.method == "logprob":
+    if options.scores:
         from .execution import apply_execution, resolve_execution
 
         images = len(test) + (len(validation) if options.threshold_policy != "fixed" else 0)
         execution = resolve_execution(options.compile, options.compile_mode, options.vision_attention,
                                       images=images, device_type=device.type)
-        log.info("%s: logprob execution %s", spec.name, execution.label())
+        log.info("%s: %s execution %s", spec.name, options.method, execution.label())
         if execution.compile != "none":
             import torch
 
@@ -117,10 +160,10 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
         sink(progress)
 
     threshold = None
-    if options.method == "logprob":
+    if options.scores:
         if options.threshold_policy != "fixed":
             scored_validation = _score(loaded, validation, options, ProgressLine(f"{spec.name} validation", publish),
-                                       pad_to_batch)
+                                       pad_to_batch, features)
             done_before = progress.done
             threshold = choose_threshold(
                 options.threshold_policy,
@@ -130,7 +173,7 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
             log.info("%s: %s threshold on validation = %.4f", spec.name, options.threshold_policy, threshold)
         else:
             threshold = options.threshold
-    scored = _score(loaded, test, options, ProgressLine(f"{spec.name} test", publish), pad_to_batch)
+    scored = _score(loaded, test, options, ProgressLine(f"{spec.name} test", publish), pad_to_batch, features)
     return scored, threshold
 
 
@@ -181,18 +224,20 @@ def run_evaluation(options: EvaluateOptions, sink: ProgressSink = lambda progres
     output_dir.mkdir(parents=True, exist_ok=True)
     plots_dir = output_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
-    needs_validation = options.method == "logprob" and options.threshold_policy != "fixed"
+    needs_validation = options.scores and options.threshold_policy != "fixed"
     images_per_model = len(test) + (len(validation) if needs_validation else 0)
     progress = Progress(total=len(options.models) * images_per_model)
     models: dict[str, dict] = {}
     rows: list[dict] = []
     curves: dict[str, tuple[list[int], list[float]]] = {}
+    stores = FeatureStores(options.share_image_features)
     for index, spec in enumerate(options.models):
         progress.model = spec.name
         progress.done = index * images_per_model  # a failed model's images count as done: the run moved on
         sink(progress)
         try:
-            scored, threshold = _evaluate_model(spec, options, test, validation, progress, sink)
+            scored, threshold = _evaluate_model(spec, options, test, validation, progress, sink, stores,
+                                                options.models[index + 1:])
         except Exception as error:  # noqa: BLE001 - one model's failure must not stop the comparison
             log.error("model %s (%s) failed:\n%s", spec.name, spec.describe(), traceback.format_exc())
             models[spec.name] = {"spec": spec.describe(), "error": f"{type(error).__name__}: {error}"}
@@ -202,7 +247,7 @@ def run_evaluation(options: EvaluateOptions, sink: ProgressSink = lambda progres
         model_rows = _prediction_rows(spec.name, scored, threshold)
         rows.extend(model_rows)
         labels = [row["label"] for row in model_rows]
-        scores = [row["score"] for row in model_rows] if options.method == "logprob" else None
+        scores = [row["score"] for row in model_rows] if options.scores else None
         metrics = classification_metrics(labels, [row["prediction"] for row in model_rows], scores).as_dict()
         result = {"spec": spec.describe(), "method": options.method, "threshold": threshold, "metrics": metrics}
         if options.method == "generate":
@@ -227,7 +272,7 @@ def _write_outputs(options, test, models, rows, curves) -> dict:
             "test": options.test_jsonl,
             "validation": options.validation_jsonl,
             "method": options.method,
-            "thresholdPolicy": options.threshold_policy if options.method == "logprob" else None,
+            "thresholdPolicy": options.threshold_policy if options.scores else None,
             "targetRecall": options.target_recall if options.threshold_policy == "target-recall" else None,
             "positiveAnswer": options.positive_answer,
             "negativeAnswer": options.negative_answer,

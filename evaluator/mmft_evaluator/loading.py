@@ -1,5 +1,6 @@
 """Loading one model of the spec for inference: a full model, a base plus LoRA adapter (merged into the weights
-once, so inference pays no adapter overhead), or an adapter directory that names its base."""
+once, so inference pays no adapter overhead), or an adapter directory that names its base; and the key that says
+which loaded models turn an image into the same features (mmft_evaluator.image_features)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class LoadedModel:
     model: object
     processor: object
     device: object
+    # Models with the same key compute the same image features (None: share with no other model).
+    sharing_key: str | None = None
 
 
 def _local(reference: str, cache_dir: Path) -> str:
@@ -54,13 +57,38 @@ def load_model(spec: ModelSpec, device, cache_dir: Path) -> LoadedModel:
     # bf16 on the GPU as in training; float32 on CPU, where bf16 matmuls are slow or unsupported.
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
+    vision_changed: list[str] = []
     if adapter_path:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+        adapted = PeftModel.from_pretrained(model, adapter_path)
+        vision_changed = adapted_vision_modules(adapted)
+        model = adapted.merge_and_unload()
     model.to(device).eval()
     has_own_processor = adapter_path and any((Path(adapter_path) / name).is_file() for name in _PROCESSOR_FILES)
     processor = AutoProcessor.from_pretrained(adapter_path if has_own_processor else model_path)
     # Left padding puts every prompt's last token in the last column, where the answer's first token is scored.
     processor.tokenizer.padding_side = "left"
-    return LoadedModel(model=model, processor=processor, device=device)
+    return LoadedModel(model=model, processor=processor, device=device,
+                       sharing_key=sharing_key(model_path, processor, vision_changed))
+
+
+def adapted_vision_modules(adapted) -> list[str]:
+    """Names of the modules of a PEFT model inside its vision tower or projector that the adapter changes: the
+    modules its config's target modules matched (PEFT's own matching) and those it saves whole."""
+    from .image_features import VISION_MODULE_NAMES
+
+    changed = list(getattr(adapted, "targeted_module_names", None) or [])
+    changed += [name for name, module in adapted.named_modules()
+                if type(module).__name__ in ("ModulesToSaveWrapper", "TrainableTokensWrapper")]
+    return sorted({name for name in changed if VISION_MODULE_NAMES & set(name.split("."))})
+
+
+def sharing_key(model_path: str, processor, vision_changed: list[str]) -> str | None:
+    """Models with the same base weights and image preprocessing compute the same image features, unless an
+    adapter changed the vision tower or projector (then this model shares with none)."""
+    if vision_changed:
+        return None
+    image_processor = getattr(processor, "image_processor", None)
+    preprocessing = image_processor.to_json_string() if hasattr(image_processor, "to_json_string") else ""
+    return json.dumps([str(Path(model_path).resolve()) if Path(model_path).exists() else model_path, preprocessing])

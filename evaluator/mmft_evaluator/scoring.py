@@ -1,5 +1,6 @@
 """Scoring examples with a loaded model: `logprob` (one batched forward pass, P(positive) from the first answer
-token) and `generate` (the seed's free-text answer, parsed).
+token), `forced-choice` (the log-likelihood of the whole positive answer against the whole negative answer, the
+prompt computed once for both) and `generate` (the seed's free-text answer, batched, parsed).
 
 Image decoding, resizing and tokenisation run in DataLoader worker processes so the GPU never waits on the
 main thread, and pixel rescaling/normalisation runs on the GPU where the processor allows it; a batch that does not fit in GPU memory is split in halves, and later batches use the size that fit.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from .answers import parse_answer
 from .examples import Example
+from .image_features import ImageFeatureStore, prefix_forward
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -229,8 +231,9 @@ class _MemoryAdaptiveRunner:
         self.step = step
         self.chunk: int | None = None
 
-    def __call__(self, batch: dict, size: int) -> list:
-        """The step's results of each chunk, in order."""
+    def __call__(self, batch: dict, size: int, rows: list | None = None) -> list:
+        """The step's results of each chunk, in order; with ``rows`` (one entry per batch row), the step also gets
+        its chunk's rows."""
         import torch
 
         chunk = min(size, self.chunk or size)
@@ -238,7 +241,9 @@ class _MemoryAdaptiveRunner:
             try:
                 results = []
                 for start in range(0, size, chunk):
-                    results.append(self.step(_slice(batch, start, min(start + chunk, size))))
+                    part = _slice(batch, start, min(start + chunk, size))
+                    stop = min(start + chunk, size)
+                    results.append(self.step(part) if rows is None else self.step(part, rows[start:stop]))
                 self.chunk = chunk
                 return results
             except torch.cuda.OutOfMemoryError:
@@ -253,22 +258,97 @@ def _model_dtype(model):
 
 
 def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
-                  on_progress: ProgressCallback | None = None, pad_to_batch: bool = False) -> list[Scored]:
+                  on_progress: ProgressCallback | None = None, pad_to_batch: bool = False,
+                  features: ImageFeatureStore | None = None) -> list[Scored]:
     """score = P(positive | positive or negative first answer token) = sigmoid(logit_pos - logit_neg).
 
     ``pad_to_batch``: every forward pass gets exactly ``batch_size`` rows (for compiled, shape-specialised
-    modules); the padding rows' scores are dropped."""
+    modules); the padding rows' scores are dropped. ``features``: image features shared with other models
+    (``ImageFeatureStore``)."""
     import torch
 
     positive_id, negative_id = answer_token_ids(loaded.processor.tokenizer, positive_answer, negative_answer)
-    model, device, dtype = loaded.model, loaded.device, _model_dtype(loaded.model)
+    model = loaded.model
 
-    def step(batch):
+    def step(batch, rows):
         # logits_to_keep=1: only the last position's logits, not a (batch x sequence x 262k vocab) tensor;
         # use_cache=False: one pass, no key/value cache to build.
-        logits = model(**batch, logits_to_keep=1, use_cache=False).logits[:, -1, :].float()
+        output = prefix_forward(model, batch, features, rows, logits_to_keep=1, use_cache=False)
+        logits = output.logits[:, -1, :].float()
         return torch.sigmoid(logits[:, positive_id] - logits[:, negative_id])
 
+    return _score_batches(loaded, examples, step, batch_size, workers, image_loader, on_progress, pad_to_batch)
+
+
+def answer_continuations(processor, example: Example, positive_answer: str, negative_answer: str):
+    """Token ids of each answer as the model would produce it after ``example``'s prompt: the prompt and the answer
+    tokenised together, minus the prompt's tokens (where the tokenizer merges across the boundary, the answer
+    tokenised alone)."""
+    tokenizer = processor.tokenizer
+    prompt = processor.apply_chat_template(list(example.prompt), add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    continuations = []
+    for answer in (positive_answer, negative_answer):
+        joint = tokenizer.encode(prompt + answer, add_special_tokens=False)
+        ids = joint[len(prompt_ids):] if joint[: len(prompt_ids)] == prompt_ids else []
+        continuations.append(ids or tokenizer.encode(answer, add_special_tokens=False))
+    if not all(continuations) or continuations[0] == continuations[1]:
+        raise ValueError(f"the positive answer {positive_answer!r} and negative answer {negative_answer!r} must be "
+                         "non-empty and tokenise differently for forced-choice scoring")
+    return continuations
+
+
+def score_forced_choice(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
+                        on_progress: ProgressCallback | None = None, pad_to_batch: bool = False,
+                        features: ImageFeatureStore | None = None) -> list[Scored]:
+    """score = P(positive answer | the prompt, one of the two answers) = sigmoid(log P(positive answer | prompt) -
+    log P(negative answer | prompt)), each answer's log-likelihood summed over all of its tokens.
+
+    A model that explains before it answers puts little mass on either answer's first token, so ``logprob`` reads
+    its call from a token it did not mean as its answer; the whole answer's likelihood also counts the tokens where
+    the two answers say different things. The prompt (image included) runs once with a key/value cache; the cache
+    is repeated for the two answers, which then run as one batch of 2 x rows."""
+    import torch
+
+    if not examples:
+        return []
+    model, device = loaded.model, loaded.device
+    continuations = answer_continuations(loaded.processor, examples[0], positive_answer, negative_answer)
+    length = max(len(ids) for ids in continuations)
+    pad = loaded.processor.tokenizer.pad_token_id or 0
+    # (2, length): the positive then the negative answer, right-padded; the padding is masked and not counted.
+    answers = torch.tensor([ids + [pad] * (length - len(ids)) for ids in continuations], device=device)
+    answer_mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in continuations], device=device)
+
+    def step(batch, rows):
+        size = batch["input_ids"].shape[0]
+        prefix = prefix_forward(model, batch, features, rows, logits_to_keep=1, use_cache=True)
+        # The first answer token is predicted by the prompt's last position.
+        first = prefix.logits[:, -1, :].float().log_softmax(-1)
+        log_likelihood = first[:, answers[:, 0]]  # (size, 2)
+        if length > 1:
+            cache = prefix.past_key_values
+            cache.batch_repeat_interleave(2)  # rows r0, r0, r1, r1, ...: each row's prompt for both answers
+            tokens = answers.repeat(size, 1)  # (2 size, length): positive, negative, positive, ...
+            mask = torch.cat([batch["attention_mask"].repeat_interleave(2, 0), answer_mask.repeat(size, 1)], dim=1)
+            logits = model(input_ids=tokens[:, :-1], attention_mask=mask[:, :-1], past_key_values=cache,
+                           use_cache=True).logits.float()
+            targets = tokens[:, 1:]
+            token_log_likelihood = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+            later = (token_log_likelihood * answer_mask[:, 1:].repeat(size, 1)).sum(-1).view(size, 2)
+            log_likelihood = log_likelihood + later
+        # float64: whole-answer likelihoods differ by tens of nats, where a float32 sigmoid ties at 1.0.
+        return torch.sigmoid((log_likelihood[:, 0] - log_likelihood[:, 1]).double())
+
+    return _score_batches(loaded, examples, step, batch_size, workers, image_loader, on_progress, pad_to_batch)
+
+
+def _score_batches(loaded, examples, step, batch_size, workers, image_loader, on_progress, pad_to_batch):
+    """Runs ``step(batch, rows)`` -> one score per row over ``examples`` in batches, reading scores back one batch
+    late (``_ScoresInFlight``)."""
+    import torch
+
+    device, dtype = loaded.device, _model_dtype(loaded.model)
     runner = _MemoryAdaptiveRunner(step)
     scored: list[Scored] = []
     collator, normalizer = input_pipeline(loaded.processor, image_loader, examples, dtype)
@@ -283,7 +363,9 @@ def score_logprob(loaded, examples, positive_answer, negative_answer, batch_size
         pad = loaded.processor.tokenizer.pad_token_id
         for chunk, batch in device_batches(examples, collator, batch_size, workers, device, dtype, pad,
                                            pad_to_batch, normalizer):
-            scores = torch.cat(runner(batch, batch["input_ids"].shape[0]))[: len(chunk)]
+            size = batch["input_ids"].shape[0]
+            rows = [example.image for example in chunk] + [chunk[-1].image] * (size - len(chunk))
+            scores = torch.cat(runner(batch, size, rows))[: len(chunk)]
             launched = _ScoresInFlight(chunk, scores)
             if in_flight is not None:
                 finish(in_flight)
@@ -319,17 +401,22 @@ class _ScoresInFlight:
 
 def generate_answers(loaded, examples, positive_answer, negative_answer, batch_size, workers, image_loader,
                      max_new_tokens: int, min_new_tokens: int = 0,
-                     on_progress: ProgressCallback | None = None) -> list[Scored]:
-    """Greedy generation of the seed's free-text answer, parsed into a call (None: unparseable)."""
+                     on_progress: ProgressCallback | None = None, static_cache: bool = False) -> list[Scored]:
+    """Greedy generation of the seed's free-text answer, batched, parsed into a call (None: unparseable).
+
+    ``static_cache``: a key/value cache preallocated for prompt + ``max_new_tokens`` (transformers then compiles
+    the decoding step once and replays it as a CUDA graph); every prompt of a run has the same length, so one
+    graph serves every batch."""
     import torch
 
     model, device, dtype = loaded.model, loaded.device, _model_dtype(loaded.model)
     tokenizer = loaded.processor.tokenizer
+    cache = {"cache_implementation": "static"} if static_cache else {}
 
     def step(batch):
         prompt_length = batch["input_ids"].shape[1]
         output = model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                                do_sample=False, pad_token_id=tokenizer.pad_token_id)
+                                do_sample=False, pad_token_id=tokenizer.pad_token_id, **cache)
         return tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
 
     runner = _MemoryAdaptiveRunner(step)
