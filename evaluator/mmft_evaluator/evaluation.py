@@ -134,6 +134,7 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
     device = pick_device(options.device)
     loaded = load_model(spec, device, options.cache_dir)
     features = stores.for_model(loaded, spec, list(remaining)) if stores is not None and options.scores else None
+    reused = features is not None and len(features) > 0
     if features is not None:
         log.info("%s: image features shared (%d images already computed by an earlier model)", spec.name,
                  len(features))
@@ -174,7 +175,7 @@ def _evaluate_model(spec, options, test, validation, progress: Progress, sink: P
         else:
             threshold = options.threshold
     scored = _score(loaded, test, options, ProgressLine(f"{spec.name} test", publish), pad_to_batch, features)
-    return scored, threshold
+    return scored, threshold, reused
 
 
 def _release_memory() -> None:
@@ -236,8 +237,8 @@ def run_evaluation(options: EvaluateOptions, sink: ProgressSink = lambda progres
         progress.done = index * images_per_model  # a failed model's images count as done: the run moved on
         sink(progress)
         try:
-            scored, threshold = _evaluate_model(spec, options, test, validation, progress, sink, stores,
-                                                options.models[index + 1:])
+            scored, threshold, reused = _evaluate_model(spec, options, test, validation, progress, sink, stores,
+                                                        options.models[index + 1:])
         except Exception as error:  # noqa: BLE001 - one model's failure must not stop the comparison
             log.error("model %s (%s) failed:\n%s", spec.name, spec.describe(), traceback.format_exc())
             models[spec.name] = {"spec": spec.describe(), "error": f"{type(error).__name__}: {error}"}
@@ -249,7 +250,8 @@ def run_evaluation(options: EvaluateOptions, sink: ProgressSink = lambda progres
         labels = [row["label"] for row in model_rows]
         scores = [row["score"] for row in model_rows] if options.scores else None
         metrics = classification_metrics(labels, [row["prediction"] for row in model_rows], scores).as_dict()
-        result = {"spec": spec.describe(), "method": options.method, "threshold": threshold, "metrics": metrics}
+        result = {"spec": spec.describe(), "method": options.method, "threshold": threshold, "metrics": metrics,
+                  "reusedImageFeatures": reused}
         if options.method == "generate":
             result["unparsed"] = sum(1 for row in model_rows if not row["parsed"])
         models[spec.name] = result

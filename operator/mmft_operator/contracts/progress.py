@@ -43,13 +43,44 @@ class TrainingProgress(_Contract):
     lastCheckpoint: str | None = Field(None, description="Path of the newest complete checkpoint.")
 
 
+class ModelResult(_Contract):
+    """One model's results on the test split: written by `mmft evaluate`, copied by the operator into the
+    Evaluation's ``status.models[]`` (the API's ModelMetrics, whose wire names these fields carry)."""
+
+    accuracy: float | None = Field(None, ge=0, le=1)
+    balancedAccuracy: float | None = Field(None, ge=0, le=1)
+    recall: float | None = Field(None, ge=0, le=1)
+    specificity: float | None = Field(None, ge=0, le=1)
+    precision: float | None = Field(None, ge=0, le=1)
+    rocAuc: float | None = Field(None, ge=0, le=1)
+    prAuc: float | None = Field(None, ge=0, le=1)
+    threshold: float | None = Field(None, ge=0, le=1)
+    error: str | None = None
+
+
+class EvaluationResults(_Contract):
+    """``WorkloadReport.results`` of an Evaluation."""
+
+    models: dict[str, ModelResult] = Field(default_factory=dict, description="Results by model name.")
+    best: str | None = Field(None, description="Model with the highest balanced accuracy.")
+
+    @classmethod
+    def from_report(cls, report: WorkloadReport) -> EvaluationResults | None:
+        return cls.model_validate(report.results) if report.results else None
+
+    def to_report(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
 class WorkloadReport(_Contract):
     phase: Phase = "Starting"
     message: str | None = None
     updatedAt: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     progress: TrainingProgress | None = None
     outputs: dict[str, str] = Field(default_factory=dict, description="Named output URIs or paths.")
-    results: dict | None = Field(None, description="Kind-specific results (split counts, metrics per model).")
+    results: dict | None = Field(
+        None, description="Kind-specific results: split counts (dataprep), EvaluationResults (evaluator)."
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)
