@@ -90,10 +90,13 @@ class ModelUnderTest(ApiModel):
 class ScoringSettings(ApiModel):
     """How a model's answer becomes a score."""
 
-    method: Literal["logprob", "generate"] = Field(
+    method: Literal["logprob", "forced-choice", "generate"] = Field(
         "logprob",
         description="logprob: one batched forward pass, score = P(positive answer's first token); gives ROC/PR "
-        "curves. generate: the seed's free-text answers parsed with a regex, for comparison with published numbers.",
+        "curves. forced-choice: score = P(whole positive answer) against P(whole negative answer), the prompt "
+        "computed once for both; right for models that explain before they answer (MedGemma), ~2% slower than "
+        "logprob on an H200; gives ROC/PR curves. generate: the seed's free-text answers (batched) parsed with a "
+        "regex, for comparison with published numbers.",
     )
     positive_answer: str = Field(
         SEED_POSITIVE_ANSWER, description="Positive answer text.", min_length=1, max_length=4096
@@ -111,8 +114,8 @@ class ScoringSettings(ApiModel):
     )
     compile: Literal["Auto", "Off", "Vision", "VisionAndLanguage"] = Field(
         "Auto",
-        description="torch.compile for logprob scoring. Auto: the vision tower and language model, on a GPU, when a "
-        "model scores at least 12,000 images (where the ~1 minute compile pays off), else Off. On an H200 the "
+        description="torch.compile for logprob and forced-choice scoring. Auto: the vision tower and language model, "
+        "on a GPU, when a model scores at least 12,000 images (where the ~1 minute compile pays off), else Off. On an H200 the "
         "compiled model scores 58 instead of 45 images/s.",
     )
     compile_mode: Literal["Default", "MaxAutotune"] = Field(
@@ -130,7 +133,7 @@ class ScoringSettings(ApiModel):
 
 
 class ThresholdPolicy(ApiModel):
-    """How the decision threshold on the score is chosen (logprob only)."""
+    """How the decision threshold on the score is chosen (logprob and forced-choice)."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
@@ -194,8 +197,8 @@ class ModelMetrics(ApiModel):
     recall: float | None = Field(None, description="Sensitivity: true positives / positives.")
     specificity: float | None = Field(None, description="True negatives / negatives.")
     precision: float | None = Field(None, description="True positives / predicted positives.")
-    roc_auc: float | None = Field(None, description="Area under the ROC curve (logprob only).")
-    pr_auc: float | None = Field(None, description="Area under the precision-recall curve (logprob only).")
+    roc_auc: float | None = Field(None, description="Area under the ROC curve (logprob, forced-choice).")
+    pr_auc: float | None = Field(None, description="Area under the precision-recall curve (logprob, forced-choice).")
     threshold: float | None = Field(None, description="Decision threshold used.")
     error: str | None = Field(None, description="Why this model could not be scored.")
 
@@ -206,7 +209,13 @@ class EvaluationStatus(CommonStatus):
     models: list[ModelMetrics] = Field(default_factory=list, description="Metrics per model.")
     best_model: str | None = Field(None, description="Model with the highest balanced accuracy.")
     best_balanced_accuracy: float | None = Field(None, description="Balanced accuracy of the best model.")
-    report: str | None = Field(None, description="Location of the HTML report.")
+    report: str | None = Field(None, description="gs:// URI of the HTML report.")
+    predictions: str | None = Field(
+        None, description="gs:// URI of the predictions (JSON lines, one per image and model)."
+    )
+    console_url: str | None = Field(
+        None, description="Google Cloud console page of the folder holding the report, metrics and predictions."
+    )
 
 
 IMMUTABLE_AFTER_START = ("dataset", "models", "scoring", "threshold", "bucket", "outputPath", "outputUri", "compute")

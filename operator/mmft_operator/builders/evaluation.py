@@ -39,13 +39,29 @@ def output_dir(spec: EvaluationSpec) -> str:
     return f"{spec.bucket.mount_path}/{spec.output_path.strip('/')}"
 
 
+OUTPUT_FILES = {"report": "report.html", "metrics": "metrics.json", "predictions": "predictions.jsonl"}
+CONSOLE_BROWSER = "https://console.cloud.google.com/storage/browser/"
+
+
 def output_paths(spec: EvaluationSpec) -> dict[str, str]:
-    base = output_dir(spec)
-    return {
-        "report": f"{base}/report.html",
-        "metrics": f"{base}/metrics.json",
-        "predictions": f"{base}/predictions.jsonl",
-    }
+    """gs:// URIs of what the evaluator writes under the bucket mount."""
+    return {key: gcs_uri(spec, f"{output_dir(spec)}/{name}") for key, name in OUTPUT_FILES.items()}
+
+
+def gcs_uri(spec: EvaluationSpec, location: str) -> str:
+    """The gs:// URI of a path under the pod's bucket mount; other locations (gs:// already) unchanged."""
+    mount = spec.bucket.mount_path.rstrip("/")
+    if location.startswith(f"{mount}/"):
+        return f"gs://{spec.bucket.name}/{location[len(mount) + 1:]}"
+    return location
+
+
+def console_url(uri: str) -> str | None:
+    """The Cloud console page of the folder holding a gs:// object."""
+    if not uri.startswith("gs://"):
+        return None
+    folder = uri[len("gs://"):].rsplit("/", 1)[0]
+    return f"{CONSOLE_BROWSER}{folder}"
 
 
 def evaluate_command(spec: EvaluationSpec, models: list[ResolvedModel], data: EvaluationData) -> list[str]:
@@ -78,7 +94,7 @@ def evaluate_command(spec: EvaluationSpec, models: list[ResolvedModel], data: Ev
         command += ["--target-recall", repr(threshold.target_recall)]
     if spec.scoring.batch_size is not None:
         command += ["--batch-size", str(spec.scoring.batch_size)]
-    if spec.scoring.method == "logprob":
+    if spec.scoring.method != "generate":
         command += ["--compile", _COMPILE_FLAGS[spec.scoring.compile],
                     "--compile-mode", _COMPILE_MODE_FLAGS[spec.scoring.compile_mode]]
     if spec.output_uri:

@@ -8,6 +8,7 @@ from mmft_operator.api.common import API_VERSION
 from mmft_operator.api.evaluation import EvaluationSpec, ModelMetrics
 from mmft_operator.builders import evaluation as builders
 from mmft_operator.builders.common import Owner
+from mmft_operator.contracts.progress import EvaluationResults
 from mmft_operator.kube import Ref
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
@@ -38,32 +39,26 @@ class EvaluationReconciler(KindReconciler):
     def extra_status(self, owner: Owner, spec: EvaluationSpec, observed: Observed) -> dict[str, Any]:
         status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
         report = observed.report
-        if report is None or not report.results:
+        results = EvaluationResults.from_report(report) if report is not None else None
+        if results is None:
             return status
-        status["outputs"].update(report.outputs)
+        status["outputs"].update({key: builders.gcs_uri(spec, value) for key, value in report.outputs.items()})
         metrics = [
-            ModelMetrics(
-                name=name,
-                accuracy=values.get("accuracy"),
-                balanced_accuracy=values.get("balancedAccuracy"),
-                recall=values.get("recall"),
-                specificity=values.get("specificity"),
-                precision=values.get("precision"),
-                roc_auc=values.get("rocAuc"),
-                pr_auc=values.get("prAuc"),
-                threshold=values.get("threshold"),
-                error=values.get("error"),
-            ).to_wire()
-            for name, values in (report.results.get("models") or {}).items()
+            ModelMetrics.model_validate({"name": name, **result.model_dump(exclude_none=True)}).to_wire()
+            for name, result in results.models.items()
         ]
         status["models"] = metrics
         scored = [m for m in metrics if m.get("balancedAccuracy") is not None]
         if scored:
-            best = max(scored, key=lambda m: m["balancedAccuracy"])
+            # The evaluator's choice (balanced accuracy, ties broken by ROC AUC) where it names a scored model.
+            named = [m for m in scored if m["name"] == results.best]
+            best = named[0] if named else max(scored, key=lambda m: m["balancedAccuracy"])
             status["bestModel"] = best["name"]
             status["bestBalancedAccuracy"] = best["balancedAccuracy"]
         status["report"] = status["outputs"].get("report")
-        return status
+        status["predictions"] = status["outputs"].get("predictions")
+        status["consoleUrl"] = builders.console_url(status["report"] or "")
+        return {key: value for key, value in status.items() if value is not None}
 
     def success_message(self, observed: Observed) -> str:
         return "all models scored; see status.models and the report"
