@@ -162,7 +162,7 @@ def test_generate_method_keeps_unparseable_answers_in_the_counts(tmp_path, monke
     assert metrics["unparsed"] == sum(1 for row in rows if not row["parsed"])
     assert metrics["metrics"]["n"] == 4
     assert metrics["metrics"]["roc_auc"] is None and metrics["threshold"] is None
-    assert report.results["models"]["base"]["rocAuc"] is None
+    assert "rocAuc" not in report.results["models"]["base"]  # undefined: absent, never a made-up 0
 
 
 def test_every_model_failing_fails_the_run(tmp_path, monkeypatch, tiny_chat_dataset):
@@ -183,3 +183,21 @@ def test_unlabelled_test_line_is_a_data_error_naming_the_line(tmp_path, monkeypa
     code, _, report = _evaluate(tmp_path, monkeypatch, "--test-jsonl", str(path), "--model", f"m={tiny_gemma3_dir}")
     assert code == 65
     assert f"{path}:3" in report.message
+
+
+def test_forced_choice_method_scores_every_image_and_reaches_the_report_contract(tmp_path, monkeypatch,
+                                                                                 tiny_gemma3_dir,
+                                                                                 tiny_chat_dataset):
+    # Answers of several tokens each (the tiny tokenizer merges the seed's answer sentences into one token).
+    answers = ["--positive-answer", "Yes, this does appear to be malignant melanoma.",
+               "--negative-answer", "No, this does not appear to be malignant melanoma."]
+    code, out, report = _evaluate(
+        tmp_path, monkeypatch, "--test-jsonl", str(tiny_chat_dataset), "--limit", "6",
+        "--model", f"base={tiny_gemma3_dir}", "--method", "forced-choice", *answers)
+    assert code == 0
+    rows = _predictions(out)
+    assert len(rows) == 6 and all(0.0 <= row["score"] <= 1.0 and row["threshold"] == 0.5 for row in rows)
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["settings"]["method"] == "forced-choice" and summary["models"]["base"]["method"] == "forced-choice"
+    result = report.results["models"]["base"]
+    assert result["threshold"] == 0.5 and result["rocAuc"] == summary["models"]["base"]["metrics"]["roc_auc"]
