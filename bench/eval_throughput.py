@@ -618,7 +618,8 @@ def run_sample_suite(args) -> int:
             row["vs_seed"] = round(row["images_per_s"] / results["seed_generate"]["images_per_s"], 1)
             bench.note(f"generate_b{size}_static", row)
         except Exception as error:  # noqa: BLE001 - the other rows still count
-            bench.note(f"generate_b{size}_static", {"error": " ".join(f"{type(error).__name__}: {error}".split())[:400]})
+            message = " ".join(f"{type(error).__name__}: {error}".split())[:400]
+            bench.note(f"generate_b{size}_static", {"error": message})
 
     if args.generate_first:
         generate_row()

@@ -57,8 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="evaluate only the first N examples of each split (smoke runs)")
     parser.add_argument("--compile", default="auto", choices=COMPILE_TARGETS,
                         help="logprob, forced-choice: torch.compile these modules (auto: vision+language on CUDA "
-                             "when a model scores at least 12000 images, where the ~1 minute compile pays off; else none); "
-                             "compiled runs pad the last batch to --batch-size. A failed compile runs eagerly")
+                             "when a model scores at least 12000 images, where the ~1 minute compile pays off; else "
+                             "none); compiled runs pad the last batch to --batch-size. A failed compile runs eagerly")
     parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                         help="torch.compile mode (max-autotune-no-cudagraphs: ~7%% faster on the H200, ~5 minutes "
                              "longer to compile; TORCHINDUCTOR_CACHE_DIR on a kept volume makes later runs reuse it)")

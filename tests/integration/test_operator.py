@@ -372,3 +372,47 @@ def test_the_workloads_report_writer_reaches_status_through_its_least_privilege_
     )
     assert (progress["step"], progress["summary"]) == (7, "7/70 (10%)")
     assert json.loads((tmp_path / "report.json").read_text())["progress"]["loss"] == 1.25
+
+
+def test_evaluation_results_reach_status_with_every_metric_and_gs_links(
+    kubectl, namespace, operator, cluster, tmp_path: Path
+) -> None:
+    """What `mmft evaluate` publishes (EvaluationResults, through the pod's least-privilege Role) lands in the
+    Evaluation's status, kept by the API server's schema: every documented metric, gs:// URIs, the console link."""
+    from mmft_evaluator.cli_evaluate import contract_results
+
+    _prepare_namespace(kubectl, namespace)
+    evaluation = yaml.safe_load((SAMPLES / "evaluation.yaml").read_text())
+    evaluation["metadata"]["name"] = "scored"
+    evaluation["spec"]["dataset"] = {"testPath": "/mnt/gcs/data/test.jsonl"}
+    evaluation["spec"]["models"] = [{"name": "base", "huggingFace": "google/gemma-3-4b-it"},
+                                    {"name": "medgemma", "huggingFace": "google/medgemma-4b-it"}]
+    evaluation["spec"]["podMetadata"] = {"annotations": {"kwok.mmft.io/run-seconds": "600"}}
+    _apply(kubectl, namespace, evaluation)
+    wait_for(lambda: _get(kubectl, "mmeval", "scored", namespace).get("status", {}).get("phase") == "Running",
+             what="Running")
+    metrics = {"accuracy": 0.81, "balanced_accuracy": 0.72, "recall": 0.63, "specificity": 0.84,
+               "precision": 0.45, "roc_auc": 0.86, "pr_auc": 0.37}
+    summary = {"models": {"base": {"metrics": metrics, "threshold": 0.28},
+                          "medgemma": {"error": "OutOfMemoryError: CUDA out of memory"}}, "best": "base"}
+    mount = "/mnt/gcs/evaluations/gemma3-melanoma"
+    workload_config = token_kubeconfig(kubectl, cluster, tmp_path / "workload.kubeconfig", namespace, WORKLOAD_SA)
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(workload_config)))
+    ReportWriter(report_file=tmp_path / "report.json", configmap="scored-evaluation-report", namespace=namespace,
+                 core_api=api).publish(WorkloadReport(
+                     phase="Completed", results=contract_results(summary).to_report(),
+                     outputs={"report": f"{mount}/report.html", "predictions": f"{mount}/predictions.jsonl",
+                              "metrics": f"{mount}/metrics.json"}), force=True)
+    status = wait_for(lambda: (s := _get(kubectl, "mmeval", "scored", namespace)["status"]).get("models") and s,
+                      timeout=30, what="status.models from the evaluator's report")
+    assert status["models"] == [
+        {"name": "base", "accuracy": 0.81, "balancedAccuracy": 0.72, "recall": 0.63, "specificity": 0.84,
+         "precision": 0.45, "rocAuc": 0.86, "prAuc": 0.37, "threshold": 0.28},
+        {"name": "medgemma", "error": "OutOfMemoryError: CUDA out of memory"},
+    ]
+    assert (status["bestModel"], status["bestBalancedAccuracy"]) == ("base", 0.72)
+    bucket = evaluation["spec"]["bucket"]["name"]
+    assert status["report"] == f"gs://{bucket}/evaluations/gemma3-melanoma/report.html"
+    assert status["predictions"] == f"gs://{bucket}/evaluations/gemma3-melanoma/predictions.jsonl"
+    console = "https://console.cloud.google.com/storage/browser"
+    assert status["consoleUrl"] == f"{console}/{bucket}/evaluations/gemma3-melanoma"

@@ -114,9 +114,9 @@ class ScoringSettings(ApiModel):
     )
     compile: Literal["Auto", "Off", "Vision", "VisionAndLanguage"] = Field(
         "Auto",
-        description="torch.compile for logprob and forced-choice scoring. Auto: the vision tower and language model, "
-        "on a GPU, when a model scores at least 12,000 images (where the ~1 minute compile pays off), else Off. On an H200 the "
-        "compiled model scores 58 instead of 45 images/s.",
+        description="torch.compile for logprob and forced-choice scoring. Auto: the vision tower and language "
+        "model, on a GPU, when a model scores at least 12,000 images (where the ~1 minute compile pays off), else Off. "
+        "On an H200 the compiled model scores 58 instead of 45 images/s.",
     )
     compile_mode: Literal["Default", "MaxAutotune"] = Field(
         "Default",
