@@ -410,7 +410,7 @@ class Bench:
     def record(self, name: str, count: int, seconds: float, **extra) -> dict:
         rate = count / seconds
         row = {"images": count, "seconds": round(seconds, 2), "images_per_s": round(rate, 3)}
-        if name != "seed_generate" and not name.startswith("pipeline_only"):
+        if self.flops and name != "seed_generate" and not name.startswith("pipeline_only"):
             row["mfu"] = round(rate * self.flops / (self.args.peak_tflops * 1e12), 4)
         row.update(extra)
         self.note(name, row)
