@@ -203,3 +203,30 @@ def test_normalisation_stays_in_the_workers_where_the_device_cannot_reproduce_it
     assert DevicePixelNormalizer.for_processor(loaded.processor, loader, examples[0], torch.float32) is None
     scored = score_logprob(loaded, examples, POSITIVE, NEGATIVE, 4, 0, loader)
     assert len(scored) == len(examples) and all(0.0 < s.score < 1.0 for s in scored)
+
+
+def test_compiled_forced_choice_gives_the_eager_scores(loaded, examples):
+    """The prompt pass and the answers' cached pass (another shape) both run through the compiled modules."""
+    import math
+
+    import torch
+    import torch._dynamo
+    from mmft_evaluator.execution import ExecutionOptions, apply_execution
+    from mmft_evaluator.scoring import pil_loader, score_forced_choice
+
+    # Several tokens each with the tiny tokenizer, so the cached answer pass runs.
+    answers = ("Yes, this does appear to be malignant melanoma.", "No, this does not appear to be malignant melanoma.")
+    loader = pil_loader(Path("/tmp"))
+    eager = [s.score for s in score_forced_choice(loaded, examples, *answers, 4, 0, loader)]
+    torch._dynamo.reset()
+    applied = apply_execution(loaded.model, ExecutionOptions(compile="vision+language"), torch.device("cpu"))
+    try:
+        compiled = [s.score for s in score_forced_choice(loaded, examples, *answers, 4, 0, loader, pad_to_batch=True)]
+        assert applied.compile_errors() == {}
+    finally:
+        applied.restore()
+
+    def log_odds(score):
+        return math.log(score) - math.log1p(-score)
+
+    assert [log_odds(s) for s in compiled] == pytest.approx([log_odds(s) for s in eager], abs=1e-3)
