@@ -112,7 +112,7 @@ EVALUATION = KindInfo(
             type="number",
             description="Balanced accuracy of the best model.",
         ),
-        PrinterColumn("Report", ".status.report", description="HTML report location.", priority=1),
+        PrinterColumn("Report", ".status.report", description="gs:// URI of the HTML report.", priority=1),
         _AGE,
     ),
 )
