@@ -241,8 +241,8 @@ class _MemoryAdaptiveRunner:
             try:
                 results = []
                 for start in range(0, size, chunk):
-                    part = _slice(batch, start, min(start + chunk, size))
                     stop = min(start + chunk, size)
+                    part = _slice(batch, start, stop)
                     results.append(self.step(part) if rows is None else self.step(part, rows[start:stop]))
                 self.chunk = chunk
                 return results
