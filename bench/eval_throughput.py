@@ -14,6 +14,17 @@ longer fits, and the summary is printed either way.
     python bench/eval_throughput.py --arch gemma3-4b --deadline 450 --json-out $OUT/eval_bench.json  # H200
     python bench/eval_throughput.py --arch tiny --images 32 --seed-images 1 --batch-sizes 8 --workers 1  # CPU
 
+`--suite sample` measures the sample Evaluation instead (run_sample_suite): the seed's method on --seed-images
+images, `logprob` against `forced-choice` on the same batches, batched `generate` with a static cache, and whole
+`mmft evaluate` runs (run_evaluation: model loading, any compile and warm-up included in the wall time) of the
+sample's three models saved to disk (base, base + a LoRA adapter of the language model, and another model
+reference of the same architecture) over --images images, each with per-model load time, first scores and
+steady rate:
+
+    python bench/eval_throughput.py --suite sample --images 3313 --seed-images 8 --json-out $OUT/sample.json  # H200
+    python bench/eval_throughput.py --suite sample --arch tiny --images 24 --seed-images 2 --batch-sizes 8 \
+        --workers 1 --generate-images 16 --seed-new-tokens 4 --sample-variants forced-choice  # CPU, ~1 minute
+
 `gemma3-4b` is the Gemma-3-4B architecture with random weights (no hub access on the GPU machine): text hidden
 2560, 34 layers, 8 heads / 4 KV heads, head_dim 256, intermediate 10240, vocab 262208, sliding window 1024 with
 5 local : 1 global layers; SigLIP vision of 27 layers, hidden 1152, 896 px, patch 14, 256 tokens per image.
