@@ -108,3 +108,13 @@ def test_before_results_status_names_where_the_outputs_will_be():
 def test_the_contract_rejects_a_metric_out_of_range():
     with pytest.raises(ValueError, match="precision"):
         EvaluationResults.model_validate({"models": {"base": {"precision": 1.5}}})
+
+
+def test_unreadable_results_are_ignored_not_fatal(caplog):
+    report = WorkloadReport(phase="Completed", outputs=POD_OUTPUTS,
+                            results={"models": {"base": {"precision": 1.5}}})
+    observed = Observed(job=None, pods=[], report=report,
+                        verdict=workload.WorkloadVerdict(phase=workload.SUCCEEDED, reason="Completed", message=""))
+    status = EvaluationReconciler().extra_status(OWNER, _spec(), observed)
+    assert "models" not in status and status["outputs"]["report"].startswith("gs://")
+    assert "ignoring unreadable evaluation results" in caplog.text

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from pydantic import ValidationError
 
 from mmft_operator.api.common import API_VERSION
 from mmft_operator.api.evaluation import EvaluationSpec, ModelMetrics
@@ -15,6 +18,8 @@ from mmft_operator.status import workload
 
 from .engine import Context, KindReconciler, Observed, Prerequisite
 from .finetunejob import dataset_prerequisite
+
+log = logging.getLogger(__name__)
 
 MODEL_KEY_PREFIX = "model."
 
@@ -39,7 +44,13 @@ class EvaluationReconciler(KindReconciler):
     def extra_status(self, owner: Owner, spec: EvaluationSpec, observed: Observed) -> dict[str, Any]:
         status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
         report = observed.report
-        results = EvaluationResults.from_report(report) if report is not None else None
+        try:
+            results = EvaluationResults.from_report(report) if report is not None else None
+        except ValidationError as error:
+            # As an unreadable report (engine._read_report): say so, never fail the reconcile over it.
+            log.warning("%s/%s: ignoring unreadable evaluation results: %s", owner.namespace, owner.name,
+                        error.errors()[0]["msg"])
+            results = None
         if results is None:
             return status
         status["outputs"].update({key: builders.gcs_uri(spec, value) for key, value in report.outputs.items()})
