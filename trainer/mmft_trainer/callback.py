@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -9,6 +10,8 @@ from transformers import TrainerCallback
 from .checkpoints import mark_complete
 from .preemption import Preempted, PreemptionGuard
 from .reporting import RunReporter, Throughput
+
+log = logging.getLogger(__name__)
 
 
 class MmftCallback(TrainerCallback):
@@ -31,6 +34,8 @@ class MmftCallback(TrainerCallback):
         self.reporter.progress(step=state.global_step, totalSteps=state.max_steps, epoch=state.epoch,
                                **self.throughput.measure(state.global_step, state.max_steps))
         if not self.stopping and self.guard.agreed(device=args.device):
+            # Here, in the training loop, not in the signal handler: logging takes locks the handler could hold.
+            log.warning("preempted (SIGTERM) at step %d: saving a checkpoint, then stopping", state.global_step)
             self.stopping = True
             control.should_save = True
             control.should_training_stop = True

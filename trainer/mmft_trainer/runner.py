@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+from mmft_operator.contracts.exit_codes import CONFIG_INVALID, OUT_OF_MEMORY, is_gpu_out_of_memory
 
 from .checkpoints import newest_complete, remove_incomplete
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, PreemptionGuard
@@ -18,6 +18,8 @@ log = logging.getLogger("mmft_trainer")
 
 TRAINING_FAILED = 1
 EXPORT_FAILED = 1
+OUT_OF_MEMORY_ADVICE = ("lower micro_batch_size (spec.training.microBatchSize) or sequence_len (sequenceLen), or "
+                        "enable gradient_checkpointing (gradientCheckpointing)")
 OUTPUT_MANIFEST = "mmft-outputs.json"
 # Once training ran, libraries may leave non-daemon threads behind (telemetry once hung a finished run 9+ minutes).
 EXIT_GRACE_SECONDS = 120.0
@@ -60,6 +62,11 @@ def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
     except Preempted:
         raise
     except Exception as error:  # noqa: BLE001 - whatever broke training, the operator must see why
+        if is_gpu_out_of_memory(error):
+            log.error("the GPU ran out of memory: %s", str(error)[:500])
+            reporter.phase("Failed", f"GPU out of memory: {OUT_OF_MEMORY_ADVICE}")
+            print(f"mmft train: GPU out of memory: {OUT_OF_MEMORY_ADVICE}", file=sys.stderr)
+            return OUT_OF_MEMORY
         log.exception("training failed")
         reporter.phase("Failed", f"training failed: {type(error).__name__}: {str(error)[:500]}")
         return TRAINING_FAILED

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from mmft_operator.accelerators import LABELS
+
 GROUP = "mmft.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -45,13 +47,8 @@ PinnedImage = Annotated[
     ),
 ]
 
-Accelerator = Literal[
-    "nvidia-tesla-a100",
-    "nvidia-a100-80gb",
-    "nvidia-h100-80gb",
-    "nvidia-h100-mega-80gb",
-    "nvidia-l4",
-]
+# The GKE accelerator labels of mmft_operator.accelerators, the one table of supported cards.
+Accelerator = Literal[LABELS]
 
 
 class ApiModel(BaseModel):

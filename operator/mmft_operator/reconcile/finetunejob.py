@@ -23,6 +23,10 @@ _PAST_PREFLIGHT = {"Running", "Saving", "Exporting", "Completed"}
 class FineTuneJobReconciler(KindReconciler):
     kind = builders.KIND
     job_component = "train"
+    out_of_memory_advice = (
+        "lower spec.training.microBatchSize or spec.training.sequenceLen, or set "
+        "spec.training.gradientCheckpointing: true"
+    )
 
     def parse(self, spec: dict[str, Any]) -> FineTuneJobSpec:
         return FineTuneJobSpec.model_validate(spec)
