@@ -1,4 +1,5 @@
-"""Session-wide guard: a test run that executed fewer tests than it selected never passes.
+"""Session-wide rules: a run that executed fewer tests than it selected never passes, and the processes a test
+starts end with it (the ``process_groups`` fixtures).
 
 pytest exits 0 when a test ends the session early without failing it: ``pytest.exit(returncode=0)``, or a
 library calling ``os._exit(0)`` in the test process (a watchdog thread once did, 120 s after an in-process
@@ -9,6 +10,8 @@ library calling ``os._exit(0)`` in the test process (a watchdog thread once did,
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 
 import pytest
@@ -84,3 +87,49 @@ def _runs_tests(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(CompleteRunGuard(), "mmft-complete-run-guard")
+
+
+class ProcessGroups:
+    """Processes a test starts, each in its own session (process group), all killed with their children at the end.
+
+    ``start`` takes subprocess.Popen's arguments. Whatever ends the test (pass, failure, timeout, Ctrl-C), teardown
+    sends SIGKILL to every group still alive and reaps the leaders, so no trainer or emulator outlives its test.
+    """
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, command: list[str], **popen_kwargs) -> subprocess.Popen:
+        process = subprocess.Popen(command, start_new_session=True, **popen_kwargs)
+        self.started.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass  # the group is gone: the leader and every child have exited
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        self.started.clear()
+
+
+@pytest.fixture
+def process_groups():
+    groups = ProcessGroups()
+    try:
+        yield groups
+    finally:
+        groups.kill_all()
+
+
+@pytest.fixture(scope="session")
+def session_process_groups():
+    groups = ProcessGroups()
+    try:
+        yield groups
+    finally:
+        groups.kill_all()

@@ -164,6 +164,9 @@ class TrainingDefaults:
     dataloader_num_workers: int
     predicted_peak_gib: float
     budget_gib: float
+    # Whether the predicted peak stays inside the budget (False only where even the least memory does not fit, or
+    # where the user's own values do not).
+    fits: bool
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -205,17 +208,12 @@ def plan(
         chosen = enough[0]
     elif candidates:
         chosen = max(candidates, key=lambda candidate: candidate[2])
-    elif micro_batch is not None or adapter is not None or checkpointing is not None:
-        # The user's values win even where the model predicts they do not fit: the least memory around them.
-        chosen = (adapter or "qlora", True if checkpointing is None else checkpointing, micro_batch or 1)
     else:
-        smallest = predicted_peak_gib(shape, "qlora", 1, True, liger, lora_rank)
-        raise ValueError(
-            f"{accelerator} ({card.memory_gib} GiB) is too little for Gemma 3 {shape.name} multimodal fine-tuning: "
-            f"QLoRA with gradient checkpointing at micro batch 1 needs {smallest:.1f} GiB, more than "
-            f"{MEMORY_HEADROOM:.0%} of the card"
-        )
+        # Nothing fits (or the user's values do not): the least memory the user's values allow. The run says
+        # why if it then fails: GPU out of memory, reason OutOfMemory, with what to lower.
+        chosen = (adapter or "qlora", True if checkpointing is None else checkpointing, micro_batch or 1)
     chosen_adapter, chosen_checkpointing, chosen_micro_batch = chosen
+    peak = predicted_peak_gib(shape, chosen_adapter, chosen_micro_batch, chosen_checkpointing, liger, lora_rank)
     return TrainingDefaults(
         adapter=chosen_adapter,
         micro_batch_size=chosen_micro_batch,
@@ -224,7 +222,7 @@ def plan(
         liger=liger,
         torch_compile=chosen_adapter == "lora",
         dataloader_num_workers=card.dataloader_workers,
-        predicted_peak_gib=round(predicted_peak_gib(
-            shape, chosen_adapter, chosen_micro_batch, chosen_checkpointing, liger, lora_rank), 1),
+        predicted_peak_gib=round(peak, 1),
         budget_gib=round(budget, 1),
+        fits=peak <= budget,
     )

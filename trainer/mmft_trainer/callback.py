@@ -3,35 +3,53 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from .checkpoints import mark_complete
 from .preemption import Preempted, PreemptionGuard
-from .reporting import RunReporter, Throughput
+from .reporting import RunReporter, Throughput, TokenRate
 
 log = logging.getLogger(__name__)
 
+# Keys of Axolotl's training logs (its trainer adds them when include_tkps, on by default, and on a GPU).
+AXOLOTL_TOKENS_KEY = "tokens/total"
+AXOLOTL_PEAK_MEMORY_KEY = "memory/max_allocated (GiB)"
+
 
 class MmftCallback(TrainerCallback):
-    def __init__(self, reporter: RunReporter, guard: PreemptionGuard) -> None:
+    def __init__(self, reporter: RunReporter, guard: PreemptionGuard, started: float | None = None,
+                 clock=time.monotonic) -> None:
         self.reporter = reporter
         self.guard = guard
         self.throughput: Throughput | None = None
+        self.tokens = TokenRate(clock)
         self.stopping = False
+        self._clock = clock
+        self._started = clock() if started is None else started
+        self._train_began: float | None = None
+        self._peak_gpu_gib = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         self.throughput = Throughput(samples_per_step)
         self.throughput.start(state.global_step)
         self.guard.training = True
+        self._train_began = self._clock()
         self.reporter.phase("Running")
         self.reporter.progress(force=True, step=state.global_step, totalSteps=state.max_steps,
-                               epoch=state.epoch or 0.0)
+                               epoch=state.epoch or 0.0,
+                               modelLoadSeconds=round(self._train_began - self._started, 1))
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.reporter.progress(step=state.global_step, totalSteps=state.max_steps, epoch=state.epoch,
+        first_step = {}
+        if self._train_began is not None:
+            first_step = {"firstStepSeconds": round(self._clock() - self._train_began, 1)}
+            self._train_began = None
+        self.reporter.progress(force=bool(first_step), step=state.global_step, totalSteps=state.max_steps,
+                               epoch=state.epoch, **first_step,
                                **self.throughput.measure(state.global_step, state.max_steps))
         if not self.stopping and self.guard.agreed(device=args.device):
             # Here, in the training loop, not in the signal handler: logging takes locks the handler could hold.
@@ -47,6 +65,14 @@ class MmftCallback(TrainerCallback):
             fields["loss"] = float(logs["loss"])
         if "learning_rate" in logs:
             fields["learningRate"] = max(0.0, float(logs["learning_rate"]))
+        # Axolotl logs the tokens seen (all ranks) and the peak memory since its last log (it resets the peak).
+        if AXOLOTL_TOKENS_KEY in logs:
+            rate = self.tokens.measure(float(logs[AXOLOTL_TOKENS_KEY]))
+            if rate is not None:
+                fields["tokensPerSecond"] = rate
+        if AXOLOTL_PEAK_MEMORY_KEY in logs:
+            self._peak_gpu_gib = max(self._peak_gpu_gib, float(logs[AXOLOTL_PEAK_MEMORY_KEY]))
+            fields["peakGpuMemoryGiB"] = round(self._peak_gpu_gib, 2)
         if fields:
             self.reporter.progress(**fields)
 

@@ -362,10 +362,32 @@ class FineTuneProgress(TrainingProgress):
     summary: str | None = Field(None, description="step/totalSteps (percent), for printer columns.")
 
 
+class StartupStages(ApiModel):
+    """How long each stage before training took for the current trainer pod, so a slow start says where it went."""
+
+    waiting_for_node_seconds: float | None = Field(
+        None, ge=0, description="From the pod's creation until it was scheduled (GKE provisioning a GPU node)."
+    )
+    pulling_image_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="From scheduling until the trainer container started (image pull, GCS Fuse sidecar start).",
+    )
+    loading_model_seconds: float | None = Field(
+        None, ge=0, description="From the trainer's start until training began (preflight, model and data loading)."
+    )
+    first_step_seconds: float | None = Field(
+        None, ge=0, description="The first optimizer step (compilation, data loader warm-up)."
+    )
+
+
 class FineTuneJobStatus(CommonStatus):
     """Observed state of a FineTuneJob."""
 
     progress: FineTuneProgress | None = Field(None, description="Live progress from the trainer.")
+    startup: StartupStages | None = Field(
+        None, description="Seconds each start-up stage of the current trainer pod took (pod timestamps, trainer)."
+    )
     preemptions: int = Field(
         0, description="Pods lost to preemption or node disruption (not counted as failures).", ge=0
     )

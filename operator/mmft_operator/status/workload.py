@@ -166,3 +166,38 @@ def _older_than(since: str, now: dt.datetime, seconds: int) -> bool:
         return seconds <= 0
     started = dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     return (now - started).total_seconds() >= seconds
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not (start and end):
+        return None
+    parse = lambda stamp: dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731 - RFC 3339, as the API
+    return max(0.0, (parse(end) - parse(start)).total_seconds())
+
+
+def pod_startup(pods: list[dict[str, Any]], container: str) -> dict[str, float]:
+    """Seconds the newest pod spent waiting for a node and from scheduling to ``container``'s start, from the pod's
+    own timestamps (creation, the PodScheduled condition, the container's startedAt). Stages not reached are left
+    out."""
+    if not pods:
+        return {}
+    pod = max(pods, key=lambda candidate: candidate["metadata"].get("creationTimestamp", ""))
+    created = pod["metadata"].get("creationTimestamp")
+    scheduled = next(
+        (
+            condition.get("lastTransitionTime")
+            for condition in pod.get("status", {}).get("conditions", []) or []
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "True"
+        ),
+        None,
+    )
+    started = None
+    for status in pod.get("status", {}).get("containerStatuses", []) or []:
+        if status.get("name") == container:
+            state = status.get("state") or {}
+            started = (state.get("running") or state.get("terminated") or {}).get("startedAt")
+    stages = {
+        "waitingForNodeSeconds": _seconds_between(created, scheduled),
+        "pullingImageSeconds": _seconds_between(scheduled, started),
+    }
+    return {name: seconds for name, seconds in stages.items() if seconds is not None}
