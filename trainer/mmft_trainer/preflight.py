@@ -64,7 +64,8 @@ def run_preflight(config_path: Path) -> PreflightResult:
         return result
     validated = validated_config(raw)
     if isinstance(validated, list):
-        result.findings = validated
+        # Axolotl refused it: mmft's rules on the file as written usually name the problem more plainly.
+        result.findings = _rule_findings(raw, Path(config_path)) or validated
         return result
     # Every later check reads the config as Axolotl will train with it (PyYAML reads `2e-5` as a string, and
     # Axolotl's schema makes it a number): a config Axolotl trains with is never refused for its spelling.
