@@ -2,7 +2,7 @@
 an H200 (bench/train_gemma3_h200.py, docs/bench-trainer.md).
 
 The model predicts the peak of ``torch.cuda.max_memory_allocated`` for one multimodal sample of the seed's shape
-(one 896 px image = 256 tokens, ~280 tokens in all):
+(one 896 px image = 256 tokens, ~280 tokens in all), per GPU:
 
     peak = weights + LoRA state + runtime overhead + micro batch x activations per sample
 
@@ -20,8 +20,9 @@ The model predicts the peak of ``torch.cuda.max_memory_allocated`` for one multi
 The plan: the fastest option whose largest fitting micro batch (from :data:`MICRO_BATCH_LADDER`) stays under
 :data:`MEMORY_HEADROOM` of the card and reaches the seed's effective batch of 4 - LoRA before QLoRA (bf16 weights are
 not dequantised on every matmul) and no checkpointing before checkpointing (recomputation costs another forward pass)
-- else the option with the largest fitting micro batch. Values the user sets (adapter, micro batch, checkpointing)
-are kept and only the others are planned around them. The ladder stops at 32: 64 was only 5.5% faster on the H200
+- else the option with the largest fitting micro batch; where nothing fits, the least memory (micro batch 1 with
+checkpointing), and a CUDA OOM then ends the run with reason OutOfMemory. Values the user sets (adapter, micro batch,
+checkpointing, Liger through ``overrides.plugins``) are kept and only the others are planned around them. The ladder stops at 32: 64 was only 5.5% faster on the H200
 and doubles the effective batch again, which with the seed's learning rate means half as many updates per epoch.
 """
 
@@ -118,7 +119,9 @@ MEASURED: dict[tuple[str, bool, bool], Measured] = {
     ("qlora", False, False): Measured(
         4.0, 2.10, "H200, issue 18: micro batch 8 -> 20.8, 16 -> 37.6 GiB (run 3: 16 -> 37.6 GiB again)"
     ),
-    ("qlora", True, False): Measured(3.8, 1.10, "H200, issue 18 run 3: micro batch 8 -> 12.7, 16 -> 21.4, 32 -> 39.0 GiB"),
+    ("qlora", True, False): Measured(
+        3.8, 1.10, "H200, issue 18 run 3: micro batch 8 -> 12.7, 16 -> 21.4, 32 -> 39.0 GiB"
+    ),
     ("qlora", True, True): Measured(3.8, 0.21, "H200, issue 18 run 3: micro batch 16 -> 7.2, 32 -> 10.6 GiB"),
 }
 

@@ -83,7 +83,9 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
             "weight_decay": training.weight_decay,
             "warmup_steps": effective_warmup_steps(spec),
             "gradient_checkpointing": card.gradient_checkpointing,
-            "gradient_accumulation_steps": _first(training.gradient_accumulation_steps, card.gradient_accumulation_steps),
+            "gradient_accumulation_steps": _first(
+                training.gradient_accumulation_steps, card.gradient_accumulation_steps
+            ),
             "micro_batch_size": card.micro_batch_size,
             "save_strategy": training.save_strategy,
             "save_total_limit": training.save_total_limit,
