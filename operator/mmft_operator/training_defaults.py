@@ -4,14 +4,13 @@ an H200 (bench/train_gemma3_h200.py, docs/bench-trainer.md).
 The model predicts the peak of ``torch.cuda.max_memory_allocated`` for one multimodal sample of the seed's shape
 (one 896 px image = 256 tokens, ~280 tokens in all), per GPU:
 
-    peak = weights + LoRA state + runtime overhead + micro batch x activations per sample
+    peak = fixed x (weights + LoRA state) / (the same for the measured 4B) + micro batch x activations per sample
 
-* **weights** from the model's shape: bf16 for LoRA; for QLoRA the language model's linear layers in NF4 (0.53 byte
-  per parameter with its quantisation constants), embeddings and the vision tower in bf16.
-* **LoRA state**: rank-r adapters on every attention and MLP projection, fp32 weights, gradients and two AdamW
-  moments (16 bytes per parameter).
-* **runtime overhead** (CUDA context, workspaces, the frozen vision tower's transient activations): what the H200
-  measured beyond the two terms above for Gemma 3 4B, per adapter.
+* **fixed**: measured on the H200 for Gemma 3 4B at r=32 per adapter (weights, LoRA state, CUDA context and
+  workspaces), scaled to another size or rank by its weights + LoRA state: bf16 weights for LoRA; for QLoRA every
+  linear layer in NF4 (0.516 byte per parameter with its double-quantised constants; bitsandbytes quantises the
+  vision tower's too) and the embeddings in bf16; LoRA state is rank-r adapters on every attention and MLP
+  projection with fp32 weights, gradients and two AdamW moments (16 bytes per parameter).
 * **activations per sample**: measured for Gemma 3 4B per adapter and speed options (Liger's fused linear
   cross-entropy never materialises the 262k-vocabulary logits; gradient checkpointing keeps only each layer's
   input); a larger model scales them by layers x hidden size, which over-counts the vision tower's share (the same
@@ -22,8 +21,9 @@ The plan: the fastest option whose largest fitting micro batch (from :data:`MICR
 not dequantised on every matmul) and no checkpointing before checkpointing (recomputation costs another forward pass)
 - else the option with the largest fitting micro batch; where nothing fits, the least memory (micro batch 1 with
 checkpointing), and a CUDA OOM then ends the run with reason OutOfMemory. Values the user sets (adapter, micro batch,
-checkpointing, Liger through ``overrides.plugins``) are kept and only the others are planned around them. The ladder stops at 32: 64 was only 5.5% faster on the H200
-and doubles the effective batch again, which with the seed's learning rate means half as many updates per epoch.
+checkpointing, Liger through ``overrides.plugins``) are kept and only the others are planned around them. The
+ladder stops at 32: 64 was only 5.5% faster on the H200 and doubles the effective batch again, which with the seed's
+learning rate means half as many updates per epoch.
 """
 
 from __future__ import annotations
