@@ -14,21 +14,21 @@ from .reporting import RunReporter, Throughput, TokenRate
 
 log = logging.getLogger(__name__)
 
-# Keys of Axolotl's training logs (its trainer adds them when include_tkps, on by default, and on a GPU).
+# Keys of Axolotl's training logs: tokens seen when include_tkps (on by default), peak memory on a GPU only.
 AXOLOTL_TOKENS_KEY = "tokens/total"
 AXOLOTL_PEAK_MEMORY_KEY = "memory/max_allocated (GiB)"
 
 
 class MmftCallback(TrainerCallback):
-    def __init__(self, reporter: RunReporter, guard: PreemptionGuard, started: float | None = None,
-                 clock=time.monotonic) -> None:
+    def __init__(self, reporter: RunReporter, guard: PreemptionGuard, started: float) -> None:
+        """``started``: ``time.monotonic()`` when the trainer started (the model-loading stage is measured from it)."""
         self.reporter = reporter
         self.guard = guard
         self.throughput: Throughput | None = None
-        self.tokens = TokenRate(clock)
+        self.tokens = TokenRate()
         self.stopping = False
-        self._clock = clock
-        self._started = clock() if started is None else started
+        self._clock = time.monotonic
+        self._started = started
         self._train_began: float | None = None
         self._peak_gpu_gib = 0.0
 
