@@ -14,7 +14,7 @@ from .reporting import RunReporter, Throughput, TokenRate
 
 log = logging.getLogger(__name__)
 
-# Keys of Axolotl's training logs: tokens seen when include_tkps (on by default), peak memory on a GPU only.
+# Keys of Axolotl's training logs: tokens seen when include_tkps (on by default), peak memory since its last log.
 AXOLOTL_TOKENS_KEY = "tokens/total"
 AXOLOTL_PEAK_MEMORY_KEY = "memory/max_allocated (GiB)"
 
@@ -70,7 +70,8 @@ class MmftCallback(TrainerCallback):
             rate = self.tokens.measure(float(logs[AXOLOTL_TOKENS_KEY]))
             if rate is not None:
                 fields["tokensPerSecond"] = rate
-        if AXOLOTL_PEAK_MEMORY_KEY in logs:
+        # Off a GPU Axolotl logs 0.0 under the same key: no GPU memory to report.
+        if AXOLOTL_PEAK_MEMORY_KEY in logs and args.device.type == "cuda":
             self._peak_gpu_gib = max(self._peak_gpu_gib, float(logs[AXOLOTL_PEAK_MEMORY_KEY]))
             fields["peakGpuMemoryGiB"] = round(self._peak_gpu_gib, 2)
         if fields:
