@@ -72,6 +72,9 @@ def test_samples_chain_to_succeeded_with_every_child_as_specified(kubectl, names
     assert _condition(ftj, "DatasetReady")["reason"] == "DatasetSucceeded"
     assert _condition(ftj, "Stalled")["status"] == "False"
     assert _condition(ftj, "Reconciling")["status"] == "False"
+    # From the pod's own timestamps (scheduler's PodScheduled, the container's startedAt).
+    assert set(status["startup"]) >= {"waitingForNodeSeconds", "pullingImageSeconds"}, status.get("startup")
+    assert all(seconds >= 0 for seconds in status["startup"].values())
 
     job = _get(kubectl, "job", "gemma3-melanoma-train", namespace)
     assert job["metadata"]["ownerReferences"][0]["kind"] == "FineTuneJob"
