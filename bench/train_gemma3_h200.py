@@ -189,10 +189,30 @@ def mmft_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool,
     return _smoke(config) if smoke else config
 
 
+def rendered_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool, accelerator: str,
+                    **training) -> dict:
+    """What the operator renders for a FineTuneJob on ``accelerator`` (mmft_operator's own renderer, the one source),
+    with the pod's paths replaced by this run's and no checkpoint inside the measured window."""
+    from mmft_operator.api.finetunejob import FineTuneJobSpec
+    from mmft_operator.builders.axolotl_config import DatasetPaths, build_axolotl_config
+
+    spec = FineTuneJobSpec.model_validate({
+        "baseModel": "google/gemma-3-4b-it",
+        "dataset": {"trainPath": str(data)},
+        "bucket": {"name": "bench-bucket"},
+        "compute": {"accelerator": accelerator},
+        "training": {"maxSteps": steps, "warmupSteps": 1, "saveSteps": steps + 1, "loggingSteps": 1, **training},
+    })
+    config = build_axolotl_config(spec, DatasetPaths(str(data)))
+    config.update(base_model=str(model_dir), output_dir=str(out))
+    return _smoke(config) if smoke else config
+
+
 def _smoke(config: dict) -> dict:
     config.update(
         bf16=False,
         fp16=False,
+        tf32=False,
         lora_mlp_kernel=False,
         lora_qkv_kernel=False,
         lora_o_kernel=False,
@@ -355,9 +375,11 @@ def main() -> int:
     parser.add_argument(
         "--variants",
         default="seed,mmft-b4,mmft-defaults",
-        help="comma-separated: seed, mmft-defaults (what the operator renders for an H200), or mmft-bN followed by "
-        "any of -compile -liger -ligerall -nodrop -fullhead -wN (workers)",
+        help="comma-separated: seed, mmft-defaults (what the operator renders for an H200), "
+        "rendered-{lora,qlora}-bN[-ckpt][-noliger] (the operator's rendering with that adapter, micro batch and "
+        "checkpointing), or mmft-bN followed by any of -compile -liger -ligerall -nodrop -fullhead -wN (workers)",
     )
+    parser.add_argument("--ladder-steps", type=int, default=8, help="optimizer steps of each rendered-* variant")
     parser.add_argument("--timeout", type=int, default=240, help="seconds per variant")
     parser.add_argument("--profile", default="", help="comma-separated variants to profile over their last 2 steps")
     parser.add_argument("--deadline", type=int, default=10**6, help="seconds for the whole benchmark")
@@ -400,12 +422,10 @@ def main() -> int:
             return seed_config(model_dir, data, out, _steps(12, args), args.smoke)
         if name == "mmft-defaults":
             # Exactly what the operator renders for an H200 (operator/mmft_operator/training_defaults.py).
-            from mmft_operator.training_defaults import defaults_for
-
-            options = defaults_for("nvidia-h200-141gb").axolotl_options()
-            if args.smoke:
-                options.pop("torch_compile", None)
-            return mmft_config(model_dir, data, out, _steps(14, args), args.smoke, **options)
+            return rendered_config(model_dir, data, out, _steps(14, args), args.smoke, "nvidia-h200-141gb")
+        if name.startswith("rendered-"):
+            return rendered_config(model_dir, data, out, _steps(args.ladder_steps, args), args.smoke,
+                                   "nvidia-h200-141gb", **rendered_options(name))
         options = variant_options(name, mmft, liger)
         steps = max(12, min(24, 384 // options["micro_batch_size"]))
         return mmft_config(model_dir, data, out, _steps(steps, args), args.smoke, **options)
@@ -438,6 +458,23 @@ def main() -> int:
 
 def _steps(count: int, args) -> int:
     return 4 if args.smoke else count
+
+
+def rendered_options(name: str) -> dict:
+    """spec.training of a variant named like rendered-qlora-b16[-ckpt][-noliger] (see --variants)."""
+    parts = name.split("-")
+    if len(parts) < 3 or parts[1] not in ("lora", "qlora") or not parts[2].startswith("b"):
+        raise SystemExit(f"unknown variant {name!r}")
+    training = {"adapter": parts[1], "microBatchSize": int(parts[2][1:]), "gradientCheckpointing": "ckpt" in parts,
+                "gradientAccumulationSteps": 1}
+    if parts[1] == "qlora":
+        training["loadIn4bit"] = True
+    if "noliger" in parts:  # overriding plugins is how a user turns Liger off
+        training["overrides"] = {"plugins": []}
+    unknown = set(parts[3:]) - {"ckpt", "noliger"}
+    if unknown:
+        raise SystemExit(f"unknown variant parts {sorted(unknown)} in {name!r}")
+    return training
 
 
 def variant_options(name: str, mmft: dict, liger: dict) -> dict:

@@ -125,6 +125,22 @@ def contract_results(summary: dict):
 
 
 def main(args: argparse.Namespace) -> int:
+    """The evaluation, with a GPU out-of-memory failure ending in its own exit code (the Job then fails at once)."""
+    from mmft_operator.contracts.exit_codes import OUT_OF_MEMORY, is_gpu_out_of_memory
+
+    try:
+        return _evaluate(args)
+    except Exception as error:
+        if not is_gpu_out_of_memory(error):
+            raise
+        print(f"mmft evaluate: GPU out of memory: {OUT_OF_MEMORY_ADVICE}: {str(error)[:500]}", file=sys.stderr)
+        return OUT_OF_MEMORY
+
+
+OUT_OF_MEMORY_ADVICE = "lower --batch-size (spec.batchSize)"
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
@@ -181,7 +197,11 @@ def main(args: argparse.Namespace) -> int:
     report.outputs = summary["outputs"]
     failed = [name for name, result in summary["models"].items() if result.get("error")]
     if len(failed) == len(specs):
-        return _fail(writer, report, f"every model failed: {', '.join(failed)}", 1)
+        from mmft_operator.contracts.exit_codes import OUT_OF_MEMORY, describes_gpu_out_of_memory
+
+        # Each model's failure is recorded as text; every one of them out of GPU memory is that failure, by name.
+        out_of_memory = all(describes_gpu_out_of_memory(summary["models"][name]["error"]) for name in failed)
+        return _fail(writer, report, f"every model failed: {', '.join(failed)}", OUT_OF_MEMORY if out_of_memory else 1)
     report.phase = "Completed"
     report.message = f"best: {summary['best']}" + (f"; failed: {', '.join(failed)}" if failed else "")
     writer.publish(report, force=True)

@@ -86,7 +86,11 @@ class JobWatch:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=10)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
 
     def _events(self) -> list[dict]:
         text, decoder, events, position = self.output.read_text(), json.JSONDecoder(), [], 0

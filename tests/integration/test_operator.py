@@ -72,6 +72,9 @@ def test_samples_chain_to_succeeded_with_every_child_as_specified(kubectl, names
     assert _condition(ftj, "DatasetReady")["reason"] == "DatasetSucceeded"
     assert _condition(ftj, "Stalled")["status"] == "False"
     assert _condition(ftj, "Reconciling")["status"] == "False"
+    # From the pod's own timestamps (scheduler's PodScheduled, the container's startedAt).
+    assert set(status["startup"]) >= {"waitingForNodeSeconds", "pullingImageSeconds"}, status.get("startup")
+    assert all(seconds >= 0 for seconds in status["startup"].values())
 
     job = _get(kubectl, "job", "gemma3-melanoma-train", namespace)
     assert job["metadata"]["ownerReferences"][0]["kind"] == "FineTuneJob"
@@ -146,6 +149,30 @@ def test_config_error_exit_code_fails_at_once_as_config_invalid(kubectl, namespa
     assert _condition(ftj, "Stalled")["status"] == "True"
     job = _get(kubectl, "job", "bad-config-train", namespace)
     assert job["status"].get("failed", 0) == 1, "a config error must not be retried"
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reason", "advice"),
+    [(87, "OutOfMemory", "spec.training.microBatchSize"), (65, "DataInvalid", "input data unusable")],
+)
+def test_deterministic_failures_fail_at_once_with_their_reason(
+    kubectl, namespace, operator, exit_code, reason, advice
+) -> None:
+    # kwok ends the simulated trainer pod with the exit code the trainer uses for a CUDA OOM / unusable data.
+    _prepare_namespace(kubectl, namespace)
+    name = f"exit-{exit_code}"
+    _apply(
+        kubectl,
+        namespace,
+        _finetunejob(name, podMetadata={"annotations": {"kwok.mmft.io/exit-code": str(exit_code)}}),
+    )
+    kubectl("wait", f"ftj/{name}", "-n", namespace, "--for=condition=Failed", "--timeout=120s")
+    ftj = _get(kubectl, "ftj", name, namespace)
+    assert (ftj["status"]["phase"], ftj["status"]["reason"]) == ("Failed", reason)
+    assert advice in _condition(ftj, "Failed")["message"]
+    job = _get(kubectl, "job", f"{name}-train", namespace)
+    assert job["status"].get("failed", 0) == 1, "backoffLimit is 2: the podFailurePolicy must fail the Job at once"
+    assert ftj["status"]["failures"] == 1
 
 
 def test_oom_killed_is_reported_as_such(kubectl, namespace, operator) -> None:

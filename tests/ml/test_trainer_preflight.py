@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
+import yaml
 from mmft_operator.contracts.exit_codes import CONFIG_INVALID
 from mmft_trainer import cli
 from mmft_trainer.preflight import run_preflight
-from trainer_configs import SEED_TARGET_MODULES, cpu_config, write_config
+from trainer_configs import FIXED_TARGET_MODULES, SEED_TARGET_MODULES, cpu_config, write_config
 
 pytestmark = pytest.mark.ml
+
+SEED_CONFIG = Path(__file__).resolve().parents[1] / "unit" / "golden" / "seed-gemma3-melanoma.yaml"
 
 
 def preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, **overrides):
@@ -78,3 +82,38 @@ def test_the_seeds_own_config_reports_its_cpu_options_and_its_regex_together(tmp
                                   lora_mlp_kernel=None, lora_qkv_kernel=None, lora_o_kernel=None)
     fields = [finding.field for finding in findings]
     assert fields == ["lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_target_modules"]
+
+
+def _seed_config_on_this_machine(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, **changes) -> dict:
+    """The seed's own gemma3-melanoma.yaml as PyYAML reads it (learning_rate: 2e-5 is the string '2e-5'), with its
+    paths pointed at the tiny model and data and its GPU-only options off (this machine has no GPU)."""
+    seed = yaml.safe_load((SEED_CONFIG).read_text())
+    assert seed["learning_rate"] == "2e-5", "YAML 1.1 reads the seed's 2e-5 as a string"
+    seed.update(base_model=str(tiny_gemma3_dir), output_dir=str(tmp_path / "out"),
+                lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False, flash_attention=False, bf16=False,
+                **changes)
+    seed["datasets"][0]["path"] = str(tiny_chat_dataset)
+    return seed
+
+
+def test_the_seeds_own_config_passes_as_axolotl_normalises_it(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    config = _seed_config_on_this_machine(tmp_path, tiny_gemma3_dir, tiny_chat_dataset,
+                                          lora_target_modules=FIXED_TARGET_MODULES)
+    path = write_config(tmp_path / "gemma3-melanoma.yaml", config)
+    assert yaml.safe_load(path.read_text())["learning_rate"] == "2e-5"
+    result = run_preflight(path)
+    assert result.findings == []
+    assert result.normalized["learning_rate"] == pytest.approx(2e-5)
+
+
+def test_the_seeds_regex_is_still_refused_with_the_reason(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    config = _seed_config_on_this_machine(tmp_path, tiny_gemma3_dir, tiny_chat_dataset)
+    assert config["lora_target_modules"] == SEED_TARGET_MODULES
+    findings = run_preflight(write_config(tmp_path / "gemma3-melanoma.yaml", config)).findings
+    assert [finding.field for finding in findings] == ["lora_target_modules"]
+    assert "matches no module" in findings[0].message and "model.language_model.layers.0." in findings[0].message
+
+
+def test_a_learning_rate_that_is_not_a_number_is_still_refused(tmp_path, tiny_gemma3_dir, tiny_chat_dataset):
+    findings = preflight_findings(tmp_path, tiny_gemma3_dir, tiny_chat_dataset, learning_rate="fast")
+    assert [finding.field for finding in findings] == ["learning_rate"]

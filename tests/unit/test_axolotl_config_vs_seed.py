@@ -27,6 +27,8 @@ DELIBERATE_DIFFERENCES = {
 ADDED = {
     "test_datasets", "load_in_8bit", "save_steps", "attn_implementation", "bf16", "tf32", "dataloader_num_workers",
     "dataloader_pin_memory", "seed",
+    # Liger's fused linear cross-entropy: the memory model (training_defaults) sizes the micro batch with it.
+    "plugins", "liger_rms_norm", "liger_rope", "liger_fused_linear_cross_entropy",
 }
 
 

@@ -44,11 +44,18 @@ def test_typo_is_an_unknown_key_with_a_suggestion():
 
 
 @pytest.mark.parametrize("key,value", [("lora_r", -1), ("lora_r", 0), ("lora_r", 2.5), ("lora_dropout", 2),
-                                       ("learning_rate", 0), ("micro_batch_size", "4"), ("warmup_steps", -3)])
+                                       ("learning_rate", 0), ("micro_batch_size", "four"), ("warmup_steps", -3)])
 def test_out_of_bounds_values_are_named(key, value):
     findings = bound_violations({key: value})
     assert fields(findings) == [key]
     assert repr(value) in findings[0].message
+
+
+def test_numbers_spelled_as_strings_are_read_as_axolotl_reads_them():
+    # PyYAML reads the seed's `learning_rate: 2e-5` as a string; Axolotl's schema makes it a number.
+    assert bound_violations({"learning_rate": "2e-5", "micro_batch_size": "4"}) == []
+    findings = bound_violations({"lora_r": "-1"})
+    assert fields(findings) == ["lora_r"] and ">= 1" in findings[0].message
 
 
 def test_in_bounds_values_pass():

@@ -94,3 +94,39 @@ def test_preempted_pods_are_counted_apart_from_failures() -> None:
 def test_kueue_suspended_job_waits_for_admission() -> None:
     verdict = judge(job(suspend=True, labels={"kueue.x-k8s.io/queue-name": "q"}), [], NOW, 600)
     assert (verdict.phase, verdict.reason) == ("Suspended", "QueuedByKueue")
+
+
+def test_gpu_out_of_memory_exit_code_fails_as_out_of_memory_naming_what_the_kind_lowers() -> None:
+    from mmft_operator.contracts.exit_codes import OUT_OF_MEMORY
+    from mmft_operator.reconcile.evaluation import EvaluationReconciler
+    from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
+
+    failed = pod("Failed", terminated={"exitCode": OUT_OF_MEMORY, "message": "Traceback ... CUDA out of memory"})
+    for reconciler, field in ((FineTuneJobReconciler, "spec.training.microBatchSize"),
+                              (EvaluationReconciler, "spec.batchSize")):
+        verdict = judge(job([cond("Failed", "PodFailurePolicy")]), [failed], NOW, 600,
+                        reconciler.out_of_memory_advice)
+        assert (verdict.phase, verdict.reason, verdict.stalled) == ("Failed", "OutOfMemory", True)
+        assert field in verdict.message and f"exit code {OUT_OF_MEMORY}" in verdict.message
+
+
+def test_unusable_data_exit_code_fails_as_data_invalid() -> None:
+    failed = pod("Failed", terminated={"exitCode": 65, "message": "the test split has no rows"})
+    verdict = judge(job([cond("Failed", "PodFailurePolicy")]), [failed], NOW, 600)
+    assert (verdict.reason, verdict.message) == ("DataInvalid", "the test split has no rows")
+
+
+def test_pod_startup_stages_come_from_the_newest_pods_own_timestamps() -> None:
+    from mmft_operator.status.workload import pod_startup
+
+    older = pod("Failed", created="2026-11-29T11:00:06Z")
+    newest = pod("Running", created="2026-11-29T11:10:00Z",
+                 conditions=[{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-29T11:14:30Z"}])
+    newest["status"]["containerStatuses"] = [
+        {"name": "gcsfuse-sidecar", "state": {"running": {"startedAt": "2026-11-29T11:14:40Z"}}},
+        {"name": "trainer", "state": {"running": {"startedAt": "2026-11-29T11:16:00Z"}}},
+    ]
+    assert pod_startup([older, newest], "trainer") == {"waitingForNodeSeconds": 270.0, "pullingImageSeconds": 90.0}
+    pending = pod("Pending", created="2026-11-29T11:20:00Z")
+    assert pod_startup([newest, pending], "trainer") == {}, "stages not reached are left out"
+

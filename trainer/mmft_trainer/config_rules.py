@@ -34,6 +34,7 @@ class Bound:
     integer: bool = False
 
     def violation(self, value: Any) -> str | None:
+        value = _as_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return f"must be a number, got {value!r}"
         if self.integer and not float(value).is_integer():
@@ -47,6 +48,16 @@ class Bound:
             if above:
                 return f"must be {'<=' if self.max_inclusive else '<'} {self.maximum}, got {value!r}"
         return None
+
+
+def _as_number(value: Any) -> Any:
+    """A number spelled as a string (PyYAML reads ``2e-5`` as one) is that number, as Axolotl's schema coerces it."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 POSITIVE_INT = Bound(minimum=1, integer=True)

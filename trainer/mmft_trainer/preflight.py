@@ -1,8 +1,9 @@
 """Preflight: everything that can be checked before a GPU is spent, each problem named by its config field.
 
-Order matters: the cheap rules on the raw YAML first (they catch what Axolotl's validator lets through), then
-Axolotl's own validator, then the model's config and processor, then ``lora_target_modules`` against the real
-module names of the model, instantiated on the meta device (no weights are read).
+Order matters: unknown keys in the YAML as written first (Axolotl's validator drops them silently), then Axolotl's
+own validator, then mmft's rules (what that validator lets through) on the config as Axolotl normalised it, then
+the model's config and processor, then ``lora_target_modules`` against the real module names of the model,
+instantiated on the meta device (no weights are read).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ CUDA_ONLY_OPTIONS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "fla
 class PreflightResult:
     raw: dict = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    # The config as Axolotl's validator normalised it (set once the validator accepted it).
+    normalized: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,34 +58,47 @@ def run_preflight(config_path: Path) -> PreflightResult:
     result = PreflightResult(raw=raw, findings=findings)
     if findings:
         return result
-    # Later stages assume the earlier ones passed; the last two are independent, so both report at once.
-    for stage in ((_schema_findings,), (_axolotl_findings,), (_runtime_findings, _model_findings)):
-        for check in stage:
-            result.findings.extend(check(raw, Path(config_path)))
-        if result.findings:
-            break
+    # Unknown keys are read from the file itself: Axolotl's validator drops them without a word.
+    result.findings = _unknown_key_findings(raw)
+    if result.findings:
+        return result
+    validated = validated_config(raw)
+    if isinstance(validated, list):
+        # Axolotl refused it: mmft's rules on the file as written usually name the problem more plainly.
+        result.findings = _rule_findings(raw, Path(config_path)) or validated
+        return result
+    # Every later check reads the config as Axolotl will train with it (PyYAML reads `2e-5` as a string, and
+    # Axolotl's schema makes it a number): a config Axolotl trains with is never refused for its spelling.
+    normalized = dict(validated)
+    result.normalized = normalized
+    result.findings = _rule_findings(normalized, Path(config_path))
+    if result.findings:
+        return result
+    # Independent of each other, so both report at once.
+    result.findings = _runtime_findings(normalized) + _model_findings(normalized)
     return result
 
 
-def _schema_findings(raw: dict, config_path: Path) -> list[Finding]:
+def _unknown_key_findings(raw: dict) -> list[Finding]:
     from axolotl.utils.schemas import datasets as dataset_schemas
-    from axolotl.utils.schemas.enums import CustomSupportedOptimizers
-    from transformers.training_args import OptimizerNames
 
-    known = _config_keys(raw)
     dataset_keys = set()
     for schema in (dataset_schemas.SFTDataset, dataset_schemas.DPODataset, dataset_schemas.KTODataset):
         dataset_keys |= _field_names(schema)
-    optimizers = {name.value for name in OptimizerNames} | {name.value for name in CustomSupportedOptimizers}
-
-    findings = unknown_keys(raw, known)
+    findings = unknown_keys(raw, _config_keys(raw))
     for index, dataset in enumerate(raw.get("datasets") or []):
         if isinstance(dataset, dict):
             findings += unknown_keys(dataset, dataset_keys, prefix=f"datasets[{index}].")
-    findings += bound_violations(raw)
-    findings += enum_violations(raw, optimizers)
-    findings += dataset_file_problems(raw, config_path.parent)
     return findings
+
+
+def _rule_findings(config: dict, config_path: Path) -> list[Finding]:
+    from axolotl.utils.schemas.enums import CustomSupportedOptimizers
+    from transformers.training_args import OptimizerNames
+
+    optimizers = {name.value for name in OptimizerNames} | {name.value for name in CustomSupportedOptimizers}
+    return (bound_violations(config) + enum_violations(config, optimizers)
+            + dataset_file_problems(config, config_path.parent))
 
 
 def _field_names(schema) -> set[str]:
@@ -109,11 +125,6 @@ def _config_keys(raw: dict) -> set[str]:
     return keys
 
 
-def _axolotl_findings(raw: dict, _config_path: Path) -> list[Finding]:
-    validated = validated_config(raw)
-    return validated if isinstance(validated, list) else []
-
-
 def validated_config(raw: dict):
     """Axolotl's validator on a copy of ``raw``: the validated config, or the findings it raised."""
     from axolotl.cli.config import gpu_capabilities, prepare_plugins
@@ -133,18 +144,17 @@ def validated_config(raw: dict):
         return [Finding("config", f"rejected by Axolotl's validator: {error}")]
 
 
-def _runtime_findings(raw: dict, _config_path: Path) -> list[Finding]:
+def _runtime_findings(validated: dict) -> list[Finding]:
     """Options that crash without CUDA, read from the validated config (Axolotl turns LoRA kernels on itself)."""
     import torch
 
     if torch.cuda.is_available():
         return []
-    validated = validated_config(raw)
     return [Finding(option, "needs a CUDA GPU, and this machine has none; set it to false")
             for option in CUDA_ONLY_OPTIONS if validated.get(option)]
 
 
-def _model_findings(raw: dict, _config_path: Path) -> list[Finding]:
+def _model_findings(raw: dict) -> list[Finding]:
     from transformers import AutoConfig, AutoProcessor
 
     source = raw.get("base_model_config") or raw.get("base_model")

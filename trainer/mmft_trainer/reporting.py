@@ -69,3 +69,18 @@ class Throughput:
         if total_steps:
             measured["etaSeconds"] = max(0, round((total_steps - step) * seconds_per_step))
         return measured
+
+
+class TokenRate:
+    """Tokens per second between two readings of a running total (the first reading only starts the count)."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._last: tuple[float, float] | None = None
+
+    def measure(self, total_tokens: float) -> float | None:
+        now = self._clock()
+        last, self._last = self._last, (total_tokens, now)
+        if last is None or now <= last[1] or total_tokens < last[0]:
+            return None
+        return round((total_tokens - last[0]) / (now - last[1]), 1)

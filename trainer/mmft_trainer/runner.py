@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
-from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+from mmft_operator.contracts.exit_codes import CONFIG_INVALID, OUT_OF_MEMORY, is_gpu_out_of_memory
 
 from .checkpoints import newest_complete, remove_incomplete
 from .preemption import PREEMPTED_EXIT_CODE, Preempted, PreemptionGuard
@@ -18,17 +19,20 @@ log = logging.getLogger("mmft_trainer")
 
 TRAINING_FAILED = 1
 EXPORT_FAILED = 1
+OUT_OF_MEMORY_ADVICE = ("lower micro_batch_size (spec.training.microBatchSize) or sequence_len (sequenceLen), or "
+                        "enable gradient_checkpointing (gradientCheckpointing)")
 OUTPUT_MANIFEST = "mmft-outputs.json"
 # Once training ran, libraries may leave non-daemon threads behind (telemetry once hung a finished run 9+ minutes).
 EXIT_GRACE_SECONDS = 120.0
 
 
 def run(args) -> int:
+    started = time.monotonic()
     reporter = RunReporter.from_environment()
     guard = PreemptionGuard()
     guard.install()
     try:
-        exit_code = _run(args, reporter, guard)
+        exit_code = _run(args, reporter, guard, started)
     except Preempted as preempted:
         log.warning("%s", preempted)
         reporter.phase("Running", f"{preempted}; the next start resumes from the newest complete checkpoint")
@@ -40,7 +44,7 @@ def run(args) -> int:
     return exit_code
 
 
-def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
+def _run(args, reporter: RunReporter, guard: PreemptionGuard, started: float) -> int:
     reporter.phase("Preflight")
     result = run_preflight(Path(args.config))
     if not result.ok:
@@ -56,10 +60,15 @@ def _run(args, reporter: RunReporter, guard: PreemptionGuard) -> int:
     reporter.output("outputDir", str(output_dir))
     sync = _start_tensorboard_sync(args, output_dir, reporter)
     try:
-        _train(result.raw, output_dir, reporter, guard)
+        _train(result.raw, output_dir, reporter, guard, started)
     except Preempted:
         raise
     except Exception as error:  # noqa: BLE001 - whatever broke training, the operator must see why
+        if is_gpu_out_of_memory(error):
+            log.error("the GPU ran out of memory: %s", str(error)[:500])
+            reporter.phase("Failed", f"GPU out of memory: {OUT_OF_MEMORY_ADVICE}")
+            print(f"mmft train: GPU out of memory: {OUT_OF_MEMORY_ADVICE}", file=sys.stderr)
+            return OUT_OF_MEMORY
         log.exception("training failed")
         reporter.phase("Failed", f"training failed: {type(error).__name__}: {str(error)[:500]}")
         return TRAINING_FAILED
@@ -117,7 +126,7 @@ def _start_tensorboard_sync(args, output_dir: Path, reporter: RunReporter):
     return sync
 
 
-def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: PreemptionGuard) -> None:
+def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: PreemptionGuard, started: float) -> None:
     from axolotl.cli.args import TrainerCliArgs
     from axolotl.cli.config import load_cfg
     from axolotl.cli.train import do_train
@@ -135,7 +144,7 @@ def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: Preemption
         log.warning("mmft changed the config: %s", note)
     if resume_from is not None:
         reporter.progress(force=True, lastCheckpoint=str(resume_from))
-    axolotl_plugin.attach(MmftCallback(reporter, guard))
+    axolotl_plugin.attach(MmftCallback(reporter, guard, started))
     do_train(load_cfg(DictDefault(cfg)), TrainerCliArgs())
     guard.training = False
 

@@ -12,13 +12,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from mmft_operator.accelerators import LABELS
+
 GROUP = "mmft.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# Kubernetes resource.Quantity, as the API server's own regex spells it.
+# Kubernetes resource.Quantity, as the API server's own regex spells it, less the minus sign: every quantity in this
+# API (requests, capacities) is a size, and a negative one is refused at apply time.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -45,13 +48,8 @@ PinnedImage = Annotated[
     ),
 ]
 
-Accelerator = Literal[
-    "nvidia-tesla-a100",
-    "nvidia-a100-80gb",
-    "nvidia-h100-80gb",
-    "nvidia-h100-mega-80gb",
-    "nvidia-l4",
-]
+# The GKE accelerator labels of mmft_operator.accelerators, the one table of supported cards.
+Accelerator = Literal[LABELS]
 
 
 class ApiModel(BaseModel):
@@ -85,7 +83,8 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
 Quantity = Annotated[
     str,
     Field(
-        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN},
+        # `minimum` applies to the integer form (8), `pattern` to the string form ("8", "32Gi").
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "minimum": 0},
     ),
 ]
 

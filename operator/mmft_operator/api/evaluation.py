@@ -192,14 +192,16 @@ class ModelMetrics(ApiModel):
     """Metrics of one model on the test split."""
 
     name: str = Field(description="Model name from spec.models.")
-    accuracy: float | None = Field(None, description="Accuracy.")
-    balanced_accuracy: float | None = Field(None, description="Mean of recall and specificity.")
-    recall: float | None = Field(None, description="Sensitivity: true positives / positives.")
-    specificity: float | None = Field(None, description="True negatives / negatives.")
-    precision: float | None = Field(None, description="True positives / predicted positives.")
-    roc_auc: float | None = Field(None, description="Area under the ROC curve (logprob, forced-choice).")
-    pr_auc: float | None = Field(None, description="Area under the precision-recall curve (logprob, forced-choice).")
-    threshold: float | None = Field(None, description="Decision threshold used.")
+    accuracy: float | None = Field(None, description="Accuracy.", ge=0, le=1)
+    balanced_accuracy: float | None = Field(None, description="Mean of recall and specificity.", ge=0, le=1)
+    recall: float | None = Field(None, description="Sensitivity: true positives / positives.", ge=0, le=1)
+    specificity: float | None = Field(None, description="True negatives / negatives.", ge=0, le=1)
+    precision: float | None = Field(None, description="True positives / predicted positives.", ge=0, le=1)
+    roc_auc: float | None = Field(None, description="Area under the ROC curve (logprob, forced-choice).", ge=0, le=1)
+    pr_auc: float | None = Field(
+        None, description="Area under the precision-recall curve (logprob, forced-choice).", ge=0, le=1
+    )
+    threshold: float | None = Field(None, description="Decision threshold used.", ge=0, le=1)
     error: str | None = Field(None, description="Why this model could not be scored.")
 
 
@@ -208,7 +210,9 @@ class EvaluationStatus(CommonStatus):
 
     models: list[ModelMetrics] = Field(default_factory=list, description="Metrics per model.")
     best_model: str | None = Field(None, description="Model with the highest balanced accuracy.")
-    best_balanced_accuracy: float | None = Field(None, description="Balanced accuracy of the best model.")
+    best_balanced_accuracy: float | None = Field(
+        None, description="Balanced accuracy of the best model.", ge=0, le=1
+    )
     report: str | None = Field(None, description="gs:// URI of the HTML report.")
     predictions: str | None = Field(
         None, description="gs:// URI of the predictions (JSON lines, one per image and model)."

@@ -181,7 +181,7 @@ class TrainingSettings(ApiModel):
     adapter: Literal["lora", "qlora"] | None = Field(
         None,
         description="Adapter type: lora (bf16 base), or qlora (4-bit base). Empty: chosen by the accelerator's "
-        "memory for a Gemma-3-4B-class model (docs/benchmarks.md): lora where it fits, qlora otherwise.",
+        "memory and the model's size (docs/bench-trainer.md): lora where it fits, qlora otherwise.",
     )
     load_in_4bit: bool | None = Field(
         None, alias="loadIn4bit", description="Load the base model in 4 bit (bitsandbytes). Empty: true for qlora."
@@ -312,6 +312,12 @@ class FineTuneJobSpec(ApiModel):
         max_length=512,
         pattern=r"^(/[^\x00]+|[A-Za-z0-9][\w.-]*/[\w.-]+)$",
     )
+    base_model_size: Literal["4B", "12B", "27B"] | None = Field(
+        None,
+        description="Size class of baseModel (Gemma 3 shapes), which sizes the per-accelerator defaults of "
+        "micro batch, adapter and gradient checkpointing. Empty: read from baseModel's name (gemma-3-12b-it is "
+        "12B), else 4B.",
+    )
     dataset: DatasetSource = Field(description="Training data.")
     training: TrainingSettings = Field(description="Axolotl training settings (maxSteps or numEpochs at least).")
     compute: ComputeSettings = Field(default_factory=ComputeSettings, description="Accelerator, GPUs, nodes, Spot.")
@@ -356,14 +362,38 @@ class FineTuneProgress(TrainingProgress):
     summary: str | None = Field(None, description="step/totalSteps (percent), for printer columns.")
 
 
+class StartupStages(ApiModel):
+    """How long each stage before training took for the current trainer pod, so a slow start says where it went."""
+
+    waiting_for_node_seconds: float | None = Field(
+        None, ge=0, description="From the pod's creation until it was scheduled (GKE provisioning a GPU node)."
+    )
+    pulling_image_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="From scheduling until the trainer container started (image pull, GCS Fuse sidecar start).",
+    )
+    loading_model_seconds: float | None = Field(
+        None, ge=0, description="From the trainer's start until training began (preflight, model and data loading)."
+    )
+    first_step_seconds: float | None = Field(
+        None, ge=0, description="The first optimizer step (compilation, data loader warm-up)."
+    )
+
+
 class FineTuneJobStatus(CommonStatus):
     """Observed state of a FineTuneJob."""
 
     progress: FineTuneProgress | None = Field(None, description="Live progress from the trainer.")
+    startup: StartupStages | None = Field(
+        None, description="Seconds each start-up stage of the current trainer pod took (pod timestamps, trainer)."
+    )
     preemptions: int = Field(
         0, description="Pods lost to preemption or node disruption (not counted as failures).", ge=0
     )
     failures: int = Field(0, description="Pod failures counted against backoffLimit.", ge=0)
 
 
-IMMUTABLE_AFTER_START = ("baseModel", "dataset", "training", "compute", "bucket", "outputVolume", "export")
+IMMUTABLE_AFTER_START = (
+    "baseModel", "baseModelSize", "dataset", "training", "compute", "bucket", "outputVolume", "export",
+)

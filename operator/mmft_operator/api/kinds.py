@@ -67,6 +67,14 @@ FINE_TUNE_JOB = KindInfo(
         PrinterColumn("Progress", ".status.progress.summary", description="Optimizer steps done of total."),
         PrinterColumn("Loss", ".status.progress.loss", type="number", description="Training loss."),
         PrinterColumn("ETA", ".status.progress.etaSeconds", type="integer", description="Seconds left.", priority=1),
+        PrinterColumn(
+            "Tokens/s", ".status.progress.tokensPerSecond", type="number", description="Training throughput.",
+            priority=1,
+        ),
+        PrinterColumn(
+            "Peak GPU GiB", ".status.progress.peakGpuMemoryGiB", type="number", description="Peak GPU memory.",
+            priority=1,
+        ),
         PrinterColumn("Model", ".spec.baseModel", description="Base model."),
         PrinterColumn("Accelerator", ".spec.compute.accelerator", description="GKE accelerator type."),
         PrinterColumn("GPUs", ".spec.compute.gpusPerNode", type="integer", description="GPUs per node.", priority=1),

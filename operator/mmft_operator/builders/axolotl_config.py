@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmft_operator.api.finetunejob import FineTuneJobSpec
-from mmft_operator.training_defaults import LIGER_PLUGIN, defaults_for
+from mmft_operator.training_defaults import LIGER_PLUGIN, model_shape, plan
 
 OUTPUT_MOUNT = "/outputs"
 RUN_DIR = f"{OUTPUT_MOUNT}/run"
@@ -31,11 +31,21 @@ def effective_warmup_steps(spec: FineTuneJobSpec) -> int:
 
 def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[str, Any]:
     training = spec.training
-    # Measured on an H200 and scaled by each card's memory (docs/benchmarks.md); explicit spec values win.
-    card = defaults_for(spec.compute.accelerator)
-    adapter = training.adapter or card.adapter
+    # Overriding `plugins` replaces the Liger set wholesale (its keys need the plugin), and the plan must know.
+    liger = "plugins" not in training.overrides
+    # Sized by the memory model measured on an H200 (training_defaults, docs/bench-trainer.md) for this card and
+    # model size; what the spec sets is kept, and the rest is planned around it.
+    card = plan(
+        spec.compute.accelerator,
+        model_shape(spec.base_model, spec.base_model_size),
+        adapter=training.adapter,
+        micro_batch=training.micro_batch_size,
+        checkpointing=training.gradient_checkpointing,
+        liger=liger,
+        lora_rank=training.lora.r,
+    )
+    adapter = card.adapter
     load_in_4bit = training.load_in_4bit if training.load_in_4bit is not None else adapter == "qlora"
-    micro_batch = _first(training.micro_batch_size, card.micro_batch_size)
 
     def dataset_entry(path: str) -> dict[str, Any]:
         return {
@@ -72,13 +82,11 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
             "learning_rate": training.learning_rate,
             "weight_decay": training.weight_decay,
             "warmup_steps": effective_warmup_steps(spec),
-            "gradient_checkpointing": _first(training.gradient_checkpointing, card.gradient_checkpointing),
+            "gradient_checkpointing": card.gradient_checkpointing,
             "gradient_accumulation_steps": _first(
-                training.gradient_accumulation_steps,
-                # A pinned micro batch keeps the seed's effective batch of 4; the default one brings its own.
-                card.gradient_accumulation_steps if training.micro_batch_size is None else max(1, 4 // micro_batch),
+                training.gradient_accumulation_steps, card.gradient_accumulation_steps
             ),
-            "micro_batch_size": micro_batch,
+            "micro_batch_size": card.micro_batch_size,
             "save_strategy": training.save_strategy,
             "save_total_limit": training.save_total_limit,
             "attn_implementation": training.attention_implementation,
@@ -108,14 +116,15 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
         config["num_epochs"] = training.num_epochs
     if training.save_strategy == "steps":
         config["save_steps"] = training.save_steps
-    if adapter == "lora":
-        # Measured +35% samples/s on the H200 (torch.compile with Liger's fused kernels); QLoRA's 4-bit layers gain
-        # nothing from them. Overriding `plugins` replaces the Liger set wholesale (its keys need the plugin).
+    if card.torch_compile:
+        # Measured +23% samples/s with LoRA on the H200; QLoRA's 4-bit layers gain nothing from it.
         config["torch_compile"] = True
-        if "plugins" not in training.overrides:
-            config.update(
-                plugins=[LIGER_PLUGIN], liger_rms_norm=True, liger_rope=True, liger_fused_linear_cross_entropy=True
-            )
+    if card.liger:
+        # Liger's fused linear cross-entropy never materialises the 262k-vocabulary logits (about 1 GiB per sample):
+        # the memory model and so the micro batch assume it, for either adapter.
+        config.update(
+            plugins=[LIGER_PLUGIN], liger_rms_norm=True, liger_rope=True, liger_fused_linear_cross_entropy=True
+        )
     config.update(training.overrides)
     return config
 

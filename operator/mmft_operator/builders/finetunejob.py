@@ -10,7 +10,7 @@ import yaml
 from mmft_operator import naming
 from mmft_operator.accelerators import profile
 from mmft_operator.api.finetunejob import FineTuneJobSpec
-from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+from mmft_operator.contracts.exit_codes import FAIL_AT_ONCE
 from mmft_operator.settings import OperatorSettings
 
 from . import common
@@ -181,7 +181,12 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
             "rules": [
                 {
                     "action": "FailJob",
-                    "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In", "values": [CONFIG_INVALID]},
+                    # Invalid config or data, GPU out of memory: the same pod would fail the same way again.
+                    "onExitCodes": {
+                        "containerName": TRAINER_CONTAINER,
+                        "operator": "In",
+                        "values": sorted(FAIL_AT_ONCE),
+                    },
                 },
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]

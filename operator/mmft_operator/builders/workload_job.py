@@ -7,7 +7,7 @@ from typing import Any
 
 from mmft_operator import naming
 from mmft_operator.api.common import GcsBucket, PodMetadata
-from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+from mmft_operator.contracts.exit_codes import FAIL_AT_ONCE
 from mmft_operator.settings import OperatorSettings
 
 from . import common
@@ -82,7 +82,8 @@ def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSetting
                         "onExitCodes": {
                             "containerName": WORKLOAD_CONTAINER,
                             "operator": "In",
-                            "values": [CONFIG_INVALID],
+                            # Invalid config or data, GPU out of memory: a retry would fail the same way.
+                            "values": sorted(FAIL_AT_ONCE),
                         },
                     },
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},

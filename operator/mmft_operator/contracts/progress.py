@@ -40,6 +40,18 @@ class TrainingProgress(_Contract):
     learningRate: float | None = Field(None, ge=0, description="Learning rate at the last logging step.")
     samplesPerSecond: float | None = Field(None, ge=0, description="Training throughput, samples per second.")
     etaSeconds: int | None = Field(None, ge=0, description="Estimated seconds until the last step.")
+    tokensPerSecond: float | None = Field(
+        None, ge=0, description="Input tokens (image and text, padding included) trained on per second, all GPUs."
+    )
+    peakGpuMemoryGiB: float | None = Field(
+        None, ge=0, description="Peak GPU memory allocated by the trainer on one GPU so far (rank 0), GiB."
+    )
+    modelLoadSeconds: float | None = Field(
+        None, ge=0, description="Seconds from the trainer's start to training: preflight, model and data loading."
+    )
+    firstStepSeconds: float | None = Field(
+        None, ge=0, description="Seconds the first optimizer step took (compilation and data loader warm-up)."
+    )
     lastCheckpoint: str | None = Field(None, description="Path of the newest complete checkpoint.")
 
 

@@ -87,6 +87,8 @@ class KindReconciler:
 
     kind: str
     job_component: str
+    # Shown with reason OutOfMemory when the workload's GPU ran out of memory: the spec fields to lower.
+    out_of_memory_advice: str = workload.DEFAULT_OUT_OF_MEMORY_ADVICE
 
     def parse(self, spec: dict[str, Any]):  # noqa: ANN201 - the kind's spec model
         raise NotImplementedError
@@ -199,7 +201,12 @@ def _reconcile_once(
     if job is not None:
         pods = ctx.pods(owner.namespace, job["metadata"]["name"])
     observed = Observed(
-        job, pods, _read_report(ctx, owner), workload.judge(job, pods, now, ctx.settings.unschedulable_grace_seconds)
+        job,
+        pods,
+        _read_report(ctx, owner),
+        workload.judge(
+            job, pods, now, ctx.settings.unschedulable_grace_seconds, reconciler.out_of_memory_advice
+        ),
     )
     new_status = _compose(
         reconciler, owner, spec, status, generation, now, prerequisites, observed, resolved, children, conflict

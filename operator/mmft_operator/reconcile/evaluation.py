@@ -27,6 +27,8 @@ MODEL_KEY_PREFIX = "model."
 class EvaluationReconciler(KindReconciler):
     kind = builders.KIND
     job_component = builders.COMPONENT
+    # The evaluator halves a batch that does not fit before it gives up, so a smaller card is the likelier cause.
+    out_of_memory_advice = "lower spec.batchSize, or choose an accelerator with more memory (spec.compute.accelerator)"
 
     def parse(self, spec: dict[str, Any]) -> EvaluationSpec:
         return EvaluationSpec.model_validate(spec)

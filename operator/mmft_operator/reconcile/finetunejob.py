@@ -23,6 +23,10 @@ _PAST_PREFLIGHT = {"Running", "Saving", "Exporting", "Completed"}
 class FineTuneJobReconciler(KindReconciler):
     kind = builders.KIND
     job_component = "train"
+    out_of_memory_advice = (
+        "lower spec.training.microBatchSize or spec.training.sequenceLen, or set "
+        "spec.training.gradientCheckpointing: true"
+    )
 
     def parse(self, spec: dict[str, Any]) -> FineTuneJobSpec:
         return FineTuneJobSpec.model_validate(spec)
@@ -67,6 +71,7 @@ class FineTuneJobReconciler(KindReconciler):
         if observed.verdict.phase == workload.SUCCEEDED:
             # The trainer uploads to these locations before it exits 0; its report, when readable, confirms them.
             outputs.update(builders.export_locations(spec, owner))
+        startup = workload.pod_startup(observed.pods, builders.TRAINER_CONTAINER)
         report = observed.report
         if report is not None:
             outputs.update(report.outputs)
@@ -74,6 +79,12 @@ class FineTuneJobReconciler(KindReconciler):
                 progress = report.progress.model_dump(exclude_none=True)
                 progress["summary"] = progress_summary(report.progress.step, report.progress.totalSteps)
                 status["progress"] = progress
+                for stage, reported in (("loadingModelSeconds", "modelLoadSeconds"),
+                                        ("firstStepSeconds", "firstStepSeconds")):
+                    if reported in progress:
+                        startup[stage] = progress[reported]
+        if startup:
+            status["startup"] = startup
         return status
 
     def success_message(self, observed: Observed) -> str:

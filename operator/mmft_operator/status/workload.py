@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from mmft_operator.contracts.exit_codes import CONFIG_INVALID, DATA_INVALID
+from mmft_operator.contracts.exit_codes import CONFIG_INVALID, DATA_INVALID, OUT_OF_MEMORY
 
 PENDING, SUSPENDED, RUNNING, SUCCEEDED, FAILED = "Pending", "Suspended", "Running", "Succeeded", "Failed"
 
@@ -57,7 +57,11 @@ def _is_preempted(pod: dict[str, Any]) -> bool:
     return pod.get("status", {}).get("phase") == "Failed" and _condition(pod, "DisruptionTarget") is not None
 
 
-def _pod_failure_reason(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+# What a kind's resource can lower when its workload runs out of GPU memory (each kind names its own fields).
+DEFAULT_OUT_OF_MEMORY_ADVICE = "lower the batch size"
+
+
+def _pod_failure_reason(pods: list[dict[str, Any]], out_of_memory_advice: str) -> tuple[str, str] | None:
     """The most specific reason any failed pod shows, newest pods first."""
     failed = [pod for pod in pods if pod.get("status", {}).get("phase") == "Failed" and not _is_preempted(pod)]
     failed.sort(key=lambda pod: pod["metadata"].get("creationTimestamp", ""), reverse=True)
@@ -73,6 +77,8 @@ def _pod_failure_reason(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
                     "the container ran out of memory (OOMKilled): lower microBatchSize or "
                     "sequenceLen, enable gradientCheckpointing, or raise compute.memory",
                 )
+            if code == OUT_OF_MEMORY:
+                return "OutOfMemory", f"the GPU ran out of memory (exit code {code}): {out_of_memory_advice}"
             if code == DATA_INVALID:
                 return "DataInvalid", detail or f"the workload found its input data unusable (exit code {code})"
             if code not in (None, 0):
@@ -103,6 +109,7 @@ def judge(
     pods: list[dict[str, Any]],
     now: dt.datetime,
     unschedulable_grace_seconds: int,
+    out_of_memory_advice: str = DEFAULT_OUT_OF_MEMORY_ADVICE,
 ) -> WorkloadVerdict:
     if job is None:
         return WorkloadVerdict(PENDING, "Creating", "creating the workload Job")
@@ -123,7 +130,7 @@ def judge(
         if failed.get("reason") == "DeadlineExceeded":
             reason, message = "DeadlineExceeded", "the run exceeded activeDeadlineSeconds"
         else:
-            reason, message = _pod_failure_reason(pods) or (
+            reason, message = _pod_failure_reason(pods, out_of_memory_advice) or (
                 "BackoffLimitExceeded",
                 failed.get("message") or "the workload failed too often",
             )
@@ -159,3 +166,38 @@ def _older_than(since: str, now: dt.datetime, seconds: int) -> bool:
         return seconds <= 0
     started = dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     return (now - started).total_seconds() >= seconds
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not (start and end):
+        return None
+    parse = lambda stamp: dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731 - RFC 3339, as the API
+    return max(0.0, (parse(end) - parse(start)).total_seconds())
+
+
+def pod_startup(pods: list[dict[str, Any]], container: str) -> dict[str, float]:
+    """Seconds the newest pod spent waiting for a node and from scheduling to ``container``'s start, from the pod's
+    own timestamps (creation, the PodScheduled condition, the container's startedAt). Stages not reached are left
+    out."""
+    if not pods:
+        return {}
+    pod = max(pods, key=lambda candidate: candidate["metadata"].get("creationTimestamp", ""))
+    created = pod["metadata"].get("creationTimestamp")
+    scheduled = next(
+        (
+            condition.get("lastTransitionTime")
+            for condition in pod.get("status", {}).get("conditions", []) or []
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "True"
+        ),
+        None,
+    )
+    started = None
+    for status in pod.get("status", {}).get("containerStatuses", []) or []:
+        if status.get("name") == container:
+            state = status.get("state") or {}
+            started = (state.get("running") or state.get("terminated") or {}).get("startedAt")
+    stages = {
+        "waitingForNodeSeconds": _seconds_between(created, scheduled),
+        "pullingImageSeconds": _seconds_between(scheduled, started),
+    }
+    return {name: seconds for name, seconds in stages.items() if seconds is not None}
