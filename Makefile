@@ -11,7 +11,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 EXTRAS ?= test,dataprep,trainer,evaluator
 PYTEST_ARGS ?=
 
-.PHONY: install install-operator cluster demo test test-unit test-integration test-ml crds lint
+.PHONY: install install-operator cluster images demo test test-unit test-integration test-ml crds lint
 
 $(PYTHON):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ install-operator: $(PYTHON)  ## the slim operator install (no torch): enough for
 
 cluster:  ## build the local control plane from Go modules (cached outside the repo)
 	bash localcluster/build.sh
+
+images:  ## the operator, workload (CPU torch) and TensorBoard images, with the local Docker engine (docs/images.md)
+	bash localcluster/build-images.sh all
 
 demo: install-operator cluster  ## the seed's pipeline on the local control plane with simulated GKE GPU nodes
 	bash hack/demo.sh
