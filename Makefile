@@ -8,7 +8,7 @@ PIP_CACHE ?= $(HOME)/.cache/mmft/pip
 # Scripts and tests start `mmft` and `python3` by name: the environment's own come first.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
-EXTRAS ?= test,dataprep,trainer,evaluator
+EXTRAS ?= test,localcluster,dataprep,trainer,evaluator
 PYTEST_ARGS ?=
 
 .PHONY: install install-operator cluster images demo test test-unit test-integration test-ml crds lint
@@ -21,7 +21,7 @@ install: $(PYTHON)  ## the package with every extra (operator, workloads, tests)
 	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[$(EXTRAS)]"
 
 install-operator: $(PYTHON)  ## the slim operator install (no torch): enough for `make demo`
-	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[test]"
+	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[test,localcluster]"
 
 cluster:  ## build the local control plane from Go modules (cached outside the repo)
 	bash localcluster/build.sh
