@@ -11,7 +11,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 EXTRAS ?= test,localcluster,dataprep,trainer,evaluator
 PYTEST_ARGS ?=
 
-.PHONY: install install-operator cluster images demo test test-unit test-integration test-ml crds lint
+.PHONY: install install-operator cluster images demo test test-unit test-integration test-ml test-containers crds lint
 
 $(PYTHON):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -36,13 +36,16 @@ test: install cluster  ## every tier: unit, integration (local control plane), M
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-unit:
-	$(PYTHON) -m pytest -m "not integration and not ml" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not integration and not ml and not containers" $(PYTEST_ARGS)
 
 test-integration: cluster
 	$(PYTHON) -m pytest -m integration $(PYTEST_ARGS)
 
 test-ml:
 	$(PYTHON) -m pytest -m ml $(PYTEST_ARGS)
+
+test-containers:  ## build the images (starts dockerd if needed) and run each of them
+	$(PYTHON) -m pytest -m containers $(PYTEST_ARGS)
 
 crds:  ## regenerate crds/ from the pydantic models
 	$(PYTHON) -m mmft_operator.cli crds
