@@ -42,12 +42,14 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && chmod 1777 /tmp
 WORKDIR /workspace
 
+# Each step binds only the helper files it reads: BuildKit keys a step by their content, so changing one helper
+# re-runs only the steps that read it (never the long install for an edit of cuda_stubs.py).
 FROM python-base AS operator-deps
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt \
     --mount=type=bind,source=pyproject.toml,target=/tmp/build/pyproject.toml \
-    --mount=type=bind,source=docker,target=/tmp/build/docker \
-    python3 /tmp/build/docker/requirements.py /tmp/build/pyproject.toml >/tmp/requirements.txt \
+    --mount=type=bind,source=docker/requirements.py,target=/tmp/build/requirements.py \
+    python3 /tmp/build/requirements.py /tmp/build/pyproject.toml >/tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
@@ -56,10 +58,10 @@ FROM python-base AS workload-packages
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca-certificates,target=/etc/ssl/certs/ca-certificates.crt \
     --mount=type=bind,source=pyproject.toml,target=/tmp/build/pyproject.toml \
-    --mount=type=bind,source=docker,target=/tmp/build/docker \
-    python3 /tmp/build/docker/requirements.py /tmp/build/pyproject.toml dataprep trainer evaluator \
-        >/tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt -c /tmp/build/docker/constraints.txt \
+    --mount=type=bind,source=docker/requirements.py,target=/tmp/build/requirements.py \
+    --mount=type=bind,source=docker/constraints.txt,target=/tmp/build/constraints.txt \
+    python3 /tmp/build/requirements.py /tmp/build/pyproject.toml dataprep trainer evaluator >/tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt -c /tmp/build/constraints.txt \
  && rm /tmp/requirements.txt
 
 FROM workload-packages AS workload-deps-cuda
@@ -70,11 +72,12 @@ FROM ${BASE_IMAGE} AS cuda-stubs
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev binutils \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=workload-packages /opt/mmft /opt/mmft
-RUN --mount=type=bind,source=docker,target=/tmp/build/docker \
-    python3 /tmp/build/docker/cuda_stubs.py /opt/mmft/lib/python3.11/site-packages/nvidia
+RUN --mount=type=bind,source=docker/cuda_stubs.py,target=/tmp/build/cuda_stubs.py \
+    python3 /tmp/build/cuda_stubs.py /opt/mmft/lib/python3.11/site-packages/nvidia
 
 FROM python-base AS workload-deps-cpu
 COPY --from=cuda-stubs /opt/mmft /opt/mmft
+RUN python3 -c "import torch; assert not torch.cuda.is_available(); assert (torch.ones(2, 2) @ torch.ones(2)).sum() == 4"
 
 FROM workload-deps-${TORCH_VARIANT} AS workload-deps
 

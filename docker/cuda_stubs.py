@@ -3,8 +3,10 @@
 PyPI serves Linux torch only as the CUDA build: libtorch links against cudart, cuBLAS, cuDNN, NCCL, ... (~2.7 GB of
 nvidia-* wheels), so `import torch` fails without them even on a machine without a GPU. A stub keeps the library's
 soname, symbol names, symbol versions, data sizes and thread-local objects, so the dynamic loader binds torch to it;
-every function returns 100, which is cudaErrorNoDevice in the CUDA runtime: torch asks cudaGetDeviceCount, is told
-there is no device, and `torch.cuda.is_available()` is False. No stub function runs on a CPU code path. Headers and
+the functions behave as the real library does on a machine without a driver or device: calls return 100
+(cudaErrorNoDevice in the CUDA runtime), the error-string functions return a message, cudaGetDevice says device 0,
+cudaGetLastError says no error. torch asks cudaGetDeviceCount, is told there is no device, and
+`torch.cuda.is_available()` is False; code that asks whether a stream is capturing (transformers' masks) gets False. Headers and
 tools and static libraries of those wheels are removed.
 
 Usage: python3 cuda_stubs.py SITE_PACKAGES/nvidia      (needs gcc and binutils' readelf)
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NO_DEVICE = 100
+MESSAGE = "no CUDA device (a stub of the CUDA library in mmft's CPU image)"
+STRING_RESULTS = ("GetErrorString", "GetErrorName", "GetStatusString", "GetStatusName", "GetErrorMessage")
 SYMBOL_NAME = re.compile(r"^[A-Za-z_.$][A-Za-z0-9_.$]*$")
 VERSION_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 # Some of these libraries export the C++ runtime they link statically (cuFile, cuSPARSELt, cuDNN's graph library).
@@ -97,14 +101,25 @@ def exports(path: Path, runtime_names: set[str]) -> list[Export]:
     return symbols
 
 
+def function_body(name: str) -> list[str]:
+    """What a stub function does: what the real library does on a machine without a CUDA driver or device."""
+    if name.endswith(STRING_RESULTS):  # cudaGetErrorString, cublasGetStatusString, ...: a readable message
+        return ["  leaq __mmft_stub_message(%rip), %rax", "  ret"]
+    if name in ("cudaGetDevice", "cudaDriverGetVersion"):  # device 0 is current; driver version 0: none installed
+        return ["  movl $0, (%rdi)", "  xorl %eax, %eax", "  ret"]
+    if name in ("cudaGetLastError", "cudaPeekAtLastError"):
+        return ["  xorl %eax, %eax", "  ret"]
+    return [f"  movl ${NO_DEVICE}, %eax", "  ret"]
+
+
 def assembly(symbols: list[Export]) -> str:
-    lines = ['.section .note.GNU-stack,"",@progbits']
+    lines = ['.section .note.GNU-stack,"",@progbits',
+             ".section .rodata", "__mmft_stub_message:", f'  .asciz "{MESSAGE}"']
     for index, symbol in enumerate(symbols):
         # A symbol of an older, non-default version gets an internal label bound to that version with .symver.
         label = symbol.name if symbol.default or symbol.version is None else f"__mmft_stub_{index}"
         if symbol.kind in ("FUNC", "IFUNC", "NOTYPE"):
-            lines += [".text", f".globl {label}", f".type {label}, @function", f"{label}:",
-                      f"  movl ${NO_DEVICE}, %eax", "  ret"]
+            lines += [".text", f".globl {label}", f".type {label}, @function", f"{label}:", *function_body(symbol.name)]
         else:
             section, kind = (".tbss,\"awT\",@nobits", "@tls_object") if symbol.kind == "TLS" else (".bss", "@object")
             lines += [f".section {section}", ".balign 16", f".globl {label}", f".type {label}, {kind}",
