@@ -177,14 +177,16 @@ build() {
 # the base and the build arguments; built once, exported, loaded on a fresh engine. Sets DEPS_REF.
 DEPS_REF=
 ensure_deps() {
-    local target=$1 key
+    local target=$1 key export_name=$1-deps
     shift
+    # The CPU and CUDA workloads are kept side by side.
+    [[ $target == workload ]] && export_name=$export_name-$TORCH_VARIANT
     key=$(printf '%s\n' "$target" "$(deps_inputs_key)" "$(image_id "$BASE_REF")" "$@" | sha)
     DEPS_REF=mmft-$target-deps:$key
     image_id "$DEPS_REF" >/dev/null && return
-    load_from_cache "$target-deps" "$key" && image_id "$DEPS_REF" >/dev/null && return
+    load_from_cache "$export_name" "$key" && image_id "$DEPS_REF" >/dev/null && return
     build "$target-deps" "$DEPS_REF" "$key" --build-arg "BASE_IMAGE=$BASE_REF" "$@"
-    save_to_cache "$target-deps" "$DEPS_REF" "$key"
+    save_to_cache "$export_name" "$DEPS_REF" "$key"
 }
 
 # ensure_final TARGET BUILD_ARGS...: mmft-TARGET:TAG from its dependency image and the source tree.
