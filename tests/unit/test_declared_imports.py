@@ -130,9 +130,21 @@ def undeclared_imports(part: str, extras: list[str]) -> dict[str, list[str]]:
     return dict(problems)
 
 
+def installed(requirement: str) -> bool:
+    try:
+        importlib.metadata.distribution(requirement)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("part", list(EXTRAS_OF))
 def test_every_import_is_declared_for_its_part(part):
     extras = EXTRAS_OF[part]
+    # Which distribution provides a module is known only for installed ones (`make install` installs every extra).
+    missing = sorted(name for name in declared(extras) if not installed(name))
+    if missing:
+        pytest.skip(f"{part}: {', '.join(missing)} not installed here; `make install` installs every extra")
     assert files_of(part), f"{part} has no Python files: update EXTRAS_OF"
     problems = undeclared_imports(part, extras)
     assert not problems, (
@@ -152,9 +164,9 @@ def test_every_package_of_the_project_is_checked():
 
 
 def test_the_check_finds_an_undeclared_import(tmp_path, monkeypatch):
-    # The operator may not import what only the trainer extra brings (yaml is core: allowed; torch is not).
+    # The operator may import its core dependencies (yaml), not what only the test or localcluster extras bring.
     module = tmp_path / "probe.py"
-    module.write_text("import yaml\nimport torch.nn\nfrom cryptography import x509\n")
+    module.write_text("import yaml\nimport _pytest.fixtures\nfrom cryptography import x509\n")
     monkeypatch.setattr(sys.modules[__name__], "files_of", lambda part: [module])
     problems = undeclared_imports("operator/mmft_operator", [])
-    assert list(problems.values()) == [["cryptography (provided by cryptography)", "torch.nn (provided by torch)"]]
+    assert list(problems.values()) == [["_pytest.fixtures (provided by pytest)", "cryptography (provided by cryptography)"]]
