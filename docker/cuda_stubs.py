@@ -6,8 +6,9 @@ soname, symbol names, symbol versions, data sizes and thread-local objects, so t
 the functions behave as the real library does on a machine without a driver or device: calls return 100
 (cudaErrorNoDevice in the CUDA runtime), the error-string functions return a message, cudaGetDevice says device 0,
 cudaGetLastError says no error. torch asks cudaGetDeviceCount, is told there is no device, and
-`torch.cuda.is_available()` is False; code that asks whether a stream is capturing (transformers' masks) gets False. Headers and
-tools and static libraries of those wheels are removed.
+`torch.cuda.is_available()` is False; a CUDA call raises torch's usual error with the stub's message (transformers
+catches it when it asks whether a stream is capturing). Headers, tools and static libraries of those wheels are
+removed.
 
 Usage: python3 cuda_stubs.py SITE_PACKAGES/nvidia      (needs gcc and binutils' readelf)
 """
@@ -69,7 +70,8 @@ def defined_names(path: Path) -> set[str]:
 
 
 def runtime_library_names() -> set[str]:
-    paths = re.findall(r"=> (\S+)", subprocess.run(["ldconfig", "-p"], check=True, capture_output=True, text=True).stdout)
+    listing = subprocess.run(["ldconfig", "-p"], check=True, capture_output=True, text=True).stdout
+    paths = re.findall(r"=> (\S+)", listing)
     found = [Path(path) for path in paths if Path(path).name in RUNTIME_LIBRARIES and "64" in path]
     if {path.name for path in found} != set(RUNTIME_LIBRARIES):
         raise SystemExit(f"cuda_stubs: ldconfig -p lists {found}, not all of {RUNTIME_LIBRARIES}")

@@ -126,7 +126,8 @@ def undeclared_imports(part: str, extras: list[str]) -> dict[str, list[str]]:
             found = providers(module)
             if not found & allowed:
                 where = f"provided by {', '.join(sorted(found))}" if found else "not installed here"
-                problems[str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)].append(f"{module} ({where})")
+                shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                problems[str(shown)].append(f"{module} ({where})")
     return dict(problems)
 
 
@@ -147,9 +148,8 @@ def test_every_import_is_declared_for_its_part(part):
         pytest.skip(f"{part}: {', '.join(missing)} not installed here; `make install` installs every extra")
     assert files_of(part), f"{part} has no Python files: update EXTRAS_OF"
     problems = undeclared_imports(part, extras)
-    assert not problems, (
-        f"imports not declared in pyproject.toml's dependencies{' + ' + ', '.join(extras) if extras else ''}: {problems}"
-    )
+    where = "dependencies" + "".join(f" + {extra}" for extra in extras)
+    assert not problems, f"imports not declared in pyproject.toml's {where}: {problems}"
 
 
 @pytest.mark.parametrize("part", STDLIB_ONLY)
@@ -169,4 +169,6 @@ def test_the_check_finds_an_undeclared_import(tmp_path, monkeypatch):
     module.write_text("import yaml\nimport _pytest.fixtures\nfrom cryptography import x509\n")
     monkeypatch.setattr(sys.modules[__name__], "files_of", lambda part: [module])
     problems = undeclared_imports("operator/mmft_operator", [])
-    assert list(problems.values()) == [["_pytest.fixtures (provided by pytest)", "cryptography (provided by cryptography)"]]
+    assert list(problems.values()) == [
+        ["_pytest.fixtures (provided by pytest)", "cryptography (provided by cryptography)"]
+    ]
