@@ -86,12 +86,15 @@ choose_builder() {
 image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null; }
 image_key() { docker image inspect --format "{{index .Config.Labels \"$KEY_LABEL\"}}" "$1" 2>/dev/null; }
 
-# save_to_cache NAME REF FILE_KEY: exports REF to $CACHE/NAME-FILE_KEY.tar, dropping older exports of NAME.
+# save_to_cache NAME REF KEY: exports REF to $CACHE/NAME-KEY.tar, then drops older exports of NAME. The partial file is
+# this process's own, so two builds (another tag, another checkout) never remove each other's.
 save_to_cache() {
-    local name=$1 ref=$2 key=$3 started=$EPOCHREALTIME
-    rm -f "$CACHE/$name"-*.tar "$CACHE/$name"-*.tar.partial
-    docker save "$ref" >"$CACHE/$name-$key.tar.partial"
-    mv "$CACHE/$name-$key.tar.partial" "$CACHE/$name-$key.tar"
+    local name=$1 ref=$2 key=$3 started=$EPOCHREALTIME old
+    docker save "$ref" >"$CACHE/$name-$key.tar.partial.$$" || { rm -f "$CACHE/$name-$key.tar.partial.$$"; return 1; }
+    mv "$CACHE/$name-$key.tar.partial.$$" "$CACHE/$name-$key.tar"
+    for old in "$CACHE/$name"-*.tar; do
+        [[ $old == "$CACHE/$name-$key.tar" ]] || rm -f "$old"
+    done
     log "$ref exported to $CACHE/$name-$key.tar in $(elapsed_since "$started") s"
 }
 
