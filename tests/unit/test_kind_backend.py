@@ -2,8 +2,8 @@
 
 * deploy/kind/cluster.yaml goes through kind's own code: configcheck (deploy/kind/configcheck, built with Go into the
   mmft cache) runs kind's strict loader, validation and kubeadm patching; the kind binary built the way
-  hack/kind-up.sh builds it runs `kind create cluster` against a stand-in `docker` (a mock, named so: there is no
-  Docker engine here) up to the point where it would pull the node image.
+  hack/kind-up.sh builds it runs `kind create cluster` against a stand-in `docker` (a mock, named so: kind gets no
+  node image here, docs/kind.md) up to the point where it would pull the node image.
 * hack/kind-up.sh builds Dockerfile stages that exist and images the overlay uses, and stops early without Docker.
 * deploy/kind builds with the wheel's `kubectl kustomize` and agrees with cluster.yaml and the operator's API.
 * deploy/kind/samples render into pods that schedule on cluster.yaml's nodes, and (marker `ml`) the commands of
@@ -193,8 +193,9 @@ def test_configcheck_requires_the_kind_release_kind_up_builds():
 
 STAND_IN_DOCKER = """\
 #!/bin/sh
-# Stand-in for the docker CLI (no Docker engine here): answers what kind asks before it starts node containers
-# (engine info, no existing cluster, image present, network made) and refuses `docker run`. Logs every call.
+# Stand-in for the docker CLI (kind gets no node image here, docs/kind.md): answers what kind asks before it starts
+# node containers (engine info, no existing cluster, image present, network made) and refuses `docker run`.
+# Logs every call.
 # kind starts the node containers concurrently and stops at the first failure: `run` fails after a second, so that
 # every node's `run` has been called by then.
 echo "$*" >>"$DOCKER_CALLS"
