@@ -123,6 +123,7 @@ ensure_base() {
     if [[ ! -f $rootfs_tar ]]; then
         command -v debootstrap >/dev/null \
             || fail "debootstrap makes the base image here (no registry); install it: apt-get install -y debootstrap"
+        command -v zstd >/dev/null || fail "zstd compresses the base's root filesystem; install it: apt-get install -y zstd"
         started=$EPOCHREALTIME
         staging=$(mktemp -d "$CACHE/rootfs.XXXXXX")
         trap 'rm -rf "$staging"' EXIT
