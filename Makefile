@@ -8,10 +8,10 @@ PIP_CACHE ?= $(HOME)/.cache/mmft/pip
 # Scripts and tests start `mmft` and `python3` by name: the environment's own come first.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
-EXTRAS ?= test,dataprep,trainer,evaluator
+EXTRAS ?= test,localcluster,dataprep,trainer,evaluator
 PYTEST_ARGS ?=
 
-.PHONY: install install-operator cluster demo test test-unit test-integration test-ml crds lint
+.PHONY: install install-operator cluster images demo test test-unit test-integration test-ml test-containers crds lint
 
 $(PYTHON):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ install: $(PYTHON)  ## the package with every extra (operator, workloads, tests)
 	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[$(EXTRAS)]"
 
 install-operator: $(PYTHON)  ## the slim operator install (no torch): enough for `make demo`
-	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[test]"
+	PIP_CACHE_DIR=$(PIP_CACHE) $(PYTHON) -m pip install --quiet -e ".[test,localcluster]"
 
 cluster:  ## build the local control plane from Go modules (cached outside the repo)
 	bash localcluster/build.sh
+
+images:  ## the operator, workload (CPU torch) and TensorBoard images, with the local Docker engine (docs/images.md)
+	bash localcluster/build-images.sh all
 
 demo: install-operator cluster  ## the seed's pipeline on the local control plane with simulated GKE GPU nodes
 	bash hack/demo.sh
@@ -33,13 +36,16 @@ test: install cluster  ## every tier: unit, integration (local control plane), M
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-unit:
-	$(PYTHON) -m pytest -m "not integration and not ml" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not integration and not ml and not containers" $(PYTEST_ARGS)
 
 test-integration: cluster
 	$(PYTHON) -m pytest -m integration $(PYTEST_ARGS)
 
 test-ml:
 	$(PYTHON) -m pytest -m ml $(PYTEST_ARGS)
+
+test-containers:  ## build the images (starts dockerd if needed) and run each of them
+	$(PYTHON) -m pytest -m containers $(PYTEST_ARGS)
 
 crds:  ## regenerate crds/ from the pydantic models
 	$(PYTHON) -m mmft_operator.cli crds

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A kind cluster with mmft installed, for machines with a Docker engine (docs/kind.md):
-#   builds kind from Go modules into the mmft cache, creates the cluster of deploy/kind/cluster.yaml, builds the
-#   operator and workload images and loads them into the nodes, advertises the GPU worker's nvidia.com/gpu
+#   builds the images (localcluster/build-images.sh, which starts dockerd if needed), builds kind from Go modules into
+#   the mmft cache, creates the cluster of deploy/kind/cluster.yaml, loads the images into the nodes, advertises the GPU worker's nvidia.com/gpu
 #   capacity, installs deploy/kind and waits for the operator Deployment.
 # Usage: hack/kind-up.sh        then: export KUBECONFIG=.state/kind/kubeconfig MMFT_TEST_BACKEND=kind
 # Environment: MMFT_KIND_CLUSTER (default mmft), MMFT_KIND_BUCKETS (bucket folders to create, default mmft-kind),
@@ -19,9 +19,9 @@ export KUBECONFIG=$PWD/$STATE_DIR/kubeconfig
 fail() { echo "kind-up: $*" >&2; exit 1; }
 elapsed_since() { awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.1f", now - start }'; }
 
-command -v docker >/dev/null || fail "the docker command is missing: kind runs its nodes as Docker containers"
-docker info >/dev/null 2>&1 || fail "docker info failed: is the Docker engine running and may this user use it?
-$(docker info 2>&1 | tail -n 3)"
+# The images first (docs/images.md): the script also starts the Docker engine when none answers, and kind needs it.
+bash localcluster/build-images.sh operator workload tensorboard \
+    || fail "building the images failed (output above); kind runs its nodes as Docker containers"
 
 build_kind() {
     command -v go >/dev/null || fail "the go command is needed to build kind $KIND_VERSION (or set KIND=/path/to/kind)"
@@ -55,9 +55,7 @@ else
     "$KIND" create cluster --name "$CLUSTER" --config deploy/kind/cluster.yaml --kubeconfig "$KUBECONFIG" --wait 180s
 fi
 
-docker build --target operator -t mmft-operator:dev .
-docker build --target workload -t mmft-workload:dev .
-"$KIND" load docker-image --name "$CLUSTER" mmft-operator:dev mmft-workload:dev
+"$KIND" load docker-image --name "$CLUSTER" mmft-operator:dev mmft-workload:dev mmft-tensorboard:dev
 
 # kind nodes have no GPU and no device plugin. The node status gets the capacity a device plugin would advertise,
 # as many GPUs as the node's gke-accelerator-count label says, so GPU pods schedule there and run on its CPU.

@@ -16,7 +16,8 @@ ENV_PREFIX = "MMFT_"
 class OperatorSettings:
     # The workload image runs `mmft dataprep|train|evaluate`; pinned, never latest.
     workload_image: str = "us-docker.pkg.dev/mmft-project/mmft/mmft-workload:0.1.0"
-    tensorboard_image: str = "tensorflow/tensorflow:2.17.0"
+    # The Dockerfile's `tensorboard` target: TensorBoard alone, on the workload image's base, as uid 1000.
+    tensorboard_image: str = "us-docker.pkg.dev/mmft-project/mmft/mmft-tensorboard:0.1.0"
     # Non-root user of the workload image; also handed to gcsfuse so files on the mount belong to it.
     run_as_user: int = 1000
     run_as_group: int = 1000

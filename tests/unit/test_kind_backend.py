@@ -2,9 +2,9 @@
 
 * deploy/kind/cluster.yaml goes through kind's own code: configcheck (deploy/kind/configcheck, built with Go into the
   mmft cache) runs kind's strict loader, validation and kubeadm patching; the kind binary built the way
-  hack/kind-up.sh builds it runs `kind create cluster` against a stand-in `docker` (a mock, named so: there is no
-  Docker engine here) up to the point where it would pull the node image.
-* hack/kind-up.sh names Dockerfile stages that exist and images the overlay uses, and stops early without Docker.
+  hack/kind-up.sh builds it runs `kind create cluster` against a stand-in `docker` (a mock, named so: kind gets no
+  node image here, docs/kind.md) up to the point where it would pull the node image.
+* hack/kind-up.sh builds Dockerfile stages that exist and images the overlay uses, and stops early without Docker.
 * deploy/kind builds with the wheel's `kubectl kustomize` and agrees with cluster.yaml and the operator's API.
 * deploy/kind/samples render into pods that schedule on cluster.yaml's nodes, and (marker `ml`) the commands of
   those pods run on CPU here with the tiny Gemma 3, pod paths mapped to a host bucket folder and gs:// to an emulator.
@@ -193,8 +193,9 @@ def test_configcheck_requires_the_kind_release_kind_up_builds():
 
 STAND_IN_DOCKER = """\
 #!/bin/sh
-# Stand-in for the docker CLI (no Docker engine here): answers what kind asks before it starts node containers
-# (engine info, no existing cluster, image present, network made) and refuses `docker run`. Logs every call.
+# Stand-in for the docker CLI (kind gets no node image here, docs/kind.md): answers what kind asks before it starts
+# node containers (engine info, no existing cluster, image present, network made) and refuses `docker run`.
+# Logs every call.
 # kind starts the node containers concurrently and stops at the first failure: `run` fails after a second, so that
 # every node's `run` has been called by then.
 echo "$*" >>"$DOCKER_CALLS"
@@ -236,13 +237,14 @@ def dockerfile_stages() -> set[str]:
 
 
 def kind_up_builds() -> dict[str, str]:
-    """target -> image tag, from hack/kind-up.sh's docker build lines."""
-    return dict(re.findall(r"docker build --target (\S+) -t (\S+) \.", KIND_UP.read_text()))
+    """target -> image tag, from hack/kind-up.sh's call of localcluster/build-images.sh (docs/images.md)."""
+    targets = re.search(r"^bash localcluster/build-images.sh ([a-z ]+)", KIND_UP.read_text(), re.M).group(1).split()
+    return {target: f"mmft-{target}:dev" for target in targets}
 
 
 def test_kind_up_builds_dockerfile_stages_and_loads_what_the_overlay_runs():
     builds = kind_up_builds()
-    assert set(builds) == {"operator", "workload"}
+    assert set(builds) == {"operator", "workload", "tensorboard"}
     assert set(builds) <= dockerfile_stages()
     loaded = re.search(r'load docker-image --name "\$CLUSTER" (.+)$', KIND_UP.read_text(), re.M).group(1).split()
     assert sorted(loaded) == sorted(builds.values())
@@ -282,12 +284,13 @@ def run_kind_up(path: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(KIND_UP)], capture_output=True, text=True, timeout=60, env=environ)
 
 
-def test_kind_up_stops_first_thing_when_docker_info_fails(tmp_path):
+def test_kind_up_stops_first_thing_when_no_engine_answers_and_none_can_be_started(tmp_path):
+    # No dockerd on this PATH: the image build says what to install before anything else runs.
     write_stand_in_docker(tmp_path / "bin", info_exit=1)
     result = run_kind_up(f"{tmp_path / 'bin'}:/usr/bin:/bin")
     assert result.returncode == 1
-    assert "kind-up: docker info failed" in result.stderr
-    assert "Cannot connect to the Docker daemon" in result.stderr
+    assert "dockerd is not installed. Install it: apt-get install -y docker.io" in result.stderr
+    assert "kind-up: building the images failed" in result.stderr
     assert "go: " not in result.stderr and "stand-in docker must not" not in result.stderr
 
 
@@ -296,7 +299,7 @@ def test_kind_up_says_docker_is_missing(tmp_path):
         pytest.skip("this machine has a docker command in /usr/bin or /bin")
     result = run_kind_up("/usr/bin:/bin")
     assert result.returncode == 1
-    assert "kind-up: the docker command is missing" in result.stderr
+    assert "no docker command. Install Debian's Docker engine: apt-get install -y docker.io" in result.stderr
 
 
 def kustomized_overlay() -> list[dict]:
