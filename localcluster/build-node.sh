@@ -2,8 +2,10 @@
 # Builds the real node's container runtime from Go modules into the mmft cache (never into the repository):
 #   <cache>/localcluster/containerd-<version>-<go>/{containerd,containerd-shim-runc-v2,ctr}
 #   <cache>/localcluster/runc-<version>-<go>/runc                  (cgo + libseccomp: Debian's libseccomp-dev)
-#   <cache>/localcluster/pause-<source digest>-<go>/pause          (localcluster/pause/pause.go, static)
-# Cached per component version (the pause binary per its source) and Go version, like build.sh's components.
+#   <cache>/localcluster/pause-<source digest>-<go>/pause          (localcluster/nodeimages/pause/pause.go, static)
+#   <cache>/localcluster/probe-<source digest>-<go>/probe          (localcluster/nodeimages/probe/probe.go: tests)
+#   <cache>/localcluster/fake-gcs-server-<version>-<go>/fake-gcs-server   (the GCS emulator of deploy/localcluster)
+# Cached per component version (pause and probe per their source) and Go version, like build.sh's components.
 # Usage: localcluster/build-node.sh   (build.sh calls it; nice'd: it competes with everything else on 2 cores)
 set -euo pipefail
 
@@ -70,14 +72,24 @@ build_runc() {
         -tags seccomp "github.com/opencontainers/runc@$RUNC_VERSION"
 }
 
-build_pause() {
-    (cd "$HERE/pause" && GOFLAGS="-buildvcs=false" CGO_ENABLED=0 GO111MODULE=off \
-        go build -trimpath -ldflags "-s -w" -o "$OUT_DIR/pause" pause.go)
+build_fake_gcs_server() {
+    # Static (no cgo), so that an image of this one file runs it; its go.mod has no replace directives.
+    GOBIN="$OUT_DIR" GOFLAGS="-buildvcs=false" CGO_ENABLED=0 nice -n 10 go install -trimpath -ldflags "-s -w" \
+        "github.com/fsouza/fake-gcs-server@$FAKE_GCS_SERVER_VERSION"
+}
+
+# build_single_file NAME: localcluster/nodeimages/NAME/NAME.go (standard library only) into a static binary.
+build_single_file() {
+    (cd "$HERE/nodeimages/$1" && GOFLAGS="-buildvcs=false" CGO_ENABLED=0 GO111MODULE=off \
+        go build -trimpath -ldflags "-s -w" -o "$OUT_DIR/$1" "$1.go")
 }
 
 command -v go >/dev/null || { echo "build-node: the go command is required (go1.26 or newer)" >&2; exit 1; }
 
-PAUSE_DIGEST=$(sha256sum "$HERE/pause/pause.go" | cut -c1-12)
-build_into "$CACHE_ROOT/pause-$PAUSE_DIGEST-$GO_VERSION" pause -- build_pause
+for image in pause probe; do
+    digest=$(sha256sum "$HERE/nodeimages/$image/$image.go" | cut -c1-12)
+    build_into "$CACHE_ROOT/$image-$digest-$GO_VERSION" "$image" -- build_single_file "$image"
+done
 build_into "$CACHE_ROOT/runc-$RUNC_VERSION-$GO_VERSION" runc -- build_runc
 build_into "$CACHE_ROOT/containerd-$CONTAINERD_VERSION-$GO_VERSION" containerd containerd-shim-runc-v2 ctr -- build_containerd
+build_into "$CACHE_ROOT/fake-gcs-server-$FAKE_GCS_SERVER_VERSION-$GO_VERSION" fake-gcs-server -- build_fake_gcs_server

@@ -64,6 +64,28 @@ def cluster(tmp_path_factory, backend) -> Path:
         local.down()
 
 
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory, backend):
+    """A local cluster with the real node (docs/localcluster.md, "The real node"): a LocalCluster object, up.
+
+    One real node runs per machine, so each module that needs it starts its own and stops it at the module's end.
+    Without the machine's prerequisites the fixture fails with the message naming them (CI installs them);
+    MMFT_REAL_NODE=0 skips these tests instead, e.g. on a machine where they cannot run as root.
+    """
+    if backend.name != "local" or backend.kubeconfig is not None:
+        pytest.skip("the real node is part of the local control plane the tests start themselves")
+    if os.environ.get("MMFT_REAL_NODE") == "0":
+        pytest.skip("MMFT_REAL_NODE=0")
+    from mmft_localcluster import LocalCluster
+
+    local = LocalCluster(tmp_path_factory.mktemp("realnode"), real_node=True)
+    try:
+        local.up(timeout=300)
+        yield local
+    finally:
+        local.down()
+
+
 @pytest.fixture(scope="session")
 def kubectl(cluster):
     """kubectl(*args, input=None, check=True) -> CompletedProcess, with the wheel's kubectl and the cluster's config."""
