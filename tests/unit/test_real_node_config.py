@@ -9,6 +9,8 @@ import tarfile
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from mmft_localcluster import gke_nodes, node, node_image
 from mmft_localcluster.node import NodeBinaries, NodeFiles
 from mmft_localcluster.pki import PkiPaths
@@ -90,3 +92,15 @@ def test_missing_prerequisites_name_what_installs_them(tmp_path, monkeypatch) ->
     assert f"CNI plugin {tmp_path / 'no-cni' / 'bridge'}: apt-get install -y containernetworking-plugins" in missing
     assert "the conntrack command: apt-get install -y conntrack" in missing
     assert not any("iptables" in line for line in missing)
+
+
+def test_up_without_the_prerequisites_names_them_and_starts_nothing(tmp_path, monkeypatch) -> None:
+    from mmft_localcluster.cluster import ClusterError, LocalCluster
+
+    monkeypatch.setattr(node, "CNI_PLUGIN_DIR", tmp_path / "no-cni")
+    cluster = LocalCluster(tmp_path / "state", real_node=True)
+    with pytest.raises(ClusterError, match="apt-get install -y containernetworking-plugins") as refused:
+        cluster.up(log=lambda line: None)
+    assert "the real node cannot start on this machine" in str(refused.value)
+    assert cluster.processes.running() == {}
+    assert not (tmp_path / "state" / "etcd").exists() and not (tmp_path / "state" / "node").exists()
