@@ -210,9 +210,11 @@ class LocalCluster:
         state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
         return {"running": self.is_running(), "processes": self.processes.running(), **state}
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         command = [str(kubectl_path()), f"--kubeconfig={self.kubeconfig}", *args]
-        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
