@@ -20,6 +20,10 @@ import pytest
 from cluster_helpers import ROOT
 from mmft_localcluster import node
 
+# The first test also pays for the module's set-up: loading the workload image (~4.6 GB) into containerd takes
+# minutes on 2 cores, and CPU training and evaluation take minutes more.
+pytestmark = pytest.mark.timeout(2700)
+
 TAG = os.environ.get("MMFT_IMAGE_TAG", "dev")
 IMAGES = {target: f"mmft-{target}:{TAG}" for target in ("operator", "workload", "tensorboard")}
 SAMPLES = ROOT / "deploy/localcluster/samples/tiny-pipeline"
