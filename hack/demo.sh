@@ -13,6 +13,8 @@ STATE_DIR=${MMFT_STATE_DIR:-$PWD/.state/localcluster}
 export MMFT_STATE_DIR=$STATE_DIR
 SAMPLES=deploy/localcluster/samples/tiny-pipeline
 BUCKET=mmft-local
+# The images' tag, as for localcluster/build-images.sh (deploy/localcluster names :dev; another tag is set after).
+TAG=${MMFT_IMAGE_TAG:-dev}
 started=$EPOCHREALTIME
 elapsed() { awk -v start="$started" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.0f", now - start }'; }
 say() { echo "demo [$(elapsed) s]: $*" >&2; }
@@ -27,15 +29,20 @@ KUBECTL=$(python3 -c 'from mmft_localcluster import kubectl_path; print(kubectl_
 k() { "$KUBECTL" "$@"; }
 
 say "loading the images into the node (docker save | ctr import; skipped when loaded)"
-mmft cluster load-image mmft-operator:dev mmft-workload:dev mmft-tensorboard:dev
+mmft cluster load-image "mmft-operator:$TAG" "mmft-workload:$TAG" "mmft-tensorboard:$TAG"
 
 say "writing the inputs into the bucket folder (in the workload image: the host needs no torch)"
 bucket_dir=$(mmft cluster bucket "$BUCKET")
 docker run --rm --network=none --user=1000:1000 --entrypoint=python \
-    -v "$PWD:/src:ro" -v "$bucket_dir:/bucket" mmft-workload:dev /src/hack/write_demo_inputs.py /bucket
+    -v "$PWD:/src:ro" -v "$bucket_dir:/bucket" "mmft-workload:$TAG" /src/hack/write_demo_inputs.py /bucket
 
 say "installing the operator from deploy/localcluster"
 k apply --server-side -k deploy/localcluster >/dev/null
+if [[ $TAG != dev ]]; then
+    k -n mmft-system set image deployment/mmft-operator "operator=mmft-operator:$TAG" >/dev/null
+    k -n mmft-system set env deployment/mmft-operator "MMFT_WORKLOAD_IMAGE=mmft-workload:$TAG" \
+        "MMFT_TENSORBOARD_IMAGE=mmft-tensorboard:$TAG" >/dev/null
+fi
 k wait --for=condition=Established crd -l app.kubernetes.io/part-of=mmft --timeout=60s >/dev/null
 # The emulator serves the bucket folders that existed when it started.
 k -n mmft-gcs-emulator rollout restart deployment/gcs-emulator >/dev/null
