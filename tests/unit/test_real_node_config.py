@@ -104,3 +104,36 @@ def test_up_without_the_prerequisites_names_them_and_starts_nothing(tmp_path, mo
     assert "the real node cannot start on this machine" in str(refused.value)
     assert cluster.processes.running() == {}
     assert not (tmp_path / "state" / "etcd").exists() and not (tmp_path / "state" / "node").exists()
+
+
+def test_deploy_localcluster_agrees_with_the_real_node() -> None:
+    """The overlay is YAML and the node is Python: the facts they share are compared here."""
+    import subprocess
+
+    import yaml
+    from mmft_localcluster import kubectl_path
+    from mmft_localcluster.paths import REPO_ROOT
+
+    built = subprocess.run(
+        [str(kubectl_path()), "kustomize", str(REPO_ROOT / "deploy/localcluster")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    documents = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    by_kind_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents}
+    for namespace in ("mmft-system", "mmft-gcs-emulator"):
+        annotations = by_kind_name[("Namespace", namespace)]["metadata"]["annotations"]
+        parsed = {key: value for key, value in annotations.items() if key.startswith("scheduler.alpha")}
+        expected = dict(node.REAL_NODE_NAMESPACE_ANNOTATIONS)
+        assert json.loads(parsed.pop("scheduler.alpha.kubernetes.io/defaultTolerations")) == json.loads(
+            expected.pop("scheduler.alpha.kubernetes.io/defaultTolerations")
+        )
+        assert parsed == expected
+    operator = by_kind_name[("Deployment", "mmft-operator")]["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in operator["env"]}
+    assert env["MMFT_BUCKET_VOLUME"] == f"hostPath:{node.BUCKETS_ROOT}"
+    emulator = by_kind_name[("Deployment", "gcs-emulator")]["spec"]["template"]["spec"]
+    assert emulator["containers"][0]["image"] == node.gcs_emulator_image_reference()
+    assert emulator["volumes"][0]["hostPath"]["path"] == str(node.BUCKETS_ROOT)
+    service_ip = by_kind_name[("Service", "gcs-emulator")]["spec"]["clusterIP"]
+    assert env["MMFT_STORAGE_EMULATOR_HOST"] == f"http://{service_ip}:4443"
+    assert f"-external-url=http://{service_ip}:4443" in emulator["containers"][0]["args"]
