@@ -170,7 +170,9 @@ def test_an_evicted_training_pod_checkpoints_and_the_next_pod_resumes_from_that_
     mmft.kubectl("apply", "-n", namespace, "-k", str(SAMPLES))
     succeeded = ("--for=condition=Succeeded", "--timeout=900s")
     mmft.kubectl("wait", "-n", namespace, "datasetprep/tiny-isic", *succeeded, timeout=960)
-    longer = {"spec": {"training": {"maxSteps": 40, "saveSteps": 100}, "tensorboard": {"enabled": False}}}
+    # Long enough (steps take ~0.15 s here) that the eviction lands mid-run, not during the export; no periodic
+    # checkpoint before it, so the one the next pod resumes from is the one written on SIGTERM.
+    longer = {"spec": {"training": {"maxSteps": 400, "saveSteps": 400}, "tensorboard": {"enabled": False}}}
     mmft.kubectl("delete", "-n", namespace, "evaluation/tiny-gemma3", "finetunejob/tiny-gemma3", "--wait=true")
     sample = _sample("finetunejob.yaml")
     sample["spec"]["training"].update(longer["spec"]["training"])
@@ -208,7 +210,7 @@ def test_an_evicted_training_pod_checkpoints_and_the_next_pod_resumes_from_that_
     assert re.search(rf"resuming from \S*checkpoint-{saved[-1]}\b", second_log), second_log[-3000:]
     status = _get(mmft, "finetunejob", "tiny-gemma3", "-n", namespace)["status"]
     # The eviction is a disruption (DisruptionTarget), not a failure: nothing counted against backoffLimit.
-    assert status.get("failures", 0) == 0 and status["progress"]["summary"].startswith("40/40"), status
+    assert status.get("failures", 0) == 0 and status["progress"]["summary"].startswith("400/400"), status
 
 
 def test_failing_containers_show_the_kubelets_reason_in_the_resources_status(mmft, pipeline_namespace):
