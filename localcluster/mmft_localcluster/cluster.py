@@ -214,7 +214,10 @@ class LocalCluster:
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess:
         command = [str(kubectl_path()), f"--kubeconfig={self.kubeconfig}", *args]
-        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout)
+        # errors="replace": container logs (progress bars) need not be valid UTF-8 where kubectl cuts them.
+        result = subprocess.run(
+            command, input=input, capture_output=True, text=True, errors="replace", timeout=timeout
+        )
         if check and result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
