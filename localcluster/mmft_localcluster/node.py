@@ -300,7 +300,10 @@ def kubelet_config(files: NodeFiles, pki: PkiPaths, port: int) -> str:
         # Imported images are the only copies: never garbage-collect them to make room.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "2%", "imagefs.available": "2%"},
+        # Absolute and small: a development disk shared with Docker's images is often fuller than the default 10%
+        # allows, and a tainted node would stop the pipeline for the 5-minute default transition period.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1Gi", "imagefs.available": "1Gi"},
+        "evictionPressureTransitionPeriod": "30s",
         "podPidsLimit": 4096,
         "maxPods": 50,
     }

@@ -7,6 +7,7 @@ cluster instead and leave it running. Every test under tests/integration is mark
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -84,6 +85,8 @@ def real_cluster(tmp_path_factory, backend):
         yield local
     finally:
         local.down()
+        # The imported images (gigabytes) would outlive the session in pytest's kept temporary directories.
+        shutil.rmtree(local.node.files.containerd_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
