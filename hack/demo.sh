@@ -1,49 +1,88 @@
 #!/usr/bin/env bash
-# The seed's pipeline (DatasetPrep -> FineTuneJob -> Evaluation) applied at once on the local control plane.
-# kwok simulates the GKE Autopilot GPU nodes and the pods; everything else (API server, CRDs with CEL, admission,
-# RBAC, the Job and garbage-collection controllers, the operator) is real.
+# The seed's pipeline for real, at toy scale, on the local cluster's real node (docs/localcluster.md):
+# generated ISIC-like images and labels CSV -> DatasetPrep in a container -> FineTuneJob training a tiny Gemma 3
+# with Axolotl on CPU -> export to a GCS emulator -> Evaluation of base vs tuned, with the operator itself running
+# as a pod from its image under its own ServiceAccount. kwok still plays the GKE GPU nodes; nothing of this
+# pipeline runs there (the samples ask for no GPU and their namespace is pinned to the real node).
+# Needs root, Docker (images are built with localcluster/build-images.sh) and the real node's Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NAMESPACE=${NAMESPACE:-mmft-demo}
 STATE_DIR=${MMFT_STATE_DIR:-$PWD/.state/localcluster}
 export MMFT_STATE_DIR=$STATE_DIR
+SAMPLES=deploy/localcluster/samples/tiny-pipeline
+BUCKET=mmft-local
+# The images' tag, as for localcluster/build-images.sh (deploy/localcluster names :dev; another tag is set after).
+TAG=${MMFT_IMAGE_TAG:-dev}
+started=$EPOCHREALTIME
+elapsed() { awk -v start="$started" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.0f", now - start }'; }
+say() { echo "demo [$(elapsed) s]: $*" >&2; }
 
-KUBECONFIG=$(mmft cluster up)
+say "building the images (cached by content)"
+bash localcluster/build-images.sh operator workload tensorboard >&2
+
+say "starting the local cluster with its real node"
+KUBECONFIG=$(mmft cluster up --real-node)
 export KUBECONFIG
 KUBECTL=$(python3 -c 'from mmft_localcluster import kubectl_path; print(kubectl_path())')
 k() { "$KUBECTL" "$@"; }
 
-k apply --server-side -k crds/ >/dev/null
-k wait --for=condition=Established crd -l app.kubernetes.io/part-of=mmft --timeout=60s >/dev/null
+say "loading the images into the node (docker save | ctr import; skipped when loaded)"
+mmft cluster load-image "mmft-operator:$TAG" "mmft-workload:$TAG" "mmft-tensorboard:$TAG"
 
-mkdir -p "$STATE_DIR"
-if [[ -f "$STATE_DIR/operator.pid" ]] && kill -0 "$(cat "$STATE_DIR/operator.pid")" 2>/dev/null; then
-    echo "operator already running (pid $(cat "$STATE_DIR/operator.pid"))"
-else
-    nohup mmft operator --all-namespaces --liveness= >"$STATE_DIR/operator.log" 2>&1 &
-    echo $! >"$STATE_DIR/operator.pid"
-    echo "operator started (log: $STATE_DIR/operator.log)"
+say "writing the inputs into the bucket folder (in the workload image: the host needs no torch)"
+bucket_dir=$(mmft cluster bucket "$BUCKET")
+docker run --rm --network=none --user=1000:1000 --entrypoint=python \
+    -v "$PWD:/src:ro" -v "$bucket_dir:/bucket" "mmft-workload:$TAG" /src/hack/write_demo_inputs.py /bucket
+
+say "installing the operator from deploy/localcluster"
+k apply --server-side -k deploy/localcluster >/dev/null
+if [[ $TAG != dev ]]; then
+    k -n mmft-system set image deployment/mmft-operator "operator=mmft-operator:$TAG" >/dev/null
+    k -n mmft-system set env deployment/mmft-operator "MMFT_WORKLOAD_IMAGE=mmft-workload:$TAG" \
+        "MMFT_TENSORBOARD_IMAGE=mmft-tensorboard:$TAG" >/dev/null
 fi
+k wait --for=condition=Established crd -l app.kubernetes.io/part-of=mmft --timeout=60s >/dev/null
+# The emulator serves the bucket folders that existed when it started.
+k -n mmft-gcs-emulator rollout restart deployment/gcs-emulator >/dev/null
+k -n mmft-gcs-emulator rollout status deployment/gcs-emulator --timeout=120s >/dev/null
+k -n mmft-system rollout status deployment/mmft-operator --timeout=180s >/dev/null
 
-k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f - >/dev/null
-k -n "$NAMESPACE" create serviceaccount mmft-workload --dry-run=client -o yaml | k apply -f - >/dev/null
-k -n "$NAMESPACE" create secret generic huggingface-credentials --from-literal=token=hf_demo_placeholder \
-    --dry-run=client -o yaml | k apply -f - >/dev/null
-k -n "$NAMESPACE" apply -k deploy/samples/gemma3-melanoma
-
-for resource in datasetprep/isic2020 finetunejob/gemma3-melanoma evaluation/gemma3-melanoma; do
-    k -n "$NAMESPACE" wait "$resource" --for=condition=Succeeded --timeout=180s
+say "running the pipeline in namespace $NAMESPACE"
+k delete namespace "$NAMESPACE" --ignore-not-found --wait=true >/dev/null
+mmft cluster real-namespace "$NAMESPACE" >/dev/null
+k -n "$NAMESPACE" apply -k "$SAMPLES" >/dev/null
+for resource in datasetprep/tiny-isic finetunejob/tiny-gemma3 evaluation/tiny-gemma3; do
+    k -n "$NAMESPACE" wait "$resource" --for=condition=Succeeded --timeout=900s >/dev/null
+    say "$resource Succeeded"
 done
+pipeline_seconds=$(elapsed)
 echo
 k -n "$NAMESPACE" get mmft
 echo
-k -n "$NAMESPACE" get jobs,pods,pvc,svc,deploy -o wide
+k -n "$NAMESPACE" get pods -o custom-columns='POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,CONTAINER:.status.containerStatuses[0].containerID'
+echo
+k -n "$NAMESPACE" rollout status deployment/tiny-gemma3-tensorboard --timeout=180s >/dev/null
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+k -n "$NAMESPACE" port-forward svc/tiny-gemma3-tensorboard "$port:80" >/dev/null 2>&1 &
+forward=$!
+trap 'kill $forward 2>/dev/null || true' EXIT
+code=000
+for _ in $(seq 60); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" || true)
+    [[ $code == 200 ]] && break
+    sleep 0.5
+done
+kill $forward 2>/dev/null || true
+say "TensorBoard through kubectl port-forward svc/tiny-gemma3-tensorboard: HTTP $code"
+[[ $code == 200 ]]
 cat <<MSG
 
-The pipeline reached Succeeded on the simulated nodes. Explore it:
+The pipeline reached Succeeded in real containers in ${pipeline_seconds} s (this run: $(elapsed) s in all). Explore it:
   export KUBECONFIG=$KUBECONFIG
-  $KUBECTL -n $NAMESPACE describe ftj gemma3-melanoma
-  mmft render deploy/samples/gemma3-melanoma/*.yaml     # the same children without a cluster
-Stop everything with: kill \$(cat $STATE_DIR/operator.pid); mmft cluster down
+  $KUBECTL -n $NAMESPACE describe ftj tiny-gemma3
+  $KUBECTL -n $NAMESPACE port-forward svc/tiny-gemma3-tensorboard 6006:80     # TensorBoard on http://127.0.0.1:6006
+  ls $bucket_dir/evaluations/tiny-gemma3                                    # report.html, metrics.json
+Stop everything with: mmft cluster down
 MSG

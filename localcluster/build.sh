@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into the mmft cache (never into the repository):
 #   etcd, kube-apiserver + kube-controller-manager + kube-scheduler (+ kubelet and kube-proxy for the real node), kwok;
-#   then Kueue (build-kueue.sh).
+#   then Kueue (build-kueue.sh) and the real node's containerd, runc and pause binary (build-node.sh).
 # Cached per component version and Go version, so a second run only checks that the binaries exist.
 # Usage: localcluster/build.sh            (or: mmft cluster build)
 set -euo pipefail
@@ -83,4 +83,5 @@ build_component kwok "$KWOK_VERSION" kwok -- build_kwok
 build_component kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy \
     -- build_kubernetes
 bash "$HERE/build-kueue.sh"
+bash "$HERE/build-node.sh"
 echo "build: binaries under $CACHE_ROOT"

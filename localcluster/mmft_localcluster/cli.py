@@ -16,6 +16,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("build", help="build etcd, kube-apiserver/-controller-manager/-scheduler and kwok (cached)")
     up = actions.add_parser("up", help="start the cluster and print the kubeconfig path")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for start-up (default 120)")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start one real node (containerd, kubelet, kube-proxy): opted-in namespaces' pods run in containers",
+    )
+    load = actions.add_parser("load-image", help="copy Docker images into the real node (docker save | ctr import)")
+    load.add_argument("images", nargs="+", metavar="IMAGE")
+    namespace = actions.add_parser("real-namespace", help="create a namespace whose pods all run on the real node")
+    namespace.add_argument("name")
+    bucket = actions.add_parser("bucket", help="create the real node's folder standing in for a bucket; print its path")
+    bucket.add_argument("name")
     actions.add_parser("down", help="stop every process the cluster started")
     actions.add_parser("status", help="print what runs, ports, versions and start-up time as JSON")
     add = actions.add_parser("add-nodes", help="add simulated GPU nodes")
@@ -30,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.action == "build":
         return subprocess.run(["bash", str(BUILD_SCRIPT)]).returncode
-    cluster = LocalCluster(args.state_dir)
+    cluster = LocalCluster(args.state_dir, real_node=getattr(args, "real_node", False))
     try:
         if args.action == "up":
             cluster.up(timeout=args.timeout, log=lambda line: print(line, file=sys.stderr))
@@ -42,6 +53,20 @@ def main(args: argparse.Namespace) -> int:
             status = cluster.status()
             print(json.dumps(status, indent=2))
             return 0 if status["running"] else 3
+        elif args.action == "load-image":
+            for image in args.images:
+                imported = cluster.load_image(image)
+                print(f"{image}: {'imported' if imported else 'already loaded'}", file=sys.stderr)
+        elif args.action == "real-namespace":
+            cluster.create_real_node_namespace(args.name)
+            print(args.name)
+        elif args.action == "bucket":
+            from mmft_localcluster.node import NodeError, bucket_dir
+
+            try:
+                print(bucket_dir(args.name))
+            except (NodeError, OSError) as error:
+                raise ClusterError(str(error)) from None
         elif args.action == "add-nodes":
             for name in cluster.add_gpu_nodes(args.accelerator, args.count, spot=args.spot):
                 print(name)

@@ -16,18 +16,22 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from mmft_localcluster import components, gke_nodes, pki
+from mmft_localcluster import components, gke_nodes, node, pki
 from mmft_localcluster.components import ComponentFiles, Ports
+from mmft_localcluster.node import NodeError, RealNode
 from mmft_localcluster.paths import BUILD_SCRIPT, Binaries, default_state_dir, kubectl_path, read_versions
 from mmft_localcluster.processes import ProcessTable
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
+REAL_NODE_PROCESSES = ("containerd", "kubelet", "kube-proxy")
 COMPONENT_IDENTITIES = {
     "admin": pki.ADMIN,
     "controller-manager": pki.CONTROLLER_MANAGER,
     "scheduler": pki.SCHEDULER,
     "kwok": pki.KWOK,
     "provisioner": pki.PROVISIONER,
+    "real-node-kubelet": pki.REAL_NODE_KUBELET,
+    "kube-proxy": pki.KUBE_PROXY,
 }
 
 
@@ -38,9 +42,11 @@ class ClusterError(RuntimeError):
 class LocalCluster:
     """A kube-apiserver/controller-manager/scheduler on etcd, with kwok playing GKE Autopilot GPU nodes."""
 
-    def __init__(self, state_dir: Path | str | None = None):
+    def __init__(self, state_dir: Path | str | None = None, real_node: bool = False):
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
         self.processes = ProcessTable(self.state_dir)
+        self.real_node = real_node
+        self.node = RealNode(self.state_dir)
 
     @property
     def kubeconfig(self) -> Path:
@@ -55,7 +61,14 @@ class LocalCluster:
         return self.state_dir / "audit.log"
 
     def is_running(self) -> bool:
-        return self.state_file.exists() and set(CONTROL_PLANE) <= set(self.processes.running())
+        expected = set(CONTROL_PLANE) | (set(REAL_NODE_PROCESSES) if self._has_real_node() else set())
+        return self.state_file.exists() and expected <= set(self.processes.running())
+
+    def _has_real_node(self) -> bool:
+        """From the running cluster's state when there is one, else what this object was asked for."""
+        if self.state_file.exists():
+            return bool(json.loads(self.state_file.read_text()).get("real_node"))
+        return self.real_node
 
     def up(self, timeout: float = 120.0, log: Callable[[str], None] = print) -> Path:
         """Starts a fresh cluster (or keeps a running one) and returns the admin kubeconfig's path."""
@@ -64,40 +77,57 @@ class LocalCluster:
 
     def _up(self, timeout: float, log: Callable[[str], None]) -> Path:
         if self.is_running():
+            running_with_node = self._has_real_node()
+            if running_with_node != self.real_node:
+                raise ClusterError(
+                    f"a cluster {'with' if running_with_node else 'without'} the real node already runs in "
+                    f"{self.state_dir}; `mmft cluster down` first"
+                )
             log(f"cluster already running; kubeconfig: {self.kubeconfig}")
             return self.kubeconfig
-        self.processes.stop_all()  # leftovers of a crashed or half-started run
+        self._stop_everything()  # leftovers of a crashed or half-started run
+        if self.real_node:
+            try:
+                self.node.check_machine()  # before anything starts: nothing is left half-started
+            except NodeError as error:
+                raise ClusterError(str(error)) from None
         binaries = self._binaries(log)
         started = time.monotonic()
         deadline = started + timeout
         self._reset_state_dir()
         files = ComponentFiles(self.state_dir, pki.create_pki(self.state_dir / "pki"))
-        ports = Ports(*_free_ports(3))
+        ports = Ports(*_free_ports(6 if self.real_node else 3))
         self._write_kubeconfigs(files, ports)
         files.audit_policy.write_text(components.AUDIT_POLICY)
+        node_ip = node.NODE_IP if self.real_node else None
         try:
             self.processes.start("etcd", components.etcd_command(binaries, files, ports))
             self._wait("etcd", deadline, lambda: _http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"))
             phases = {"etcd_healthy": round(time.monotonic() - started, 2)}
-            self.processes.start("kube-apiserver", components.apiserver_command(binaries, files, ports))
+            self.processes.start("kube-apiserver", components.apiserver_command(binaries, files, ports, node_ip))
             self._wait("kube-apiserver", deadline, lambda: self._apiserver_ready(files, ports))
             phases["apiserver_ready"] = round(time.monotonic() - started, 2)
             self.processes.start("kube-controller-manager", components.controller_manager_command(binaries, files))
             self.processes.start("kube-scheduler", components.scheduler_command(binaries, files))
             self.processes.start("kwok", components.kwok_command(binaries, files))
-            self.processes.start("provisioner", components.provisioner_command(files), env=_python_env())
+            volumes = self.node.files.volumes if self.real_node else None
+            self.processes.start("provisioner", components.provisioner_command(files, volumes), env=_python_env())
             self.create(gke_nodes.storage_manifests() + gke_nodes.default_nodes())
             self._wait("kwok", deadline, self._nodes_ready)
             phases["nodes_schedulable"] = round(time.monotonic() - started, 2)
             self._wait("kube-controller-manager", deadline, self._default_service_account_exists)
+            if self.real_node:
+                self._start_real_node(files, ports, deadline)
+                phases["real_node_ready"] = round(time.monotonic() - started, 2)
         except BaseException:
-            self.processes.stop_all()
+            self._stop_everything()
             raise
         startup_seconds = round(time.monotonic() - started, 2)
         self.state_file.write_text(
             json.dumps(
                 {
                     "ports": vars(ports),
+                    "real_node": node.REAL_NODE_NAME if self.real_node else None,
                     "versions": read_versions(),
                     "startup_seconds": startup_seconds,
                     "startup_phases_seconds": phases,
@@ -112,9 +142,61 @@ class LocalCluster:
 
     def down(self) -> list[str]:
         with self._exclusive():
-            stopped = self.processes.stop_all()
+            stopped = self._stop_everything()
             self.state_file.unlink(missing_ok=True)
             return stopped
+
+    def _stop_everything(self) -> list[str]:
+        """The real node first, while the control plane still runs (so its pods' containers go with containerd
+        still answering), then the rest newest first."""
+        stopped = [name for name in ("kube-proxy", "kubelet") if self.processes.stop(name)]
+        if self.node.files.root.exists():
+            self.node.remove_containers()
+        if self.processes.stop("containerd"):
+            stopped.append("containerd")
+        if self.node.files.root.exists():
+            self.node.teardown()
+        return stopped + self.processes.stop_all()
+
+    def load_image(self, reference: str) -> bool:
+        """Copies a local Docker engine's image into the real node's containerd (`docker save | ctr images import`);
+        returns False when that image ID was loaded already."""
+        if not self._has_real_node() or not self.is_running():
+            raise ClusterError("no running cluster with a real node here: `mmft cluster up --real-node` first")
+        try:
+            return self.node.load_image(reference)
+        except NodeError as error:
+            raise ClusterError(str(error)) from None
+
+    def create_real_node_namespace(self, name: str, timeout: float = 60) -> None:
+        """A namespace whose pods all go to the real node (its opt-in annotations), with its default ServiceAccount
+        (pods are refused before it exists)."""
+        namespace = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "annotations": dict(node.REAL_NODE_NAMESPACE_ANNOTATIONS)},
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(namespace))
+        self._wait("kube-controller-manager", time.monotonic() + timeout,
+                   lambda: self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
+
+    def _start_real_node(self, files: ComponentFiles, ports: Ports, deadline: float) -> None:
+        real = self.node
+        real.prepare(files.pki, ports.kubelet)
+        self.processes.start("containerd", node.containerd_command(real.binaries, real.files),
+                             env=node.containerd_env(real.binaries))
+        self._wait("containerd", deadline, real.containerd_ready)
+        real.import_own_images()
+        kubelet_kubeconfig = files.kubeconfig("real-node-kubelet")
+        self.processes.start("kubelet", node.kubelet_command(real.binaries, real.files, kubelet_kubeconfig))
+        self.processes.start(
+            "kube-proxy",
+            node.kube_proxy_command(
+                real.binaries, files.kubeconfig("kube-proxy"), ports.kube_proxy_healthz, ports.kube_proxy_metrics
+            ),
+        )
+        self._wait("kubelet", deadline, self._real_node_schedulable)
+        self._wait("kube-proxy", deadline, lambda: _http_ok(f"http://127.0.0.1:{ports.kube_proxy_healthz}/healthz"))
 
     @contextlib.contextmanager
     def _exclusive(self):
@@ -128,9 +210,14 @@ class LocalCluster:
         state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
         return {"running": self.is_running(), "processes": self.processes.running(), **state}
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         command = [str(kubectl_path()), f"--kubeconfig={self.kubeconfig}", *args]
-        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=120)
+        # errors="replace": container logs (progress bars) need not be valid UTF-8 where kubectl cuts them.
+        result = subprocess.run(
+            command, input=input, capture_output=True, text=True, errors="replace", timeout=timeout
+        )
         if check and result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
@@ -151,11 +238,13 @@ class LocalCluster:
 
     def _binaries(self, log: Callable[[str], None]) -> Binaries:
         binaries = Binaries.from_cache()
-        if binaries.missing():
+        node_missing = self.node.binaries.missing if self.real_node else list
+        if binaries.missing() or node_missing():
             log(f"building the control plane ({BUILD_SCRIPT}); the first build takes many minutes")
             subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=sys.stderr)
             binaries = Binaries.from_cache()
-        if missing := binaries.missing():
+            self.node = RealNode(self.state_dir)
+        if missing := binaries.missing() + (self.node.binaries.missing() if self.real_node else []):
             raise ClusterError(f"build finished but these binaries are missing: {', '.join(map(str, missing))}")
         return binaries
 
@@ -175,7 +264,8 @@ class LocalCluster:
 
     def _wait(self, component: str, deadline: float, ready: Callable[[], bool]) -> None:
         while True:
-            if component in CONTROL_PLANE and component not in self.processes.running():
+            started_here = CONTROL_PLANE + REAL_NODE_PROCESSES
+            if component in started_here and component not in self.processes.running():
                 raise ClusterError(f"{component} exited during start-up; log tail:\n{self._log_tail(component)}")
             if ready():
                 return
@@ -200,6 +290,10 @@ class LocalCluster:
             return False
         nodes = json.loads(result.stdout)["items"]
         return bool(nodes) and all(_schedulable(node) for node in nodes)
+
+    def _real_node_schedulable(self) -> bool:
+        result = self.kubectl("get", "node", node.REAL_NODE_NAME, "-o", "json", check=False)
+        return result.returncode == 0 and _schedulable(json.loads(result.stdout))
 
     def _default_service_account_exists(self) -> bool:
         return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0

@@ -8,14 +8,16 @@ from pathlib import Path
 
 from mmft_localcluster.gke_nodes import KWOK_NODE_SELECTOR
 from mmft_localcluster.paths import STAGES_DIR, Binaries
-from mmft_localcluster.pki import PkiPaths
+from mmft_localcluster.pki import APISERVER_KUBELET_CLIENT, PkiPaths
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 # Pod IPs that kwok writes into pod status; nothing listens on them, they only need to be unique.
 POD_CIDR = "10.64.0.0/12"
 # Like GKE: PodSecurity and ExtendedResourceToleration on top of the default admission plugins.
-ADMISSION_PLUGINS = "NodeRestriction,PodSecurity,ExtendedResourceToleration"
+# PodNodeSelector and PodTolerationRestriction act only on namespaces annotated for them: that is how a namespace
+# opts in to the real node (node.REAL_NODE_NAMESPACE_ANNOTATIONS).
+ADMISSION_PLUGINS = "NodeRestriction,PodSecurity,ExtendedResourceToleration,PodNodeSelector,PodTolerationRestriction"
 
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -31,6 +33,10 @@ class Ports:
     etcd_client: int
     etcd_peer: int
     apiserver: int
+    # The real node's (0 without one).
+    kubelet: int = 0
+    kube_proxy_healthz: int = 0
+    kube_proxy_metrics: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,17 +78,27 @@ def etcd_command(binaries: Binaries, files: ComponentFiles, ports: Ports) -> lis
     ]
 
 
-def apiserver_command(binaries: Binaries, files: ComponentFiles, ports: Ports) -> list[str]:
+def apiserver_command(binaries: Binaries, files: ComponentFiles, ports: Ports, real_node_ip: str | None) -> list[str]:
     pki = files.pki
+    if real_node_ip:
+        # Pods of the real node reach the API server through the `kubernetes` Service, whose endpoint is the node's
+        # bridge address; the API server dials kubelets at their InternalIP (node names do not resolve here).
+        network = [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={real_node_ip}",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki.client_cert(APISERVER_KUBELET_CLIENT)}",
+            f"--kubelet-client-key={pki.client_key(APISERVER_KUBELET_CLIENT)}",
+        ]
+    else:
+        # The `kubernetes` Service would point at 127.0.0.1, which Endpoints validation rejects; nothing in the
+        # simulated cluster reaches the apiserver through that Service.
+        network = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
     return [
         str(binaries.kube_apiserver),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        *network,
         f"--secure-port={ports.apiserver}",
-        # The `kubernetes` Service would point at 127.0.0.1, which Endpoints validation rejects; nothing in the
-        # simulated cluster reaches the apiserver through that Service.
-        "--endpoint-reconciler-type=none",
         f"--tls-cert-file={pki.apiserver_cert}",
         f"--tls-private-key-file={pki.apiserver_key}",
         f"--client-ca-file={pki.ca_cert}",
@@ -143,5 +159,8 @@ def kwok_command(binaries: Binaries, files: ComponentFiles) -> list[str]:
     ]
 
 
-def provisioner_command(files: ComponentFiles) -> list[str]:
-    return [sys.executable, "-m", "mmft_localcluster.provisioner", f"--kubeconfig={files.kubeconfig('provisioner')}"]
+def provisioner_command(files: ComponentFiles, real_node_volumes: Path | None) -> list[str]:
+    command = [sys.executable, "-m", "mmft_localcluster.provisioner", f"--kubeconfig={files.kubeconfig('provisioner')}"]
+    if real_node_volumes is not None:
+        command.append(f"--real-node-volumes-dir={real_node_volumes}")
+    return command

@@ -16,6 +16,8 @@ SPOT_TAINT = {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "No
 REGION = "us-central1"
 ZONES = ("us-central1-a", "us-central1-b")
 PODS_PER_NODE = 1000
+# The one node whose pods run in real containers (node.py); its kubelet's identity is system:node:<this>.
+REAL_NODE_NAME = "mmft-real-node-0"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sysconfig
@@ -10,6 +11,14 @@ from pathlib import Path
 
 LOCALCLUSTER_DIR = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = LOCALCLUSTER_DIR / "build.sh"
+# Static binaries of the real node's own images (its sandbox, a test probe); build-node.sh caches each per digest of
+# its source.
+NODE_IMAGES_DIR = LOCALCLUSTER_DIR / "nodeimages"
+
+
+def node_image_binary(name: str) -> Path:
+    digest = hashlib.sha256((NODE_IMAGES_DIR / name / f"{name}.go").read_bytes()).hexdigest()[:12]
+    return cache_root() / f"{name}-{digest}-{go_version()}" / name
 VERSIONS_FILE = LOCALCLUSTER_DIR / "versions.env"
 STAGES_DIR = Path(__file__).resolve().parent / "kwok_stages"
 REPO_ROOT = LOCALCLUSTER_DIR.parent

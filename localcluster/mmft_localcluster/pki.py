@@ -11,6 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmft_localcluster.gke_nodes import REAL_NODE_NAME
+
 VALIDITY = datetime.timedelta(days=30)
 
 APISERVER_DNS_NAMES = (
@@ -38,7 +40,17 @@ SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 # audit log tells their calls apart from the user's.
 KWOK = ClientIdentity("kwok", "mmft-simulated-kubelet", ("system:masters",))
 PROVISIONER = ClientIdentity("provisioner", "mmft-simulated-provisioner", ("system:masters",))
-CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK, PROVISIONER)
+# The real node's kubelet (the Node authorizer and NodeRestriction admission key on this name and group) and its
+# kube-proxy (bound to the built-in system:node-proxier ClusterRole by name).
+REAL_NODE_KUBELET = ClientIdentity("real-node-kubelet", f"system:node:{REAL_NODE_NAME}", ("system:nodes",))
+KUBE_PROXY = ClientIdentity("kube-proxy", "system:kube-proxy")
+# The API server's identity towards kubelets (logs, exec, port-forward), authorised by the kubelet's webhook.
+APISERVER_KUBELET_CLIENT = ClientIdentity(
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
+)
+CLIENT_IDENTITIES = (
+    ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK, PROVISIONER, REAL_NODE_KUBELET, KUBE_PROXY, APISERVER_KUBELET_CLIENT
+)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,17 @@ class ProcessTable:
                 alive[pid_file.stem] = pid
         return alive
 
+    def stop(self, name: str, timeout: float = 15.0) -> bool:
+        """Stops one recorded process (SIGTERM, SIGKILL after ``timeout``); returns whether it was running."""
+        pid_file = self.pid_dir / f"{name}.pid"
+        if not pid_file.exists():
+            return False
+        pid = self._live_pid(pid_file)
+        if pid is not None:
+            _terminate(pid, timeout)
+        pid_file.unlink()
+        return pid is not None
+
     def stop_all(self, timeout: float = 15.0) -> list[str]:
         """Stops the recorded processes newest first (clients before the apiserver before etcd, so none waits on a
         server already gone): SIGTERM, then SIGKILL after ``timeout``. Returns the names stopped."""

@@ -5,6 +5,10 @@ For every PVC of a StorageClass whose provisioner is pd.csi.storage.gke.io, once
 pre-bound to the claim in that node's zone; the real PV controller of kube-controller-manager then binds the pair.
 When such a claim is deleted, it deletes the volume, as the CSI provisioner does for reclaimPolicy Delete.
 
+For a claim whose pod goes to the real node (node.py), a disk that does not exist would leave the pod waiting for an
+attach forever: there it makes a `local` PersistentVolume on a folder of --real-node-volumes-dir instead (a real
+directory on the node, deleted with the claim), pinned to that node.
+
 Run by `mmft cluster up` as: python -m mmft_localcluster.provisioner --kubeconfig PATH
 """
 
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
+from pathlib import Path
 
-from mmft_localcluster.gke_nodes import PD_CSI_DRIVER
+from mmft_localcluster.gke_nodes import PD_CSI_DRIVER, REAL_NODE_NAME
 
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
@@ -26,10 +32,11 @@ log = logging.getLogger("mmft-simulated-provisioner")
 
 
 class Provisioner:
-    def __init__(self, core, storage):
+    def __init__(self, core, storage, real_node_volumes: Path | None = None):
         self.core = core
         self.storage = storage
         self.classes: dict[str, str] = {}
+        self.real_node_volumes = real_node_volumes
 
     def refresh_classes(self) -> None:
         self.classes = {
@@ -83,6 +90,14 @@ class Provisioner:
                 },
             },
         }
+        if node_name == REAL_NODE_NAME and self.real_node_volumes is not None:
+            folder = self.real_node_volumes / name
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o777)  # the pods run as a non-root uid; the folder is theirs alone
+            del volume["spec"]["csi"]
+            volume["spec"]["local"] = {"path": str(folder)}
+            hostname = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node_name]}
+            volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"] = [{"matchExpressions": [hostname]}]
         try:
             self.core.create_persistent_volume(volume)
             log.info("created %s for %s/%s in %s", name, claim.metadata.namespace, claim.metadata.name, zone)
@@ -95,6 +110,8 @@ class Provisioner:
 
         if self.classes[claim.spec.storage_class_name] != "Delete":
             return
+        if self.real_node_volumes is not None:
+            shutil.rmtree(self.real_node_volumes / f"pvc-{claim.metadata.uid}", ignore_errors=True)
         try:
             self.core.delete_persistent_volume(f"pvc-{claim.metadata.uid}")
             log.info("deleted pvc-%s of %s/%s", claim.metadata.uid, claim.metadata.namespace, claim.metadata.name)
@@ -128,13 +145,15 @@ class Provisioner:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--real-node-volumes-dir", type=Path, help="folders of the real node's volumes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     from kubernetes import client, config
 
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
-    Provisioner(client.CoreV1Api(api_client), client.StorageV1Api(api_client)).run_forever()
+    core, storage = client.CoreV1Api(api_client), client.StorageV1Api(api_client)
+    Provisioner(core, storage, args.real_node_volumes_dir).run_forever()
     return 0
 
 

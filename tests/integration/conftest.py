@@ -7,6 +7,7 @@ cluster instead and leave it running. Every test under tests/integration is mark
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -62,6 +63,30 @@ def cluster(tmp_path_factory, backend) -> Path:
         yield local.up()
     finally:
         local.down()
+
+
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory, backend):
+    """A local cluster with the real node (docs/localcluster.md, "The real node"): a LocalCluster object, up.
+
+    One real node runs per machine, so each module that needs it starts its own and stops it at the module's end.
+    Without the machine's prerequisites the fixture fails with the message naming them (CI installs them);
+    MMFT_REAL_NODE=0 skips these tests instead, e.g. on a machine where they cannot run as root.
+    """
+    if backend.name != "local" or backend.kubeconfig is not None:
+        pytest.skip("the real node is part of the local control plane the tests start themselves")
+    if os.environ.get("MMFT_REAL_NODE") == "0":
+        pytest.skip("MMFT_REAL_NODE=0")
+    from mmft_localcluster import LocalCluster
+
+    local = LocalCluster(tmp_path_factory.mktemp("realnode"), real_node=True)
+    try:
+        local.up(timeout=300)
+        yield local
+    finally:
+        local.down()
+        # The imported images (gigabytes) would outlive the session in pytest's kept temporary directories.
+        shutil.rmtree(local.node.files.containerd_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,8 @@ CASES = {
     "gemma3-melanoma-sample": sorted((ROOT / "deploy/samples/gemma3-melanoma").glob("[!k]*.yaml")),
     "finetunejob-multinode": [GOLDEN / "inputs/finetunejob-multinode.yaml"],
     "finetunejob-l4-minimal": [GOLDEN / "inputs/finetunejob-l4-minimal.yaml"],
+    # No GPU (gpusPerNode 0, gpus 0): the pipeline the local cluster's real node runs (hack/demo.sh).
+    "localcluster-tiny-pipeline": sorted((ROOT / "deploy/localcluster/samples/tiny-pipeline").glob("[!k]*.yaml")),
 }
 
 

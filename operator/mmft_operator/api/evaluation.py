@@ -156,8 +156,22 @@ class ThresholdPolicy(ApiModel):
 class EvaluationCompute(WorkloadResources):
     """GPU for the evaluation pod."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.gpus != 0 || (has(self.cpu) && has(self.memory))",
+                "gpus 0 (no GPU) needs cpu and memory: there is no accelerator to size the pod from",
+                field_path=".gpus",
+            ),
+        )
+    }
+
     accelerator: Accelerator = Field("nvidia-tesla-a100", description="GKE accelerator type.")
-    gpus: Literal[1, 2, 4, 8] = Field(1, description="GPUs for the evaluation pod.")
+    gpus: Literal[0, 1, 2, 4, 8] = Field(
+        1,
+        description="GPUs for the evaluation pod. 0: no GPU, the CPU of a general-purpose node (toy models, tests, "
+        "the local cluster's real node); accelerator is then ignored and cpu and memory are required.",
+    )
     spot: bool = Field(False, description="Run on Spot capacity.")
 
 

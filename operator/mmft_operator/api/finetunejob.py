@@ -253,10 +253,30 @@ class TrainingSettings(ApiModel):
 class ComputeSettings(WorkloadResources):
     """Where and on what the trainer runs."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.gpusPerNode != 0 || (has(self.cpu) && has(self.memory))",
+                "gpusPerNode 0 (no GPU) needs cpu and memory: there is no accelerator to size the pod from",
+                field_path=".gpusPerNode",
+            ),
+            cel(
+                "self.gpusPerNode != 0 || self.nodes == 1",
+                "gpusPerNode 0 (no GPU) trains in one process on one node: nodes must be 1",
+                field_path=".nodes",
+            ),
+        )
+    }
+
     accelerator: Accelerator = Field(
         "nvidia-tesla-a100", description="GKE accelerator type (node label cloud.google.com/gke-accelerator)."
     )
-    gpus_per_node: Literal[1, 2, 4, 8] = Field(1, description="GPUs per node; one training process per GPU.")
+    gpus_per_node: Literal[0, 1, 2, 4, 8] = Field(
+        1,
+        description="GPUs per node; one training process per GPU. 0: no GPU, one process on the CPU of a "
+        "general-purpose node (toy models, tests, the local cluster's real node); accelerator is then ignored and "
+        "cpu and memory are required.",
+    )
     nodes: int = Field(1, description="Nodes; more than one runs an Indexed Job with torchrun rendezvous.", ge=1, le=64)
     spot: bool = Field(
         False,

@@ -120,9 +120,9 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def gpu_tolerations(spot: bool) -> list[dict[str, str]]:
+def gpu_tolerations(spot: bool, gpu: bool = True) -> list[dict[str, str]]:
     # Autopilot adds these itself; GKE Standard and other clusters with tainted GPU/Spot pools need them spelled out.
-    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}] if gpu else []
     if spot:
         tolerations.append(
             {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}

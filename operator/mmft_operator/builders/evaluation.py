@@ -118,7 +118,8 @@ def build_evaluation_job(
 ) -> dict[str, Any]:
     compute = spec.compute
     card = profile(compute.accelerator)
-    node_selector = {"cloud.google.com/gke-accelerator": compute.accelerator}
+    # No GPU: any general-purpose node, so no accelerator to select.
+    node_selector = {"cloud.google.com/gke-accelerator": compute.accelerator} if compute.gpus else {}
     if compute.spot:
         node_selector["cloud.google.com/gke-spot"] = "true"
     requests = common.resource_requests(

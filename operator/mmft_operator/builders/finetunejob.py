@@ -93,7 +93,7 @@ def trainer_command(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSetti
         tensorboard_dir(spec, owner),
     ]
     compute = spec.compute
-    if compute.nodes == 1 and compute.gpus_per_node == 1:
+    if compute.nodes == 1 and compute.gpus_per_node <= 1:  # one process: on one GPU, or on the CPU
         return ["mmft", *train_args]
     launcher = ["torchrun", f"--nproc-per-node={compute.gpus_per_node}"]
     if compute.nodes == 1:
@@ -121,16 +121,22 @@ def _requests(spec: FineTuneJobSpec) -> dict[str, str]:
 
 
 def _node_selector(spec: FineTuneJobSpec) -> dict[str, str]:
-    selector = {"cloud.google.com/gke-accelerator": spec.compute.accelerator}
+    # No GPU: any general-purpose node, so no accelerator to select.
+    selector = {"cloud.google.com/gke-accelerator": spec.compute.accelerator} if spec.compute.gpus_per_node else {}
     if spec.compute.spot:
         selector["cloud.google.com/gke-spot"] = "true"
     return selector
 
 
+def _resources(requests: dict[str, str], gpus: int) -> dict[str, Any]:
+    if not gpus:
+        return {"requests": requests}
+    return {"requests": {**requests, "nvidia.com/gpu": str(gpus)}, "limits": {"nvidia.com/gpu": str(gpus)}}
+
+
 def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -> dict[str, Any]:
     compute = spec.compute
     requests = _requests(spec)
-    gpus = str(compute.gpus_per_node)
     env = [
         *common.workload_env(owner, REPORT_FILE, settings),
         *common.hf_token_env(spec.hugging_face_token_secret_ref),
@@ -143,7 +149,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
         "restartPolicy": "Never",
         "serviceAccountName": spec.service_account_name,
         "nodeSelector": _node_selector(spec),
-        "tolerations": common.gpu_tolerations(spec.compute.spot),
+        "tolerations": common.gpu_tolerations(spec.compute.spot, gpu=bool(compute.gpus_per_node)),
         "terminationGracePeriodSeconds": SPOT_GRACE_SECONDS if compute.spot else ON_DEMAND_GRACE_SECONDS,
         "securityContext": common.pod_security_context(settings),
         "containers": [
@@ -153,7 +159,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
                 "imagePullPolicy": "IfNotPresent",
                 "command": trainer_command(owner, spec, settings),
                 "env": env,
-                "resources": {"requests": {**requests, "nvidia.com/gpu": gpus}, "limits": {"nvidia.com/gpu": gpus}},
+                "resources": _resources(requests, compute.gpus_per_node),
                 "securityContext": common.container_security_context(),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [
