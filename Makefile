@@ -29,7 +29,7 @@ cluster:  ## build the local control plane from Go modules (cached outside the r
 images:  ## the operator, workload (CPU torch) and TensorBoard images, with the local Docker engine (docs/images.md)
 	bash localcluster/build-images.sh all
 
-demo: install-operator cluster  ## the seed's pipeline on the local control plane with simulated GKE GPU nodes
+demo: install-operator cluster  ## the seed's pipeline at toy scale in real containers on the local cluster's real node (hack/demo.sh)
 	bash hack/demo.sh
 
 test: install cluster  ## every tier: unit, integration (local control plane), ML on tiny models
