@@ -148,6 +148,16 @@ def test_qlora_4bit_trains_and_a_failed_export_is_reported(tmp_path, tiny_gemma3
     assert report["message"].startswith("export to gs://no-such-bucket/run failed: NotFound")
     assert "adapterUri" not in report["outputs"]
 
+    # The Job's next pod (the export failed, the volume stayed): no training step past max_steps, only the export.
+    retry = _train([sys.executable, "-m", "mmft_trainer", "train", str(config),
+                    "--export-uri", "gs://models/runs/qlora-retry"], _env(tmp_path, STORAGE_EMULATOR_HOST=host))
+    assert retry.returncode == 0, retry.stderr[-4000:]
+    assert "training finished in an earlier run" in retry.stderr
+    report = _report(tmp_path)
+    assert report["phase"] == "Completed"
+    assert report["progress"]["step"] == report["progress"]["totalSteps"] == 2
+    assert report["outputs"]["adapterUri"] == "gs://models/runs/qlora-retry/adapter"
+
 
 def _wait_for_step(tmp_path: Path, process: subprocess.Popen, step: int, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout

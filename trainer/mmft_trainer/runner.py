@@ -22,6 +22,10 @@ EXPORT_FAILED = 1
 OUT_OF_MEMORY_ADVICE = ("lower micro_batch_size (spec.training.microBatchSize) or sequence_len (sequenceLen), or "
                         "enable gradient_checkpointing (gradientCheckpointing)")
 OUTPUT_MANIFEST = "mmft-outputs.json"
+# Written once training returned and the adapter is on the volume: a pod restarted after that (an export that failed,
+# a node lost during the upload) goes straight to export instead of resuming from the final checkpoint, which made
+# the Trainer run steps past max_steps (progress "5/4").
+TRAINING_COMPLETE_MARKER = "mmft-training-complete.json"
 # Once training ran, libraries may leave non-daemon threads behind (telemetry once hung a finished run 9+ minutes).
 EXIT_GRACE_SECONDS = 120.0
 
@@ -136,6 +140,11 @@ def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: Preemption
     from .callback import MmftCallback
     from .run_config import training_config
 
+    marker = output_dir / TRAINING_COMPLETE_MARKER
+    if marker.is_file():
+        print(f"mmft train: training finished in an earlier run ({marker}): going straight to export", file=sys.stderr)
+        reporter.progress(force=True, **json.loads(marker.read_text()).get("progress", {}))
+        return
     if is_main_process():
         remove_incomplete(output_dir)
     resume_from = newest_complete(output_dir)
@@ -147,6 +156,9 @@ def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: Preemption
     axolotl_plugin.attach(MmftCallback(reporter, guard, started))
     do_train(load_cfg(DictDefault(cfg)), TrainerCliArgs())
     guard.training = False
+    if is_main_process():  # the final progress travels with the marker, so a later pod still reports it
+        progress = reporter.report.progress.model_dump(mode="json", exclude_none=True)
+        marker.write_text(json.dumps({"progress": progress}))
 
 
 def _export(args, raw: dict, output_dir: Path, reporter: RunReporter) -> None:
@@ -167,4 +179,4 @@ def _export(args, raw: dict, output_dir: Path, reporter: RunReporter) -> None:
 
 def _not_adapter_file(path: Path, output_dir: Path) -> bool:
     """The adapter is the top-level files of the output directory: checkpoints, runs and merged stay behind."""
-    return path.parent != output_dir or path.name in (OUTPUT_MANIFEST, "debug.log")
+    return path.parent != output_dir or path.name in (OUTPUT_MANIFEST, TRAINING_COMPLETE_MARKER, "debug.log")
