@@ -7,48 +7,26 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
-source "$HERE/versions.env"
-
-CACHE_ROOT="${MMFT_CACHE_DIR:-$HOME/.cache/mmft}/localcluster"
-GO_VERSION=$(go env GOVERSION)
+BUILD_NAME=build
+# shellcheck source=build-common.sh
+source "$HERE/build-common.sh"
 MODULE=sigs.k8s.io/kueue
-DIR="$CACHE_ROOT/kueue-$KUEUE_VERSION-$GO_VERSION"
-TIMES_LOG="$CACHE_ROOT/build-times.log"
-mkdir -p "$CACHE_ROOT"
 
-log_time() { # seconds kind
-    local line
-    line="$(date -u +%Y-%m-%dT%H:%M:%SZ) component=kueue seconds=$1 kind=$2 go=$GO_VERSION cores=$(nproc)"
-    echo "build: $line"
-    echo "$line" >>"$TIMES_LOG"
+build_kueue() {
+    # Kueue's go.mod has no replace directives, so `go install module@version` builds it exactly as released.
+    mkdir -p "$OUT_DIR/crds"
+    GOBIN="$OUT_DIR" GOFLAGS="-buildvcs=false" CGO_ENABLED=0 go install -trimpath \
+        -ldflags "-s -w -X $MODULE/pkg/version.GitVersion=$KUEUE_VERSION" "$MODULE/cmd/kueue@$KUEUE_VERSION"
+    # The same module download that the build used holds the released CRDs.
+    local module_dir crd_dir
+    module_dir=$(GOFLAGS="-buildvcs=false" go mod download -json "$MODULE@$KUEUE_VERSION" |
+        awk -F'"' '$2 == "Dir" { print $4 }')
+    crd_dir="$module_dir/config/components/crd/bases"
+    compgen -G "$crd_dir/*.yaml" >/dev/null || { echo "build: no CRDs in $crd_dir" >&2; exit 1; }
+    cp "$crd_dir"/*.yaml "$OUT_DIR/crds/"
+    chmod u+w "$OUT_DIR"/crds/*.yaml # files in Go's module cache are read-only
 }
 
-elapsed_since() { awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.1f", now - start }'; }
-
-started=$EPOCHREALTIME
-if [[ -x "$DIR/kueue" ]] && compgen -G "$DIR/crds/*.yaml" >/dev/null; then
-    log_time "$(elapsed_since "$started")" cached
-    exit 0
-fi
-
-staging="$DIR.partial"
-rm -rf "$staging"
-mkdir -p "$staging/crds"
-
-# Kueue's go.mod has no replace directives, so `go install module@version` builds it exactly as released.
-GOBIN="$staging" GOFLAGS="-buildvcs=false" CGO_ENABLED=0 go install -trimpath \
-    -ldflags "-s -w -X $MODULE/pkg/version.GitVersion=$KUEUE_VERSION" "$MODULE/cmd/kueue@$KUEUE_VERSION"
-
-# The same module download that the build used holds the released CRDs.
-module_dir=$(GOFLAGS="-buildvcs=false" go mod download -json "$MODULE@$KUEUE_VERSION" |
-    awk -F'"' '$2 == "Dir" { print $4 }')
-crd_dir="$module_dir/config/components/crd/bases"
-compgen -G "$crd_dir/*.yaml" >/dev/null || { echo "build: no CRDs in $crd_dir" >&2; exit 1; }
-cp "$crd_dir"/*.yaml "$staging/crds/"
-chmod u+w "$staging"/crds/*.yaml # files in Go's module cache are read-only
-
-[[ -x "$staging/kueue" ]] || { echo "build: kueue did not produce its binary" >&2; exit 1; }
-rm -rf "$DIR"
-mv "$staging" "$DIR"
-log_time "$(elapsed_since "$started")" built
+# One CRD file stands for the folder: the build copies all of them or fails.
+build_into "$CACHE_ROOT/kueue-$KUEUE_VERSION-$GO_VERSION" kueue kueue crds/kueue.x-k8s.io_clusterqueues.yaml \
+    -- build_kueue

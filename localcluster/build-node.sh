@@ -10,47 +10,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
-source "$HERE/versions.env"
-
-CACHE_ROOT="${MMFT_CACHE_DIR:-$HOME/.cache/mmft}/localcluster"
-GO_VERSION=$(go env GOVERSION)
-TIMES_LOG="$CACHE_ROOT/build-times.log"
-mkdir -p "$CACHE_ROOT"
-
-log_time() { # component seconds kind
-    local line
-    line="$(date -u +%Y-%m-%dT%H:%M:%SZ) component=$1 seconds=$2 kind=$3 go=$GO_VERSION cores=$(nproc)"
-    echo "build: $line"
-    echo "$line" >>"$TIMES_LOG"
-}
-
-elapsed_since() { awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.1f", now - start }'; }
-
-# build_into DIR BINARIES... -- COMMAND...: runs COMMAND with $OUT_DIR (a staging folder) unless all binaries exist.
-build_into() {
-    local dir=$1; shift
-    local name binaries=()
-    name=$(basename "$dir")
-    while [[ $1 != -- ]]; do binaries+=("$1"); shift; done
-    shift
-    local missing=0 started=$EPOCHREALTIME
-    for binary in "${binaries[@]}"; do [[ -x "$dir/$binary" ]] || missing=1; done
-    if [[ $missing == 0 ]]; then
-        log_time "$name" "$(elapsed_since "$started")" cached
-        return
-    fi
-    local staging="$dir.partial"
-    rm -rf "$staging"
-    mkdir -p "$staging"
-    OUT_DIR="$staging" "$@"
-    for binary in "${binaries[@]}"; do
-        [[ -x "$staging/$binary" ]] || { echo "build-node: $name did not produce $binary" >&2; exit 1; }
-    done
-    rm -rf "$dir"
-    mv "$staging" "$dir"
-    log_time "$name" "$(elapsed_since "$started")" built
-}
+BUILD_NAME=build-node
+# shellcheck source=build-common.sh
+source "$HERE/build-common.sh"
 
 build_containerd() {
     # containerd's go.mod has no replace directives, so `go install module@version` builds it as released. The
@@ -88,8 +50,10 @@ command -v go >/dev/null || { echo "build-node: the go command is required (go1.
 
 for image in pause probe; do
     digest=$(sha256sum "$HERE/nodeimages/$image/$image.go" | cut -c1-12)
-    build_into "$CACHE_ROOT/$image-$digest-$GO_VERSION" "$image" -- build_single_file "$image"
+    build_into "$CACHE_ROOT/$image-$digest-$GO_VERSION" "$image" "$image" -- build_single_file "$image"
 done
-build_into "$CACHE_ROOT/runc-$RUNC_VERSION-$GO_VERSION" runc -- build_runc
-build_into "$CACHE_ROOT/containerd-$CONTAINERD_VERSION-$GO_VERSION" containerd containerd-shim-runc-v2 ctr -- build_containerd
-build_into "$CACHE_ROOT/fake-gcs-server-$FAKE_GCS_SERVER_VERSION-$GO_VERSION" fake-gcs-server -- build_fake_gcs_server
+build_into "$CACHE_ROOT/runc-$RUNC_VERSION-$GO_VERSION" runc runc -- build_runc
+build_into "$CACHE_ROOT/containerd-$CONTAINERD_VERSION-$GO_VERSION" containerd containerd containerd-shim-runc-v2 ctr \
+    -- build_containerd
+build_into "$CACHE_ROOT/fake-gcs-server-$FAKE_GCS_SERVER_VERSION-$GO_VERSION" fake-gcs-server fake-gcs-server \
+    -- build_fake_gcs_server

@@ -7,49 +7,16 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
-source "$HERE/versions.env"
-
-CACHE_ROOT="${MMFT_CACHE_DIR:-$HOME/.cache/mmft}/localcluster"
-GO_VERSION=$(go env GOVERSION)
+BUILD_NAME=build
+# shellcheck source=build-common.sh
+source "$HERE/build-common.sh"
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly"
 export CGO_ENABLED=0
-TIMES_LOG="$CACHE_ROOT/build-times.log"
-mkdir -p "$CACHE_ROOT"
 
-log_time() { # component seconds kind
-    local line
-    line="$(date -u +%Y-%m-%dT%H:%M:%SZ) component=$1 seconds=$2 kind=$3 go=$GO_VERSION cores=$(nproc)"
-    echo "build: $line"
-    echo "$line" >>"$TIMES_LOG"
-}
-
-elapsed_since() { awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.1f", now - start }'; }
-
-# build_component NAME VERSION BINARIES... -- COMMAND...: runs COMMAND with $OUT_DIR set unless all binaries exist.
+# build_component NAME VERSION BINARIES... -- COMMAND...: build_into the cache folder of NAME at VERSION.
 build_component() {
     local name=$1 version=$2; shift 2
-    local binaries=()
-    while [[ $1 != -- ]]; do binaries+=("$1"); shift; done
-    shift
-    local dir="$CACHE_ROOT/$name-$version-$GO_VERSION"
-    local missing=0 started
-    for binary in "${binaries[@]}"; do [[ -x "$dir/$binary" ]] || missing=1; done
-    started=$EPOCHREALTIME
-    if [[ $missing == 0 ]]; then
-        log_time "$name" "$(elapsed_since "$started")" cached
-        return
-    fi
-    local staging="$dir.partial"
-    rm -rf "$staging"
-    mkdir -p "$staging"
-    OUT_DIR="$staging" "$@"
-    for binary in "${binaries[@]}"; do
-        [[ -x "$staging/$binary" ]] || { echo "build: $name did not produce $binary" >&2; exit 1; }
-    done
-    rm -rf "$dir"
-    mv "$staging" "$dir"
-    log_time "$name" "$(elapsed_since "$started")" built
+    build_into "$CACHE_ROOT/$name-$version-$GO_VERSION" "$name" "$@"
 }
 
 build_etcd() {
