@@ -603,10 +603,10 @@ def run_sample_suite(args) -> int:
     inputs = collated_batch(loaded, examples, size)
     from mmft_evaluator.scoring import score_forced_choice
 
+    passes = 3
     for name, score in (("logprob", score_logprob), ("forced-choice", score_forced_choice)):
         batch_examples = examples[:size]
         score(loaded, batch_examples, batch_size=size, workers=0, **common)  # warm-up
-        passes = 3
         seconds = timed(lambda score=score, batch_examples=batch_examples: [
             score(loaded, batch_examples, batch_size=size, workers=0, **common) for _ in range(passes)], device)
         bench.note(f"{name}_b{size}_main_thread", {"images": passes * size, "seconds": round(seconds, 2),

@@ -3,7 +3,8 @@ token), `forced-choice` (the log-likelihood of the whole positive answer against
 prompt computed once for both) and `generate` (the seed's free-text answer, batched, parsed).
 
 Image decoding, resizing and tokenisation run in DataLoader worker processes so the GPU never waits on the
-main thread, and pixel rescaling/normalisation runs on the GPU where the processor allows it; a batch that does not fit in GPU memory is split in halves, and later batches use the size that fit.
+main thread, and pixel rescaling/normalisation runs on the GPU where the processor allows it; a batch that does
+not fit in GPU memory is split in halves, and later batches use the size that fit.
 `logprob` reads each batch's scores back one batch late, so the host queues the next batch while the GPU still
 runs the current one; with compiled modules (mmft_evaluator.execution) the last batch is padded to the batch size
 so every forward pass has the same shape.

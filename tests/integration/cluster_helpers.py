@@ -101,6 +101,11 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def get_json(cluster, *args: str) -> dict:
+    """`kubectl get ARGS -o json` through a LocalCluster (its own kubeconfig), parsed."""
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
 MUTATING_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 

@@ -7,10 +7,10 @@ import ipaddress
 import json
 import os
 import subprocess
-import time
 import uuid
 
 import pytest
+from cluster_helpers import get_json, wait_for
 from mmft_localcluster import node, node_image
 from mmft_localcluster.paths import node_image_binary
 
@@ -55,30 +55,16 @@ def _apply(cluster, namespace: str, *manifests: dict) -> None:
                                                                           "items": list(manifests)}))
 
 
-def _get(cluster, *args: str) -> dict:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.5)
-
-
 def _finished_pod(cluster, namespace: str, name: str, timeout: float = 120) -> dict:
     def finished():
-        pod = _get(cluster, "pod", name, "-n", namespace)
+        pod = get_json(cluster, "pod", name, "-n", namespace)
         return pod if pod["status"].get("phase") in ("Succeeded", "Failed") else None
 
-    return _wait(finished, timeout, f"pod {name} to finish")
+    return wait_for(finished, timeout, what=f"pod {name} to finish")
 
 
 def test_the_node_registers_ready_as_a_gke_cpu_node_with_containerd(real_cluster):
-    status = _get(real_cluster, "node", node.REAL_NODE_NAME)
+    status = get_json(real_cluster, "node", node.REAL_NODE_NAME)
     labels = status["metadata"]["labels"]
     assert labels["node.kubernetes.io/instance-type"] == "e2-standard-16"
     assert labels["cloud.google.com/machine-family"] == "e2"
@@ -115,7 +101,7 @@ def test_pods_reach_each_other_through_a_cluster_ip_service(real_cluster, real_n
     readiness = {"readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}
     _apply(real_cluster, real_namespace, service, _pod("web", probe, ["serve", "8080"], container=readiness))
     real_cluster.kubectl("wait", "-n", real_namespace, "--for=condition=Ready", "--timeout=120s", "pod/web")
-    cluster_ip = _get(real_cluster, "service", "web", "-n", real_namespace)["spec"]["clusterIP"]
+    cluster_ip = get_json(real_cluster, "service", "web", "-n", real_namespace)["spec"]["clusterIP"]
     _apply(real_cluster, real_namespace, _pod("client", probe, ["get", f"http://{cluster_ip}/"]))
     pod = _finished_pod(real_cluster, real_namespace, "client")
     logs = real_cluster.kubectl("logs", "-n", real_namespace, "client").stdout
@@ -127,10 +113,11 @@ def test_pods_of_namespaces_that_do_not_opt_in_stay_off_the_real_node(real_clust
     name = f"plain-{uuid.uuid4().hex[:8]}"
     real_cluster.kubectl("create", "namespace", name)
     try:
-        _wait(lambda: real_cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0, 30, "SA")
+        wait_for(lambda: real_cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0, 30,
+                 what="the default ServiceAccount")
         _apply(real_cluster, name, _pod("elsewhere", PROBE_IMAGE, ["exit", "0"]))
-        scheduled = _wait(lambda: _get(real_cluster, "pod", "elsewhere", "-n", name)["spec"].get("nodeName"), 60,
-                          "scheduling")
+        scheduled = wait_for(lambda: get_json(real_cluster, "pod", "elsewhere", "-n", name)["spec"].get("nodeName"),
+                             60, what="scheduling")
         assert scheduled != node.REAL_NODE_NAME
         assert scheduled.startswith("gke-sim-")
     finally:
@@ -149,11 +136,11 @@ def test_a_missing_image_shows_the_kubelets_pull_reason(real_cluster, real_names
     _apply(real_cluster, real_namespace, _pod("missing", "mmft.local/not-built:never", ["exit", "0"]))
 
     def waiting_reason():
-        statuses = _get(real_cluster, "pod", "missing", "-n", real_namespace)["status"].get("containerStatuses", [])
+        statuses = get_json(real_cluster, "pod", "missing", "-n", real_namespace)["status"].get("containerStatuses", [])
         reason = statuses and statuses[0]["state"].get("waiting", {}).get("reason")
         return reason in ("ErrImagePull", "ImagePullBackOff")
 
-    _wait(waiting_reason, 120, "an image pull failure")
+    wait_for(waiting_reason, 120, what="an image pull failure")
 
 
 def test_docker_images_load_into_the_node_once(real_cluster, real_namespace, tmp_path):

@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 
 import pytest
-from cluster_helpers import ROOT
+from cluster_helpers import ROOT, get_json, wait_for
 from mmft_localcluster import kubectl_path, node
 
 # The first test also pays for the module's set-up: loading the workload image (~4.6 GB) into containerd takes
@@ -79,20 +79,6 @@ def pipeline_namespace(mmft):
     mmft.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def _get(cluster, *args: str) -> dict:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(1)
-
-
 def _condition(resource: dict, kind: str) -> dict:
     return next((c for c in resource.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
@@ -107,7 +93,7 @@ def _audit_users(cluster, verb: str, resource: str) -> set[str]:
 
 
 def test_the_operator_runs_as_a_pod_with_its_own_service_account_and_rbac(mmft):
-    pods = _get(mmft, "pods", "-n", "mmft-system", "-l", "app.kubernetes.io/component=operator")["items"]
+    pods = get_json(mmft, "pods", "-n", "mmft-system", "-l", "app.kubernetes.io/component=operator")["items"]
     assert len(pods) == 1
     pod = pods[0]
     assert pod["spec"]["nodeName"] == node.REAL_NODE_NAME
@@ -115,7 +101,8 @@ def test_the_operator_runs_as_a_pod_with_its_own_service_account_and_rbac(mmft):
     assert pod["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
     # Its calls reach the API server with its ServiceAccount token (in-cluster credentials), and RBAC holds it to
     # deploy/base/clusterrole.yaml: it may create Jobs, not read Secrets or delete Nodes.
-    _wait_for(lambda: OPERATOR_ACCOUNT in _audit_users(mmft, "watch", "finetunejobs"), 60, "the operator's watch")
+    wait_for(lambda: OPERATOR_ACCOUNT in _audit_users(mmft, "watch", "finetunejobs"), 60, interval=1,
+             what="the operator's watch")
     can = lambda verb, resource: mmft.kubectl(  # noqa: E731
         "auth", "can-i", verb, resource, "--all-namespaces", f"--as={OPERATOR_ACCOUNT}", check=False
     ).stdout.strip()
@@ -130,16 +117,16 @@ def test_the_pipeline_runs_in_real_containers_with_real_values_in_every_column(m
     for resource in ("datasetprep/tiny-isic", "finetunejob/tiny-gemma3", "evaluation/tiny-gemma3"):
         mmft.kubectl("wait", "-n", namespace, resource, "--for=condition=Succeeded", "--timeout=900s", timeout=960)
 
-    prep = _get(mmft, "datasetprep", "tiny-isic", "-n", namespace)["status"]
+    prep = get_json(mmft, "datasetprep", "tiny-isic", "-n", namespace)["status"]
     assert prep["results"]["images"] > 0 and prep["results"]["positives"] > 0
-    job = _get(mmft, "finetunejob", "tiny-gemma3", "-n", namespace)["status"]
+    job = get_json(mmft, "finetunejob", "tiny-gemma3", "-n", namespace)["status"]
     assert job["progress"]["summary"].startswith("4/4") and job["progress"]["loss"] > 0
-    evaluation = _get(mmft, "evaluation", "tiny-gemma3", "-n", namespace)["status"]
+    evaluation = get_json(mmft, "evaluation", "tiny-gemma3", "-n", namespace)["status"]
     assert evaluation["bestModel"] in ("base", "tuned") and 0 <= evaluation["bestBalancedAccuracy"] <= 1
     table = mmft.kubectl("get", "mmft", "-n", namespace).stdout  # what a user looks at: no column left empty
     assert "<none>" not in table, table
 
-    pods = _get(mmft, "pods", "-n", namespace)["items"]
+    pods = get_json(mmft, "pods", "-n", namespace)["items"]
     assert {pod["metadata"]["labels"]["app.kubernetes.io/component"] for pod in pods} >= {
         "dataprep", "trainer", "evaluator", "tensorboard",
     }  # fmt: skip
@@ -180,10 +167,10 @@ def test_an_evicted_training_pod_checkpoints_and_the_next_pod_resumes_from_that_
     mmft.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(sample))
 
     def step():
-        progress = _get(mmft, "finetunejob", "tiny-gemma3", "-n", namespace).get("status", {}).get("progress") or {}
+        progress = get_json(mmft, "finetunejob", "tiny-gemma3", "-n", namespace).get("status", {}).get("progress") or {}
         return progress.get("step", 0) >= 3 and progress["step"]
 
-    _wait_for(step, 600, "training step 3")
+    wait_for(step, 600, interval=1, what="training step 3")
     first = _trainer_pods(mmft, namespace)[0]["metadata"]["name"]
     # An evicted pod is deleted once it has stopped: follow its log until then.
     log_file = tmp_path / "evicted.log"
@@ -208,7 +195,7 @@ def test_an_evicted_training_pod_checkpoints_and_the_next_pod_resumes_from_that_
     second = next(p for p in _trainer_pods(mmft, namespace) if p["metadata"]["name"] != first)
     second_log = mmft.kubectl("logs", "-n", namespace, second["metadata"]["name"]).stdout
     assert re.search(rf"resuming from \S*checkpoint-{saved[-1]}\b", second_log), second_log[-3000:]
-    status = _get(mmft, "finetunejob", "tiny-gemma3", "-n", namespace)["status"]
+    status = get_json(mmft, "finetunejob", "tiny-gemma3", "-n", namespace)["status"]
     # The eviction is a disruption (DisruptionTarget), not a failure: nothing counted against backoffLimit.
     assert status.get("failures", 0) == 0 and status["progress"]["summary"].startswith("400/400"), status
 
@@ -227,14 +214,15 @@ def test_failing_containers_show_the_kubelets_reason_in_the_resources_status(mmf
         mmft.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(resource))
 
     def reason_of(name: str, wanted: str):
-        status = _get(mmft, "datasetprep", name, "-n", namespace).get("status", {})
+        status = get_json(mmft, "datasetprep", name, "-n", namespace).get("status", {})
         return status if status.get("reason") == wanted else None
 
-    pulled = _wait_for(lambda: reason_of("image-never-built", "ImagePullError"), 180, "ImagePullError")
+    pulled = wait_for(lambda: reason_of("image-never-built", "ImagePullError"), 180, interval=1,
+                      what="ImagePullError")
     assert "ErrImagePull" in pulled["conditions"][0]["message"] or "ImagePullBackOff" in json.dumps(pulled)
-    failed = _wait_for(lambda: _get(mmft, "datasetprep", "labels-missing", "-n", namespace).get("status", {})
-                       .get("phase") == "Failed" and _get(mmft, "datasetprep", "labels-missing", "-n", namespace)
-                       ["status"], 300, "the failed dataprep")  # fmt: skip
+    failed = wait_for(lambda: get_json(mmft, "datasetprep", "labels-missing", "-n", namespace).get("status", {})
+                       .get("phase") == "Failed" and get_json(mmft, "datasetprep", "labels-missing", "-n", namespace)
+                       ["status"], 300, interval=1, what="the failed dataprep")  # fmt: skip
     assert "labels.csv" in json.dumps(failed) or "exit" in json.dumps(failed).lower(), failed
 
 
@@ -245,7 +233,7 @@ def _sample(name: str) -> dict:
 
 
 def _trainer_pods(cluster, namespace: str) -> list[dict]:
-    pods = _get(cluster, "pods", "-n", namespace, "-l", "app.kubernetes.io/component=trainer")["items"]
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", "app.kubernetes.io/component=trainer")["items"]
     return sorted(pods, key=lambda pod: pod["metadata"]["creationTimestamp"])
 
 

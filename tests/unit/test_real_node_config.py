@@ -10,7 +10,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from mmft_localcluster import gke_nodes, node, node_image
 from mmft_localcluster.node import NodeBinaries, NodeFiles
 from mmft_localcluster.pki import PkiPaths
