@@ -657,12 +657,7 @@ def run_sample_suite(args) -> int:
     if not args.generate_first:
         loaded = load_model(ModelSpec(name="base", model=models["base"]), device, workdir / "cache")
         generate_row()
-    if device.type == "cuda":
-        results["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
-    results["wall_s"] = round(args.deadline - deadline.left(), 1)
-    bench.save()
-    print(json.dumps(results, indent=2))
-    return 0
+    return _finish(bench, results, args, deadline, device)
 
 
 def main() -> int:
@@ -829,6 +824,13 @@ def main() -> int:
     results["best_logprob_vs_seed"] = round(
         results[best_name]["images_per_s"] / results["seed_generate"]["images_per_s"], 1)
     results["best_logprob_vs_eager_logprob"] = round(results[best_name]["images_per_s"] / eager_row["images_per_s"], 3)
+    return _finish(bench, results, args, deadline, device)
+
+
+def _finish(bench, results: dict, args, deadline, device) -> int:
+    """The closing fields every suite records (peak GPU memory, wall time), then the JSON file and its print."""
+    import torch
+
     if device.type == "cuda":
         results["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     results["wall_s"] = round(args.deadline - deadline.left(), 1)
