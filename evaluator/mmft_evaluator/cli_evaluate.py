@@ -124,6 +124,16 @@ def contract_results(summary: dict):
     return EvaluationResults(models=models, best=summary.get("best"))
 
 
+def scoring_progress(progress):
+    """The report contract's ScoringProgress of the run's progress (evaluation.Progress)."""
+    from mmft_operator.contracts.progress import ScoringProgress
+
+    return ScoringProgress(
+        model=progress.model or None, scored=progress.done, total=progress.total, imagesPerSecond=progress.rate,
+        etaSeconds=int(progress.eta) if progress.eta is not None else None,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     """The evaluation, with a GPU out-of-memory failure ending in its own exit code (the Job then fails at once)."""
     from mmft_operator.contracts.exit_codes import OUT_OF_MEMORY, is_gpu_out_of_memory
@@ -145,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mmft_operator.contracts.exit_codes import DATA_INVALID
-    from mmft_operator.contracts.progress import TrainingProgress, WorkloadReport
+    from mmft_operator.contracts.progress import EvaluationOutputs, EvaluationReport
     from mmft_operator.contracts.report_writer import ReportWriter
 
     from .evaluation import EvaluateOptions, run_evaluation
@@ -176,15 +186,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         vision_attention=args.vision_attention, share_image_features=args.share_image_features,
     )
     writer = ReportWriter.from_environment()
-    report = WorkloadReport(phase="Starting", message=f"evaluating {len(specs)} model(s)")
+    report = EvaluationReport(phase="Starting", message=f"evaluating {len(specs)} model(s)")
     writer.publish(report, force=True)
 
     def on_progress(progress) -> None:
         report.phase = "Running"
         report.message = f"scoring {progress.model}"
-        report.progress = TrainingProgress(
-            step=progress.done, totalSteps=progress.total,
-            samplesPerSecond=progress.rate, etaSeconds=int(progress.eta) if progress.eta is not None else None)
+        report.progress = scoring_progress(progress)
         writer.publish(report)
 
     try:
@@ -193,8 +201,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _fail(writer, report, str(error), DATA_INVALID)
     except FileNotFoundError as error:
         return _fail(writer, report, str(error), CONFIG_INVALID)
-    report.results = contract_results(summary).to_report()
-    report.outputs = summary["outputs"]
+    report.results = contract_results(summary)
+    report.outputs = EvaluationOutputs.model_validate(summary["outputs"])
     failed = [name for name, result in summary["models"].items() if result.get("error")]
     if len(failed) == len(specs):
         from mmft_operator.contracts.exit_codes import OUT_OF_MEMORY, describes_gpu_out_of_memory

@@ -1,5 +1,5 @@
 """The Evaluation's report contract end to end without a cluster: what `mmft evaluate` writes
-(mmft_evaluator.cli_evaluate.contract_results -> WorkloadReport.results) is what the operator puts in status
+(mmft_evaluator.cli_evaluate.contract_results -> EvaluationReport.results) is what the operator puts in status
 (reconcile.evaluation.EvaluationReconciler.extra_status): every metric the CRD documents, and gs:// links."""
 
 from __future__ import annotations
@@ -8,7 +8,13 @@ import pytest
 from mmft_evaluator.cli_evaluate import contract_results
 from mmft_operator.api.evaluation import EvaluationSpec, ModelMetrics
 from mmft_operator.builders.common import Owner
-from mmft_operator.contracts.progress import EvaluationResults, ModelResult, WorkloadReport
+from mmft_operator.contracts.progress import (
+    EvaluationOutputs,
+    EvaluationReport,
+    EvaluationResults,
+    ModelResult,
+    WorkloadReport,
+)
 from mmft_operator.reconcile.engine import Observed
 from mmft_operator.reconcile.evaluation import EvaluationReconciler
 from mmft_operator.status import workload
@@ -31,8 +37,9 @@ def _spec(**changes) -> EvaluationSpec:
 
 
 def _status(summary: dict, outputs: dict[str, str], spec: EvaluationSpec | None = None) -> dict:
-    report = WorkloadReport(phase="Completed", outputs=outputs, results=contract_results(summary).to_report())
-    # Through JSON, as through the report ConfigMap.
+    report = EvaluationReport(phase="Completed", outputs=EvaluationOutputs(**outputs),
+                              results=contract_results(summary))
+    # Through JSON, as through the report ConfigMap, read as the engine reads every kind's report.
     observed = Observed(job=None, pods=[], report=WorkloadReport.from_json(report.to_json()),
                         verdict=workload.WorkloadVerdict(phase=workload.SUCCEEDED, reason="Completed", message=""))
     return EvaluationReconciler().extra_status(OWNER, spec or _spec(), observed)

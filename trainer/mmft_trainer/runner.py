@@ -90,7 +90,7 @@ def _run(args, reporter: RunReporter, guard: PreemptionGuard, started: float) ->
                                      f"{str(error)[:500]}")
             return EXPORT_FAILED
     if is_main_process():
-        (output_dir / OUTPUT_MANIFEST).write_text(json.dumps(reporter.report.outputs, indent=2))
+        (output_dir / OUTPUT_MANIFEST).write_text(json.dumps(reporter.outputs(), indent=2))
     reporter.phase("Completed")
     return 0
 

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from mmft_operator.contracts.progress import DatasetPrepResults
+
 from .common import (
     ABSOLUTE_PATH_PATTERN,
     ApiModel,
@@ -161,28 +163,10 @@ class DatasetPrepSpec(WorkloadJobSettings):
     resources: WorkloadResources = Field(default_factory=WorkloadResources, description="CPU Job resources.")
 
 
-class SplitCounts(ApiModel):
-    """Counts of one split."""
-
-    images: int = Field(0, description="Images in the split.", ge=0)
-    positives: int = Field(0, description="Positive images.", ge=0)
-    negatives: int = Field(0, description="Negative images.", ge=0)
-    groups: int = Field(0, description="Distinct groups (patients).", ge=0)
-
-
-class DatasetPrepResults(ApiModel):
-    """What the data preparation produced."""
-
-    images: int = Field(0, description="Images written across all splits.", ge=0)
-    positives: int = Field(0, description="Positive images across all splits.", ge=0)
-    dropped: int = Field(0, description="Rows dropped (missing, corrupt, duplicate); see stats.json.", ge=0)
-    splits: dict[str, SplitCounts] = Field(default_factory=dict, description="Counts per split.")
-
-
 class DatasetPrepStatus(CommonStatus):
     """Observed state of a DatasetPrep."""
 
-    results: DatasetPrepResults | None = Field(None, description="Split counts once finished.")
+    results: DatasetPrepResults | None = Field(None, description="Split counts once finished (from the workload).")
 
 
 IMMUTABLE_AFTER_START = ("source", "columns", "prompts", "split", "images", "bucket", "output")

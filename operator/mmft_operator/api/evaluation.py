@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from mmft_operator.contracts.progress import ModelResult, ScoringProgress
+
 from .common import (
     ABSOLUTE_PATH_PATTERN,
     DNS_LABEL_PATTERN,
@@ -202,26 +204,22 @@ class EvaluationSpec(WorkloadJobSettings):
     )
 
 
-class ModelMetrics(ApiModel):
-    """Metrics of one model on the test split."""
+class ModelMetrics(ModelResult):
+    """Metrics of one model on the test split, as the evaluator reported them."""
 
     name: str = Field(description="Model name from spec.models.")
-    accuracy: float | None = Field(None, description="Accuracy.", ge=0, le=1)
-    balanced_accuracy: float | None = Field(None, description="Mean of recall and specificity.", ge=0, le=1)
-    recall: float | None = Field(None, description="Sensitivity: true positives / positives.", ge=0, le=1)
-    specificity: float | None = Field(None, description="True negatives / negatives.", ge=0, le=1)
-    precision: float | None = Field(None, description="True positives / predicted positives.", ge=0, le=1)
-    roc_auc: float | None = Field(None, description="Area under the ROC curve (logprob, forced-choice).", ge=0, le=1)
-    pr_auc: float | None = Field(
-        None, description="Area under the precision-recall curve (logprob, forced-choice).", ge=0, le=1
-    )
-    threshold: float | None = Field(None, description="Decision threshold used.", ge=0, le=1)
-    error: str | None = Field(None, description="Why this model could not be scored.")
+
+
+class EvaluationProgress(ScoringProgress):
+    """Live scoring progress, reported by the evaluator."""
+
+    summary: str | None = Field(None, description="scored/total (percent), for printer columns.")
 
 
 class EvaluationStatus(CommonStatus):
     """Observed state of an Evaluation."""
 
+    progress: EvaluationProgress | None = Field(None, description="Live progress from the evaluator.")
     models: list[ModelMetrics] = Field(default_factory=list, description="Metrics per model.")
     best_model: str | None = Field(None, description="Model with the highest balanced accuracy.")
     best_balanced_accuracy: float | None = Field(

@@ -113,6 +113,9 @@ EVALUATION = KindInfo(
     printer_columns=(
         _PHASE,
         _REASON,
+        PrinterColumn(
+            "Progress", ".status.progress.summary", description="Images scored of all models' total.", priority=1
+        ),
         PrinterColumn("Best", ".status.bestModel", description="Model with the best balanced accuracy."),
         PrinterColumn(
             "BalancedAcc",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmft_operator.api.datasetprep import DatasetPrepResults, DatasetPrepSpec, SplitCounts
+from mmft_operator.api.datasetprep import DatasetPrepSpec
 from mmft_operator.builders import datasetprep as builders
 from mmft_operator.builders.common import Owner
+from mmft_operator.contracts.progress import DatasetPrepReport
 from mmft_operator.settings import OperatorSettings
+from mmft_operator.status import workload
 
 from .engine import KindReconciler, Observed
 
@@ -26,30 +28,16 @@ class DatasetPrepReconciler(KindReconciler):
 
     def extra_status(self, owner: Owner, spec: DatasetPrepSpec, observed: Observed) -> dict[str, Any]:
         status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
-        report = observed.report
-        if report is not None and report.results:
-            status["results"] = results_from_report(report.results).to_wire()
+        report = workload.kind_report(
+            DatasetPrepReport, observed.report, f"{owner.namespace}/{owner.name}", "dataset counts"
+        )
+        if report is not None and report.outputs is not None:
+            # Where the pod says it wrote them (the same paths, as the pod sees the bucket).
+            status["outputs"].update(report.outputs.model_dump(exclude_none=True))
+        if report is not None and report.results is not None:
+            status["results"] = report.results.model_dump()
         return status
 
     def success_message(self, observed: Observed) -> str:
         report = observed.report
         return report.message if report is not None and report.message else "the dataset is prepared"
-
-
-def results_from_report(results: dict[str, Any]) -> DatasetPrepResults:
-    splits = {}
-    for name, counts in (results.get("splits") or {}).items():
-        images = int(counts.get("images", 0))
-        positives = int(counts.get("positive", counts.get("positives", 0)))
-        splits[name] = SplitCounts(
-            images=images,
-            positives=positives,
-            negatives=int(counts.get("negative", counts.get("negatives", images - positives))),
-            groups=int(counts.get("patients", counts.get("groups", 0))),
-        )
-    return DatasetPrepResults(
-        images=sum(split.images for split in splits.values()),
-        positives=sum(split.positives for split in splits.values()),
-        dropped=int(results.get("dropped", 0)),
-        splits=splits,
-    )

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from pydantic import ValidationError
-
 from mmft_operator.api.common import API_VERSION
-from mmft_operator.api.evaluation import EvaluationSpec, ModelMetrics
+from mmft_operator.api.evaluation import EvaluationSpec
 from mmft_operator.builders import evaluation as builders
 from mmft_operator.builders.common import Owner
-from mmft_operator.contracts.progress import EvaluationResults
+from mmft_operator.contracts.progress import EvaluationReport
 from mmft_operator.kube import Ref
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 
 from .engine import Context, KindReconciler, Observed, Prerequisite
 from .finetunejob import dataset_prerequisite
-
-log = logging.getLogger(__name__)
 
 MODEL_KEY_PREFIX = "model."
 
@@ -45,21 +40,22 @@ class EvaluationReconciler(KindReconciler):
 
     def extra_status(self, owner: Owner, spec: EvaluationSpec, observed: Observed) -> dict[str, Any]:
         status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
-        report = observed.report
-        try:
-            results = EvaluationResults.from_report(report) if report is not None else None
-        except ValidationError as error:
-            # As an unreadable report (engine._read_report): say so, never fail the reconcile over it.
-            log.warning("%s/%s: ignoring unreadable evaluation results: %s", owner.namespace, owner.name,
-                        error.errors()[0]["msg"])
-            results = None
+        report = workload.kind_report(
+            EvaluationReport, observed.report, f"{owner.namespace}/{owner.name}", "evaluation results"
+        )
+        if report is None:
+            return status
+        if report.progress is not None:
+            progress = report.progress.model_dump(exclude_none=True)
+            progress["summary"] = workload.progress_summary(report.progress.scored, report.progress.total)
+            status["progress"] = progress
+        if report.outputs is not None:
+            written = report.outputs.model_dump(exclude_none=True)
+            status["outputs"].update({key: builders.gcs_uri(spec, value) for key, value in written.items()})
+        results = report.results
         if results is None:
             return status
-        status["outputs"].update({key: builders.gcs_uri(spec, value) for key, value in report.outputs.items()})
-        metrics = [
-            ModelMetrics.model_validate({"name": name, **result.model_dump(exclude_none=True)}).to_wire()
-            for name, result in results.models.items()
-        ]
+        metrics = [{"name": name, **result.model_dump(exclude_none=True)} for name, result in results.models.items()]
         status["models"] = metrics
         scored = [m for m in metrics if m.get("balancedAccuracy") is not None]
         if scored:

@@ -10,6 +10,7 @@ from mmft_operator.api.finetunejob import FineTuneJobSpec
 from mmft_operator.builders import finetunejob as builders
 from mmft_operator.builders.axolotl_config import DatasetPaths
 from mmft_operator.builders.common import Owner
+from mmft_operator.contracts.progress import TrainingReport
 from mmft_operator.kube import Ref
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
@@ -72,32 +73,28 @@ class FineTuneJobReconciler(KindReconciler):
             # The trainer uploads to these locations before it exits 0; its report, when readable, confirms them.
             outputs.update(builders.export_locations(spec, owner))
         startup = workload.pod_startup(observed.pods, builders.TRAINER_CONTAINER)
-        report = observed.report
-        if report is not None:
-            outputs.update(report.outputs)
-            if report.progress is not None:
-                progress = report.progress.model_dump(exclude_none=True)
-                progress["summary"] = progress_summary(report.progress.step, report.progress.totalSteps)
-                status["progress"] = progress
-                for stage, reported in (("loadingModelSeconds", "modelLoadSeconds"),
-                                        ("firstStepSeconds", "firstStepSeconds")):
-                    if reported in progress:
-                        startup[stage] = progress[reported]
+        report = workload.kind_report(
+            TrainingReport, observed.report, f"{owner.namespace}/{owner.name}", "training report"
+        )
+        if report is not None and report.outputs is not None:
+            outputs.update(report.outputs.model_dump(exclude_none=True))
+        if report is not None and report.progress is not None:
+            progress = report.progress.model_dump(exclude_none=True)
+            progress["summary"] = workload.progress_summary(report.progress.step, report.progress.totalSteps)
+            status["progress"] = progress
+            for stage, reported in (("loadingModelSeconds", report.progress.modelLoadSeconds),
+                                    ("firstStepSeconds", report.progress.firstStepSeconds)):
+                if reported is not None:
+                    startup[stage] = reported
         if startup:
             status["startup"] = startup
         return status
 
     def success_message(self, observed: Observed) -> str:
-        report = observed.report
-        if report is not None and report.outputs.get("adapterUri"):
-            return f"adapter exported to {report.outputs['adapterUri']}"
+        report = workload.kind_report(TrainingReport, observed.report)
+        if report is not None and report.outputs is not None and report.outputs.adapterUri:
+            return f"adapter exported to {report.outputs.adapterUri}"
         return "training finished"
-
-
-def progress_summary(step: int, total: int | None) -> str:
-    if not total:
-        return str(step)
-    return f"{step}/{total} ({100 * step // total}%)"
 
 
 def dataset_prerequisite(ctx: Context, namespace: str, spec) -> Prerequisite:  # noqa: ANN001 - any kind's spec

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from mmft_operator.contracts.exit_codes import CONFIG_INVALID, DATA_INVALID, OUT_OF_MEMORY
+from mmft_operator.contracts.progress import WorkloadReport
+
+log = logging.getLogger(__name__)
 
 PENDING, SUSPENDED, RUNNING, SUCCEEDED, FAILED = "Pending", "Suspended", "Running", "Succeeded", "Failed"
 
@@ -201,3 +207,30 @@ def pod_startup(pods: list[dict[str, Any]], container: str) -> dict[str, float]:
         "pullingImageSeconds": _seconds_between(scheduled, started),
     }
     return {name: seconds for name, seconds in stages.items() if seconds is not None}
+
+
+def progress_summary(done: int, total: int | None) -> str:
+    """``done/total (percent)`` for a printer column; ``done`` alone while the total is unknown."""
+    if not total:
+        return str(done)
+    return f"{done}/{total} ({100 * done // total}%)"
+
+
+KindReport = TypeVar("KindReport", bound=WorkloadReport)
+
+
+def kind_report(
+    model: type[KindReport], report: WorkloadReport | None, where: str | None = None, what: str = "report"
+) -> KindReport | None:
+    """The kind's typed report of the envelope the engine read, or None when there is none or it is not one.
+
+    A report that does not fit the kind's model (a workload of another version, a bug) is named in a warning when
+    ``where`` (namespace/name) is given and ignored, never fatal: status then says what the Job says."""
+    if report is None:
+        return None
+    try:
+        return model.from_report(report)
+    except ValidationError as error:
+        if where is not None:
+            log.warning("%s: ignoring unreadable %s: %s", where, what, error.errors()[0]["msg"])
+        return None
