@@ -71,6 +71,22 @@ def _train(command: list[str], env: dict, timeout: int = 300) -> subprocess.Comp
     return result
 
 
+def _status(report: dict) -> dict:
+    """What the operator's FineTuneJob status composition makes of a report, read as the engine reads it."""
+    from mmft_operator.api.finetunejob import FineTuneJobSpec
+    from mmft_operator.builders.common import Owner
+    from mmft_operator.contracts.progress import WorkloadReport
+    from mmft_operator.reconcile.engine import Observed
+    from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
+    from mmft_operator.status import workload
+
+    spec = FineTuneJobSpec.model_validate({"baseModel": "google/gemma-3-4b-it", "bucket": {"name": "models"},
+                                           "dataset": {"trainPath": "/data/train.jsonl"}, "training": {"maxSteps": 4}})
+    verdict = workload.WorkloadVerdict(phase=workload.SUCCEEDED, reason="Succeeded", message="")
+    observed = Observed(job=None, pods=[], report=WorkloadReport.from_json(json.dumps(report)), verdict=verdict)
+    return FineTuneJobReconciler().extra_status(Owner("FineTuneJob", "lora", "ml", "u-1"), spec, observed)
+
+
 def _crc32c(path: Path) -> str:
     from mmft_trainer.gcs_upload import crc32c_base64
 
@@ -101,6 +117,13 @@ def test_lora_trains_reports_syncs_tensorboard_and_exports_to_gcs(tmp_path, tiny
                                  "adapterUri": "gs://models/runs/lora/adapter",
                                  "mergedUri": "gs://models/runs/lora/merged"}
     assert json.loads((output_dir / "mmft-outputs.json").read_text()) == report["outputs"]
+    # The callback writes every field of the contract (peak GPU memory only on a GPU), and each reaches status.
+    from mmft_operator.contracts.progress import TrainingProgress
+
+    assert set(progress) == set(TrainingProgress.model_fields) - {"peakGpuMemoryGiB"}
+    status = _status(report)
+    assert {name: value for name, value in status["progress"].items() if name != "summary"} == progress
+    assert {name: status["outputs"][name] for name in report["outputs"]} == report["outputs"]
     assert (output_dir / "adapter_model.safetensors").is_file()
     assert list(fuse_dir.rglob("*tfevents*")), "no TensorBoard event file reached the sync directory"
 
