@@ -251,3 +251,26 @@ def test_each_evaluation_output_reaches_status(evaluated, output):
 def test_the_evaluation_status_is_valid_for_the_crd(evaluated):
     status = EvaluationStatus.model_validate(evaluated)
     assert status.progress.scored == 640 and status.models[0].balancedAccuracy == 0.7
+
+
+# --- Before any report: the locations the operator chooses itself are declared in the CRD too ----------------------
+
+NO_REPORT = Observed(job=None, pods=[], report=None, verdict=RUNNING)
+
+
+def test_the_outputs_the_operator_chooses_are_valid_for_each_crd():
+    prep_spec = DatasetPrepSpec.model_validate({
+        "source": {"labelsCsv": "gs://raw/labels.csv", "imagesPath": "/mnt/gcs/raw"},
+        "bucket": {"name": "data"}, "output": {"path": "prepared"}})
+    train_spec = FineTuneJobSpec.model_validate({
+        "baseModel": "google/gemma-3-4b-it", "dataset": {"trainPath": "/mnt/gcs/data/train.jsonl"},
+        "training": {"maxSteps": 70}, "bucket": {"name": "data"}})
+    eval_spec = EvaluationSpec.model_validate({
+        "dataset": {"testPath": "/mnt/gcs/data/test.jsonl"}, "bucket": {"name": "data"},
+        "models": [{"name": "base", "huggingFace": "google/gemma-3-4b-it"}], "outputPath": "evaluations/melanoma"})
+    prep = DatasetPrepReconciler().extra_status(PREP_OWNER, prep_spec, NO_REPORT)
+    train = FineTuneJobReconciler().extra_status(TRAIN_OWNER, train_spec, NO_REPORT)
+    scored = EvaluationReconciler().extra_status(EVAL_OWNER, eval_spec, NO_REPORT)
+    assert DatasetPrepStatus.model_validate(prep).outputs.trainJsonl == "/mnt/gcs/prepared/train.jsonl"
+    assert FineTuneJobStatus.model_validate(train).outputs.checkpointVolume == train["outputs"]["checkpointVolume"]
+    assert EvaluationStatus.model_validate(scored).outputs.report.endswith("/evaluations/melanoma/report.html")

@@ -185,9 +185,6 @@ class CommonStatus(ApiModel):
     children: list[str] = Field(
         default_factory=list, description="Objects this resource owns, as Kind/name (deleted with it)."
     )
-    outputs: dict[str, str] = Field(
-        default_factory=dict, description="Output locations (paths as seen by pods, and gs:// URIs) by name."
-    )
     children_hash: str | None = Field(
         None, description="Hash of the children as last applied; the operator re-reads them only when it changes."
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mmft_operator.contracts.progress import DatasetPrepResults
+from mmft_operator.contracts.progress import DatasetPrepOutputs, DatasetPrepResults
 
 from .common import (
     ABSOLUTE_PATH_PATTERN,
@@ -166,6 +166,10 @@ class DatasetPrepSpec(WorkloadJobSettings):
 class DatasetPrepStatus(CommonStatus):
     """Observed state of a DatasetPrep."""
 
+    outputs: DatasetPrepOutputs = Field(
+        default_factory=DatasetPrepOutputs,
+        description="Where the splits land, as paths seen by pods that mount the same bucket at the same path.",
+    )
     results: DatasetPrepResults | None = Field(None, description="Split counts once finished (from the workload).")
 
 

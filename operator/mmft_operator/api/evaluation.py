@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmft_operator.contracts.progress import ModelResult, ScoringProgress
+from mmft_operator.contracts.progress import EvaluationOutputs, ModelResult, ScoringProgress
 
 from .common import (
     ABSOLUTE_PATH_PATTERN,
@@ -219,6 +219,9 @@ class EvaluationProgress(ScoringProgress):
 class EvaluationStatus(CommonStatus):
     """Observed state of an Evaluation."""
 
+    outputs: EvaluationOutputs = Field(
+        default_factory=EvaluationOutputs, description="gs:// URIs of the report, metrics and predictions."
+    )
     progress: EvaluationProgress | None = Field(None, description="Live progress from the evaluator.")
     models: list[ModelMetrics] = Field(default_factory=list, description="Metrics per model.")
     best_model: str | None = Field(None, description="Model with the highest balanced accuracy.")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mmft_operator.contracts.progress import TrainingProgress
+from mmft_operator.contracts.progress import TrainingOutputs, TrainingProgress
 
 from .common import (
     ABSOLUTE_PATH_PATTERN,
@@ -382,6 +382,13 @@ class FineTuneProgress(TrainingProgress):
     summary: str | None = Field(None, description="step/totalSteps (percent), for printer columns.")
 
 
+class FineTuneJobOutputs(TrainingOutputs):
+    """Where the run's results are: the locations the operator chose, then what the trainer reported."""
+
+    exportUri: str | None = Field(None, description="gs:// URI the trainer exports under (spec.export.uri or default).")
+    checkpointVolume: str | None = Field(None, description="PersistentVolumeClaim holding the checkpoints.")
+
+
 class StartupStages(ApiModel):
     """How long each stage before training took for the current trainer pod, so a slow start says where it went."""
 
@@ -404,6 +411,9 @@ class StartupStages(ApiModel):
 class FineTuneJobStatus(CommonStatus):
     """Observed state of a FineTuneJob."""
 
+    outputs: FineTuneJobOutputs = Field(
+        default_factory=FineTuneJobOutputs, description="Checkpoint, TensorBoard and export locations."
+    )
     progress: FineTuneProgress | None = Field(None, description="Live progress from the trainer.")
     startup: StartupStages | None = Field(
         None, description="Seconds each start-up stage of the current trainer pod took (pod timestamps, trainer)."
