@@ -13,7 +13,13 @@ import pytest
 import yaml
 from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
 from kubernetes import client, config
-from mmft_operator.contracts.progress import TrainingProgress, WorkloadReport
+from mmft_operator.contracts.progress import (
+    EvaluationOutputs,
+    EvaluationReport,
+    ScoringProgress,
+    TrainingProgress,
+    TrainingReport,
+)
 from mmft_operator.contracts.report_writer import ReportWriter
 
 # kwok.mmft.io/* annotations choose the pods' outcomes: meaningful only where pods are simulated.
@@ -391,7 +397,7 @@ def test_the_workloads_report_writer_reaches_status_through_its_least_privilege_
     writer = ReportWriter(
         report_file=tmp_path / "report.json", configmap="writer-finetunejob-report", namespace=namespace, core_api=api
     )
-    writer.publish(WorkloadReport(phase="Running", progress=TrainingProgress(step=7, totalSteps=70, loss=1.25)))
+    writer.publish(TrainingReport(phase="Running", progress=TrainingProgress(step=7, totalSteps=70, loss=1.25)))
     progress = wait_for(
         lambda: _get(kubectl, "ftj", "writer", namespace)["status"].get("progress"),
         timeout=30,
@@ -426,10 +432,10 @@ def test_evaluation_results_reach_status_with_every_metric_and_gs_links(
     workload_config = token_kubeconfig(kubectl, cluster, tmp_path / "workload.kubeconfig", namespace, WORKLOAD_SA)
     api = client.CoreV1Api(config.new_client_from_config(config_file=str(workload_config)))
     ReportWriter(report_file=tmp_path / "report.json", configmap="scored-evaluation-report", namespace=namespace,
-                 core_api=api).publish(WorkloadReport(
-                     phase="Completed", results=contract_results(summary).to_report(),
-                     outputs={"report": f"{mount}/report.html", "predictions": f"{mount}/predictions.jsonl",
-                              "metrics": f"{mount}/metrics.json"}), force=True)
+                 core_api=api).publish(EvaluationReport(
+                     phase="Completed", results=contract_results(summary),
+                     outputs=EvaluationOutputs(report=f"{mount}/report.html", predictions=f"{mount}/predictions.jsonl",
+                                               metrics=f"{mount}/metrics.json")), force=True)
     status = wait_for(lambda: (s := _get(kubectl, "mmeval", "scored", namespace)["status"]).get("models") and s,
                       timeout=30, what="status.models from the evaluator's report")
     assert status["models"] == [
@@ -443,3 +449,69 @@ def test_evaluation_results_reach_status_with_every_metric_and_gs_links(
     assert status["predictions"] == f"gs://{bucket}/evaluations/gemma3-melanoma/predictions.jsonl"
     console = "https://console.cloud.google.com/storage/browser"
     assert status["consoleUrl"] == f"{console}/{bucket}/evaluations/gemma3-melanoma"
+
+
+def _publish_as_workload(kubectl, cluster, tmp_path: Path, namespace: str, configmap: str, report) -> None:
+    """Publish ``report`` with the workload's own ReportWriter and identity (its Role allows exactly this
+    ConfigMap)."""
+    workload_config = token_kubeconfig(kubectl, cluster, tmp_path / "workload.kubeconfig", namespace, WORKLOAD_SA)
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(workload_config)))
+    ReportWriter(report_file=tmp_path / "report.json", configmap=configmap, namespace=namespace,
+                 core_api=api).publish(report, force=True)
+
+
+def test_dataset_counts_reach_status_and_printer_columns(kubectl, namespace, operator, cluster, tmp_path: Path) -> None:
+    """Every count `mmft dataprep` reports (its own conversion of stats.json) is kept by the API server's schema
+    in status.results, and the counts show in the printer columns."""
+    from mmft_dataprep.reporting import contract_results
+    from mmft_operator.contracts.progress import DatasetPrepReport
+
+    _prepare_namespace(kubectl, namespace)
+    prep = yaml.safe_load((SAMPLES / "datasetprep.yaml").read_text())
+    prep["spec"]["podMetadata"] = {"annotations": {"kwok.mmft.io/run-seconds": "600"}}
+    _apply(kubectl, namespace, prep)
+    wait_for(lambda: _get(kubectl, "dsp", "isic2020", namespace).get("status", {}).get("phase") == "Running",
+             what="Running")
+    # stats.json's shape (mmft_dataprep.pipeline._stats), each count distinct so a crossed field shows.
+    splits = {"train": {"images": 800, "positive": 15, "negative": 785, "patients": 160, "lines": 1570,
+                        "linesPositive": 785},
+              "validation": {"images": 100, "positive": 2, "negative": 98, "patients": 20, "lines": 100,
+                             "linesPositive": 2},
+              "test": {"images": 101, "positive": 3, "negative": 98, "patients": 21, "lines": 101,
+                       "linesPositive": 3}}
+    stats = {"splits": splits, "dropped": {"count": 7, "byReason": {"corrupt": 4, "missing_file": 3}}}
+    results = contract_results(stats)
+    _publish_as_workload(kubectl, cluster, tmp_path, namespace, "isic2020-datasetprep-report",
+                         DatasetPrepReport(phase="Completed", message="prepared", results=results))
+    status = wait_for(lambda: _get(kubectl, "dsp", "isic2020", namespace)["status"].get("results"), timeout=30,
+                      what="status.results from the dataprep report")
+    assert status == results.model_dump()
+    assert (status["images"], status["positives"], status["dropped"]) == (1001, 20, 7)
+    row = kubectl("get", "dsp", "isic2020", "-n", namespace, "-o", "wide", "--no-headers").stdout.split()
+    assert ["1001", "20", "7"] == row[3:6], row
+
+
+def test_evaluation_progress_reaches_status_and_the_wide_printer_columns(
+    kubectl, namespace, operator, cluster, tmp_path: Path
+) -> None:
+    from mmft_evaluator.cli_evaluate import scoring_progress
+    from mmft_evaluator.evaluation import Progress
+
+    _prepare_namespace(kubectl, namespace)
+    evaluation = yaml.safe_load((SAMPLES / "evaluation.yaml").read_text())
+    evaluation["metadata"]["name"] = "scoring"
+    evaluation["spec"]["dataset"] = {"testPath": "/mnt/gcs/data/test.jsonl"}
+    evaluation["spec"]["models"] = [{"name": "base", "huggingFace": "google/gemma-3-4b-it"}]
+    evaluation["spec"]["podMetadata"] = {"annotations": {"kwok.mmft.io/run-seconds": "600"}}
+    _apply(kubectl, namespace, evaluation)
+    wait_for(lambda: _get(kubectl, "mmeval", "scoring", namespace).get("status", {}).get("phase") == "Running",
+             what="Running")
+    progress = scoring_progress(Progress(model="base", done=640, total=3313, rate=61.2, eta=43.7))
+    assert isinstance(progress, ScoringProgress)
+    _publish_as_workload(kubectl, cluster, tmp_path, namespace, "scoring-evaluation-report",
+                         EvaluationReport(phase="Running", message="scoring base", progress=progress))
+    status = wait_for(lambda: _get(kubectl, "mmeval", "scoring", namespace)["status"].get("progress"), timeout=30,
+                      what="status.progress from the evaluator's report")
+    assert status == {**progress.model_dump(exclude_none=True), "summary": "640/3313 (19%)"}
+    row = kubectl("get", "mmeval", "scoring", "-n", namespace, "-o", "wide", "--no-headers").stdout.split()
+    assert "640/3313" in row and "(19%)" in row, row

@@ -140,7 +140,7 @@ def test_a_report_of_the_old_shape_is_ignored_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         status = DatasetPrepReconciler().extra_status(PREP_OWNER, spec, _observed(report_file))
     assert "results" not in status and status["outputs"]["trainJsonl"] == "/mnt/gcs/prepared/train.jsonl"
-    assert "ml/isic: ignoring unreadable dataset counts" in caplog.text
+    assert "ml/isic: ignoring unreadable dataset results" in caplog.text
 
 
 # --- FineTuneJob: progress and outputs, through the trainer's RunReporter ----------------------------------------
@@ -251,6 +251,23 @@ def test_each_evaluation_output_reaches_status(evaluated, output):
 def test_the_evaluation_status_is_valid_for_the_crd(evaluated):
     status = EvaluationStatus.model_validate(evaluated)
     assert status.progress.scored == 640 and status.models[0].balancedAccuracy == 0.7
+
+
+def test_an_unreadable_part_leaves_the_others_readable(tmp_path, caplog):
+    """The previous evaluator's progress (TrainingProgress names) beside valid results: the results still reach
+    status, the progress is named in a warning and left out."""
+    report_file = tmp_path / "report.json"
+    report_file.write_text(json.dumps({
+        "phase": "Completed", "progress": {"step": 3313, "totalSteps": 3313, "samplesPerSecond": 61.2},
+        "outputs": EVALUATION_OUTPUTS, "results": {"models": {"tuned": {"balancedAccuracy": 0.7}}, "best": "tuned"}}))
+    spec = EvaluationSpec.model_validate({
+        "dataset": {"testPath": "/mnt/gcs/data/test.jsonl"}, "bucket": {"name": "data"},
+        "models": [{"name": "tuned", "huggingFace": "google/gemma-3-4b-it"}], "outputPath": "evaluations/melanoma"})
+    with caplog.at_level(logging.WARNING):
+        status = EvaluationReconciler().extra_status(EVAL_OWNER, spec, _observed(report_file))
+    assert "progress" not in status
+    assert status["models"] == [{"name": "tuned", "balancedAccuracy": 0.7}] and status["bestModel"] == "tuned"
+    assert "ml/melanoma: ignoring unreadable evaluation progress" in caplog.text
 
 
 # --- Before any report: the locations the operator chooses itself are declared in the CRD too ----------------------

@@ -1,1 +1,1 @@
-"""Contracts shared by the operator and the workloads it runs (documented in docs/contracts.md)."""
+"""Contracts shared by the operator and the workloads it runs (docs/contracts.md)."""

@@ -41,7 +41,7 @@ class EvaluationReconciler(KindReconciler):
     def extra_status(self, owner: Owner, spec: EvaluationSpec, observed: Observed) -> dict[str, Any]:
         status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
         report = workload.kind_report(
-            EvaluationReport, observed.report, f"{owner.namespace}/{owner.name}", "evaluation results"
+            EvaluationReport, observed.report, f"{owner.namespace}/{owner.name}", "evaluation"
         )
         if report is None:
             return status

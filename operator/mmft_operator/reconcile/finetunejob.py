@@ -74,7 +74,7 @@ class FineTuneJobReconciler(KindReconciler):
             outputs.update(builders.export_locations(spec, owner))
         startup = workload.pod_startup(observed.pods, builders.TRAINER_CONTAINER)
         report = workload.kind_report(
-            TrainingReport, observed.report, f"{owner.namespace}/{owner.name}", "training report"
+            TrainingReport, observed.report, f"{owner.namespace}/{owner.name}", "training"
         )
         if report is not None and report.outputs is not None:
             outputs.update(report.outputs.model_dump(exclude_none=True))

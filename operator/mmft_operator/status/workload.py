@@ -220,17 +220,24 @@ KindReport = TypeVar("KindReport", bound=WorkloadReport)
 
 
 def kind_report(
-    model: type[KindReport], report: WorkloadReport | None, where: str | None = None, what: str = "report"
+    model: type[KindReport], report: WorkloadReport | None, where: str | None = None, kind: str = "workload"
 ) -> KindReport | None:
-    """The kind's typed report of the envelope the engine read, or None when there is none or it is not one.
+    """The kind's typed report of the envelope the engine read, or None when there is none.
 
-    A report that does not fit the kind's model (a workload of another version, a bug) is named in a warning when
-    ``where`` (namespace/name) is given and ignored, never fatal: status then says what the Job says."""
+    A part that does not fit the kind's model (progress, outputs or results of a workload of another version, a
+    bug) is left out, named in a warning (``kind``'s, e.g. "evaluation results") when ``where`` (namespace/name) is
+    given; the other parts are still read,
+    so a stale progress never hides an evaluation's results. Never fatal: status then says what the Job says."""
     if report is None:
         return None
     try:
         return model.from_report(report)
     except ValidationError as error:
+        unfit = {str(problem["loc"][0]) for problem in error.errors() if problem["loc"]}
         if where is not None:
-            log.warning("%s: ignoring unreadable %s: %s", where, what, error.errors()[0]["msg"])
+            log.warning("%s: ignoring unreadable %s %s: %s", where, kind, " and ".join(sorted(unfit)),
+                        error.errors()[0]["msg"])
+    try:
+        return model.model_validate(report.model_dump(mode="json", exclude_none=True, exclude=unfit))
+    except ValidationError:
         return None
