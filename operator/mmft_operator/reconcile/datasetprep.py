@@ -28,9 +28,7 @@ class DatasetPrepReconciler(KindReconciler):
 
     def extra_status(self, owner: Owner, spec: DatasetPrepSpec, observed: Observed) -> dict[str, Any]:
         status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
-        report = workload.kind_report(
-            DatasetPrepReport, observed.report, f"{owner.namespace}/{owner.name}", "dataset"
-        )
+        report = workload.kind_report(DatasetPrepReport, observed.report, f"{owner.namespace}/{owner.name}", "dataset")
         if report is not None and report.outputs is not None:
             # Where the pod says it wrote them (the same paths, as the pod sees the bucket).
             status["outputs"].update(report.outputs.model_dump(exclude_none=True))

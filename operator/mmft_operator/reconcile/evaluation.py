@@ -40,9 +40,8 @@ class EvaluationReconciler(KindReconciler):
 
     def extra_status(self, owner: Owner, spec: EvaluationSpec, observed: Observed) -> dict[str, Any]:
         status: dict[str, Any] = {"outputs": builders.output_paths(spec)}
-        report = workload.kind_report(
-            EvaluationReport, observed.report, f"{owner.namespace}/{owner.name}", "evaluation"
-        )
+        where = f"{owner.namespace}/{owner.name}"
+        report = workload.kind_report(EvaluationReport, observed.report, where, "evaluation")
         if report is None:
             return status
         if report.progress is not None:

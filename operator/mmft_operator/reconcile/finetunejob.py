@@ -73,9 +73,7 @@ class FineTuneJobReconciler(KindReconciler):
             # The trainer uploads to these locations before it exits 0; its report, when readable, confirms them.
             outputs.update(builders.export_locations(spec, owner))
         startup = workload.pod_startup(observed.pods, builders.TRAINER_CONTAINER)
-        report = workload.kind_report(
-            TrainingReport, observed.report, f"{owner.namespace}/{owner.name}", "training"
-        )
+        report = workload.kind_report(TrainingReport, observed.report, f"{owner.namespace}/{owner.name}", "training")
         if report is not None and report.outputs is not None:
             outputs.update(report.outputs.model_dump(exclude_none=True))
         if report is not None and report.progress is not None:
