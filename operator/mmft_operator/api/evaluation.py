@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from mmft_operator.accelerators import DEFAULT_ACCELERATOR
+
 from .common import (
     ABSOLUTE_PATH_PATTERN,
     DNS_LABEL_PATTERN,
@@ -166,7 +168,7 @@ class EvaluationCompute(WorkloadResources):
         )
     }
 
-    accelerator: Accelerator = Field("nvidia-tesla-a100", description="GKE accelerator type.")
+    accelerator: Accelerator = Field(DEFAULT_ACCELERATOR, description="GKE accelerator type.")
     gpus: Literal[0, 1, 2, 4, 8] = Field(
         1,
         description="GPUs for the evaluation pod. 0: no GPU, the CPU of a general-purpose node (toy models, tests, "

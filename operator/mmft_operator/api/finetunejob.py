@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mmft_operator.accelerators import DEFAULT_ACCELERATOR
 from mmft_operator.contracts.progress import TrainingProgress
 
 from .common import (
@@ -269,7 +270,7 @@ class ComputeSettings(WorkloadResources):
     }
 
     accelerator: Accelerator = Field(
-        "nvidia-tesla-a100", description="GKE accelerator type (node label cloud.google.com/gke-accelerator)."
+        DEFAULT_ACCELERATOR, description="GKE accelerator type (node label cloud.google.com/gke-accelerator)."
     )
     gpus_per_node: Literal[0, 1, 2, 4, 8] = Field(
         1,
