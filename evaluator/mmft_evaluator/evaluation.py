@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmft_operator.seed_prompts import SEED_PROMPTS
+
 from .examples import Example, read_examples
 from .html_report import render_report
 from .metrics import classification_metrics
@@ -42,8 +44,8 @@ class EvaluateOptions:
     target_recall: float = 0.9
     batch_size: int = 64
     max_new_tokens: int = 500
-    positive_answer: str = "Yes, this appears to be malignant melanoma."
-    negative_answer: str = "No, this does not appear to be malignant melanoma."
+    positive_answer: str = SEED_PROMPTS.positive_answer
+    negative_answer: str = SEED_PROMPTS.negative_answer
     device: str = "auto"
     workers: int = 4
     baseline: str | None = None

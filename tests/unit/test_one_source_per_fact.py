@@ -6,7 +6,9 @@ asks differently from how the model was trained, a model location one side write
 
 from __future__ import annotations
 
-import re
+import argparse
+import ast
+import dataclasses
 from pathlib import Path
 from typing import get_args
 
@@ -14,19 +16,22 @@ import pytest
 from mmft_localcluster import gke_nodes
 from mmft_operator.accelerators import DEFAULT_ACCELERATOR, PROFILES
 from mmft_operator.api.common import Accelerator
+from mmft_operator.seed_prompts import SEED_PROMPTS, PromptSet
 
 ROOT = Path(__file__).resolve().parents[2]
 # The code users run (tests, samples and benchmarks name the cards they run on; that is a use, not a copy).
 SOURCE_DIRS = ("operator", "trainer", "evaluator", "dataprep", "localcluster")
 
 
-def source_files() -> list[Path]:
-    return sorted(path for folder in SOURCE_DIRS for path in (ROOT / folder).rglob("*.py"))
+def string_constants(path: Path) -> set[str]:
+    return {node.value for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)}
 
 
-def files_with_literal(literal: str) -> list[str]:
-    pattern = re.compile(rf"[\"']{re.escape(literal)}[\"']")
-    return [str(path.relative_to(ROOT)) for path in source_files() if pattern.search(path.read_text())]
+def files_with_literal(literal: str, folders: tuple[str, ...] = SOURCE_DIRS) -> list[str]:
+    """The Python files under ``folders`` with a string constant that is ``literal`` (not one that mentions it)."""
+    files = sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
+    return [str(path.relative_to(ROOT)) for path in files if literal in string_constants(path)]
 
 
 # ---- the accelerator table -------------------------------------------------------------------------------------
@@ -66,3 +71,43 @@ def test_the_default_accelerator_is_one_of_the_table_and_the_api_uses_it():
 @pytest.mark.parametrize("fact", sorted({*PROFILES, *(card.machine_type for card in PROFILES.values())}))
 def test_no_second_copy_of_an_accelerator_or_machine_type(fact):
     assert files_with_literal(fact) in ([], ["operator/mmft_operator/accelerators.py"])
+
+
+# ---- the seed's prompt set -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", list(dataclasses.astuple(SEED_PROMPTS)))
+def test_no_second_copy_of_a_seed_prompt(text):
+    # Tests may spell a variant to check it; the tests' tiny model and the benchmarks take the set from its module.
+    assert files_with_literal(text, (*SOURCE_DIRS, "bench")) in (
+        [], ["operator/mmft_operator/seed_prompts.py"]
+    )
+
+
+def test_the_api_and_every_workload_default_to_the_one_prompt_set():
+    from mmft_dataprep import cli as dataprep_cli
+    from mmft_dataprep.options import PrepOptions
+    from mmft_evaluator import cli_evaluate
+    from mmft_evaluator.evaluation import EvaluateOptions
+    from mmft_operator.api.datasetprep import PromptTemplates
+    from mmft_operator.api.evaluation import ScoringSettings
+
+    api = PromptTemplates()
+    assert PromptSet(api.system, api.question, api.positive_answer, api.negative_answer) == SEED_PROMPTS
+    answers = ScoringSettings.model_fields
+    assert (answers["positive_answer"].default, answers["negative_answer"].default) == (
+        SEED_PROMPTS.positive_answer, SEED_PROMPTS.negative_answer)
+
+    prep = argparse.ArgumentParser()
+    dataprep_cli.configure(prep)
+    args = prep.parse_args(["--labels-csv", "/l.csv", "--output-dir", "/o", "--images-dir", "/i"])
+    assert dataprep_cli.options_from_args(args).prompts == SEED_PROMPTS == PrepOptions("/l.csv", Path("/o")).prompts
+
+    evaluate = argparse.ArgumentParser()
+    cli_evaluate.configure(evaluate)
+    defaults = {action.dest: action.default for action in evaluate._actions}
+    assert (defaults["positive_answer"], defaults["negative_answer"]) == (
+        SEED_PROMPTS.positive_answer, SEED_PROMPTS.negative_answer)
+    config_fields = {field.name: field.default for field in dataclasses.fields(EvaluateOptions)}
+    assert (config_fields["positive_answer"], config_fields["negative_answer"]) == (
+        SEED_PROMPTS.positive_answer, SEED_PROMPTS.negative_answer)
