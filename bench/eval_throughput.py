@@ -63,6 +63,7 @@ from mmft_evaluator.scoring import (  # noqa: E402
     pil_loader,
     score_logprob,
 )
+from mmft_operator.model_location import format_location  # noqa: E402
 from mmft_operator.seed_prompts import SEED_PROMPTS  # noqa: E402
 
 POSITIVE = SEED_PROMPTS.positive_answer
@@ -539,7 +540,7 @@ def save_sample_models(device, workdir: Path, arch: str) -> dict[str, str]:
     del loaded, adapted
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"base": str(base), "tuned": f"{base}+{adapter}", "medgemma": str(medgemma)}
+    return {"base": str(base), "tuned": format_location(str(base), str(adapter)), "medgemma": str(medgemma)}
 
 
 def sample_evaluation(jsonl: Path, models: dict[str, str], workdir: Path, args, **options) -> dict:

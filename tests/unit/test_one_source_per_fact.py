@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import re
 from pathlib import Path
 from typing import get_args
 
@@ -16,6 +17,7 @@ import pytest
 from mmft_localcluster import gke_nodes
 from mmft_operator.accelerators import DEFAULT_ACCELERATOR, PROFILES
 from mmft_operator.api.common import Accelerator
+from mmft_operator.model_location import ModelLocationError, format_location, parse_location
 from mmft_operator.seed_prompts import SEED_PROMPTS, PromptSet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +113,35 @@ def test_the_api_and_every_workload_default_to_the_one_prompt_set():
     config_fields = {field.name: field.default for field in dataclasses.fields(EvaluateOptions)}
     assert (config_fields["positive_answer"], config_fields["negative_answer"]) == (
         SEED_PROMPTS.positive_answer, SEED_PROMPTS.negative_answer)
+
+
+# ---- the model location format BASE+ADAPTER --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("model", "adapter"), [
+    ("google/gemma-3-4b-it", None),
+    ("google/gemma-3-4b-it", "gs://bucket/tuned-models/gemma3-melanoma/adapter"),
+    ("/models/base", "/mnt/gcs/runs/adapter"),
+])
+def test_the_evaluator_reads_back_the_location_the_operator_writes(model, adapter):
+    from mmft_evaluator.model_spec import parse_model_argument
+
+    spec = parse_model_argument(f"tuned={format_location(model, adapter)}")
+    assert (spec.model, spec.adapter) == (model, adapter)
+    assert spec.describe() == format_location(model, adapter) == str(parse_location(spec.describe()))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("base+", "needs both"), ("+adapter", "needs both"), ("a+b+c", "only one '+'"),
+])
+def test_a_malformed_location_is_refused_with_its_reason(text, message):
+    with pytest.raises(ModelLocationError, match=re.escape(message)):
+        parse_location(text)
+
+
+def test_no_second_formatter_or_parser_of_the_location():
+    # f"{base}+{adapter}" or text.partition("+") anywhere but model_location.py is a second copy of the format.
+    copies = re.compile(r"\}\+\{|(partition|split)\(\s*[\"']\+[\"']")
+    found = [str(path.relative_to(ROOT)) for folder in (*SOURCE_DIRS, "bench", "tests/ml") for path in (ROOT / folder).rglob("*.py")
+             if copies.search(path.read_text())]
+    assert found == []
