@@ -140,8 +140,9 @@ def test_a_malformed_location_is_refused_with_its_reason(text, message):
 
 
 def test_no_second_formatter_or_parser_of_the_location():
-    # f"{base}+{adapter}" or text.partition("+") anywhere but model_location.py is a second copy of the format.
+    # f"{base}+{adapter}" or text.partition("+") in the code that writes or reads locations is a second copy of the
+    # format (tests may spell it as a user types it).
     copies = re.compile(r"\}\+\{|(partition|split)\(\s*[\"']\+[\"']")
-    found = [str(path.relative_to(ROOT)) for folder in (*SOURCE_DIRS, "bench", "tests/ml") for path in (ROOT / folder).rglob("*.py")
+    found = [str(path.relative_to(ROOT)) for folder in (*SOURCE_DIRS, "bench") for path in (ROOT / folder).rglob("*.py")
              if copies.search(path.read_text())]
     assert found == []
