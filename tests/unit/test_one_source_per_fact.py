@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import importlib
 import re
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -146,3 +148,32 @@ def test_no_second_formatter_or_parser_of_the_location():
     found = [str(path.relative_to(ROOT)) for folder in (*SOURCE_DIRS, "bench") for path in (ROOT / folder).rglob("*.py")
              if copies.search(path.read_text())]
     assert found == []
+
+
+# ---- the trainer benchmark renders through the operator ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trainer_bench():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        yield importlib.import_module("train_gemma3_h200")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+@pytest.mark.parametrize("variant", [
+    "mmft-defaults", "rendered-qlora-b16-ckpt", "rendered-lora-b8-noliger", "mmft-b4",
+    "mmft-b32-compile-liger-nodrop-w12", "mmft-b16-ligerall-fullhead",
+])
+def test_each_benchmark_variant_but_the_seed_is_the_operators_rendering(trainer_bench, variant):
+    from mmft_operator.builders.axolotl_config import DatasetPaths, build_axolotl_config
+
+    data, out, model = Path("/bench/data/train.jsonl"), Path("/bench/runs") / variant, Path("/bench/model")
+    config = trainer_bench.variant_config(variant, model, data, out, smoke=False, ladder_steps=8)
+    spec, full_head = trainer_bench.variant_spec(variant, data, trainer_bench.variant_steps(variant, False, 8))
+    rendered = build_axolotl_config(spec, DatasetPaths(str(data)))
+    # Only this run's paths, and the timing plugin's own switch, differ from what a user's FineTuneJob renders.
+    assert config.pop(trainer_bench.FULL_HEAD_KEY, False) == full_head
+    assert config == {**rendered, "base_model": str(model), "output_dir": str(out)}
+    assert spec.compute.accelerator == trainer_bench.BENCH_ACCELERATOR
