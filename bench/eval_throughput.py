@@ -48,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "evaluator"))
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO / "storage"))
 sys.path.insert(0, str(REPO / "tests" / "ml"))
 
 from mmft_evaluator.examples import read_examples  # noqa: E402

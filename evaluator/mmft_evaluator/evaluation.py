@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmft_operator.seed_prompts import SEED_PROMPTS
+from mmft_storage.gcs import fetch_file, process_client, upload_directory
 
 from .examples import Example, read_examples
 from .html_report import render_report
@@ -21,7 +22,6 @@ from .metrics import classification_metrics
 from .model_spec import ModelSpec
 from .plots import confusion_matrix_png, curves_png
 from .predictions import write_predictions
-from .storage import fetch_file, upload_tree
 from .thresholds import choose_threshold
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,7 @@ def _write_outputs(options, test, models, rows, curves) -> dict:
     paths["report"].write_text(render_report(summary, images), encoding="utf-8")
     outputs = {key: str(path) for key, path in paths.items()}
     if options.output_uri:
-        uploaded = upload_tree(output_dir, options.output_uri)
+        uploaded = upload_directory(process_client(), output_dir, options.output_uri)
         outputs = {key: uploaded[path] for key, path in paths.items()}
     summary["outputs"] = outputs
     return summary

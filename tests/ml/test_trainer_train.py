@@ -72,7 +72,7 @@ def _train(command: list[str], env: dict, timeout: int = 300) -> subprocess.Comp
 
 
 def _crc32c(path: Path) -> str:
-    from mmft_trainer.gcs_upload import crc32c_base64
+    from mmft_storage.gcs import crc32c_base64
 
     return crc32c_base64(path)
 
