@@ -18,9 +18,11 @@ from typing import get_args
 import pytest
 from mmft_localcluster import gke_nodes
 from mmft_operator.accelerators import DEFAULT_ACCELERATOR, PROFILES
+from mmft_operator.api.axolotl_keys import TYPED_KEYS
 from mmft_operator.api.common import Accelerator
 from mmft_operator.model_location import ModelLocationError, format_location, parse_location
 from mmft_operator.seed_prompts import SEED_PROMPTS, PromptSet
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[2]
 # The code users run (tests, samples and benchmarks name the cards they run on; that is a use, not a copy).
@@ -177,3 +179,79 @@ def test_each_benchmark_variant_but_the_seed_is_the_operators_rendering(trainer_
     assert config.pop(trainer_bench.FULL_HEAD_KEY, False) == full_head
     assert config == {**rendered, "base_model": str(model), "output_dir": str(out)}
     assert spec.compute.accelerator == trainer_bench.BENCH_ACCELERATOR
+
+
+# ---- API field <-> Axolotl key ----------------------------------------------------------------------------------
+
+
+def _leaf_fields(model, prefix: str = "") -> set[str]:
+    fields = set()
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            fields |= _leaf_fields(info.annotation, f"{prefix}{name}.")
+        else:
+            fields.add(prefix + name)
+    return fields
+
+
+def test_every_typed_training_field_has_exactly_one_axolotl_key():
+    from mmft_operator.api.finetunejob import TrainingSettings
+
+    declared = [typed.field for typed in TYPED_KEYS]
+    assert len(set(declared)) == len(declared) and len({typed.key for typed in TYPED_KEYS}) == len(TYPED_KEYS)
+    # overrides is Axolotl's long tail itself, not a field of its own.
+    assert set(declared) == _leaf_fields(TrainingSettings) - {"overrides"}
+
+
+def test_the_renderer_writes_each_field_under_its_key_and_overrides_cannot_reach_it():
+    from mmft_operator.api.finetunejob import FineTuneJobSpec, reserved_override_keys
+    from mmft_operator.builders.axolotl_config import DatasetPaths, build_axolotl_config
+
+    # Every field set, none to its default, so each rendered value can only come from its own field.
+    spec = FineTuneJobSpec.model_validate({
+        "baseModel": "google/gemma-3-4b-it", "dataset": {"trainPath": "/d/train.jsonl"}, "bucket": {"name": "bucket"},
+        "training": {
+            "adapter": "qlora", "loadIn4bit": True, "loadIn8bit": False,
+            "lora": {"r": 8, "alpha": 32, "dropout": 0.1, "targetModules": "q_proj"},
+            "sequenceLen": 2048, "optimizer": "adamw_torch", "lrScheduler": "linear", "learningRate": 1e-4,
+            "weightDecay": 0.02, "maxSteps": 300, "warmupSteps": 7, "gradientCheckpointing": True,
+            "gradientAccumulationSteps": 3, "microBatchSize": 5, "saveStrategy": "steps", "saveSteps": 25,
+            "saveTotalLimit": 4, "chatTemplate": "gemma3n", "attentionImplementation": "eager", "imageSize": 448,
+            "imageResizeAlgorithm": "bicubic", "loggingSteps": 3, "seed": 7,
+        },
+    })
+    config = build_axolotl_config(spec, DatasetPaths("/d/train.jsonl"))
+    rendered = {typed.key: config.get(typed.key) for typed in TYPED_KEYS if typed.key != "num_epochs"}
+    assert rendered == {typed.key: typed.read(spec.training) for typed in TYPED_KEYS if typed.key != "num_epochs"}
+    assert "num_epochs" not in config  # one run length: maxSteps is set
+    assert {typed.key for typed in TYPED_KEYS} <= set(reserved_override_keys())
+
+
+def test_the_trainers_checks_accept_every_value_the_api_accepts():
+    # A FineTuneJob the API server admits must not fail the trainer's preflight on the raw YAML it renders: each
+    # extreme the field's constraints allow passes the trainer's bound on its key.
+    from mmft_operator.api.finetunejob import TrainingSettings
+    from mmft_trainer.config_rules import BOUNDS
+
+    checked = []
+    for typed in TYPED_KEYS:
+        if typed.key not in BOUNDS:
+            continue
+        model = TrainingSettings
+        for name in typed.field.split("."):
+            info = model.model_fields[name]
+            model = info.annotation
+        extremes = []
+        for constraint in info.metadata:
+            if getattr(constraint, "ge", None) is not None:
+                extremes.append(constraint.ge)
+            if getattr(constraint, "le", None) is not None:
+                extremes.append(constraint.le)
+            if getattr(constraint, "gt", None) is not None:
+                extremes.append(constraint.gt + 1e-9)
+            if getattr(constraint, "lt", None) is not None:
+                extremes.append(constraint.lt - 1e-9)
+        for value in extremes:
+            assert BOUNDS[typed.key].violation(value) is None, f"{typed.field} admits {value}, {typed.key} refuses it"
+        checked.append(typed.key)
+    assert len(checked) >= 10
