@@ -5,7 +5,8 @@ The one Cloud Storage helper of `mmft dataprep`, `mmft train` and `mmft evaluate
 an emulator in tests and against GCS with Workload Identity in a pod. Every transfer is verified by checksum:
 downloads by the object's CRC32C/MD5 (google-cloud-storage's ``checksum="auto"``), uploads by comparing the
 object's CRC32C after the upload with the local file's (a corrupt object is deleted). Failures raise
-``StorageError`` naming the object; each workload maps it to its own exit code.
+``StorageError`` naming the object (uploads let the API's own errors through); each workload maps them to its own
+exit code.
 """
 
 from __future__ import annotations
@@ -136,15 +137,13 @@ def download_file(client, path: GcsPath, destination: Path) -> Path:
 
 def upload_file(client, source: Path, path: GcsPath, content_type: str | None = None) -> str:
     """Upload (resumably, in chunks) and verify: the object's CRC32C must equal the local file's, else the object is
-    deleted. Returns the CRC32C."""
+    deleted and StorageError raised. Returns the CRC32C. The API's own errors pass through as google.api_core raises
+    them (NotFound, Forbidden...): their type is what a run's failure message shows first."""
     blob = client.bucket(path.bucket).blob(path.name, chunk_size=RESUMABLE_CHUNK_BYTES)
     expected = crc32c_base64(source)
-    try:
-        # checksum="crc32c" makes the client compare its own hash with the one the server computed.
-        blob.upload_from_filename(str(source), content_type=content_type, checksum="crc32c")
-        blob.reload()
-    except Exception as error:  # noqa: BLE001
-        raise StorageError(f"cannot upload {source} to {path.uri}: {_short(error)}") from error
+    # checksum="crc32c" makes the client compare its own hash with the one the server computed.
+    blob.upload_from_filename(str(source), content_type=content_type, checksum="crc32c")
+    blob.reload()
     if blob.crc32c != expected:
         blob.delete()
         raise StorageError(f"upload of {source} to {path.uri} is corrupt: crc32c {blob.crc32c} != {expected}")

@@ -68,8 +68,13 @@ def test_a_directory_goes_up_verified_and_comes_back_through_the_cache(storage, 
 
 
 def test_errors_name_the_object_and_bad_uris_are_refused(storage, tmp_path):
-    with pytest.raises(gcs.StorageError, match="gs://no-such-bucket/x"):
+    from google.api_core.exceptions import NotFound
+
+    # An upload's failure is the API's own (the trainer reports "export to ... failed: NotFound: ...").
+    with pytest.raises(NotFound, match="no-such-bucket"):
         gcs.upload_file(storage, _file(tmp_path), gcs.GcsPath("no-such-bucket", "x"))
+    with pytest.raises(gcs.StorageError, match="gs://no-such-bucket/"):
+        gcs.list_objects(storage, gcs.GcsPath("no-such-bucket", "x"))
     for bad in ("s3://bucket/x", "gs://", "/local/path"):
         with pytest.raises(gcs.InvalidGcsUri):
             gcs.parse_gcs_uri(bad)
