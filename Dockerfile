@@ -92,6 +92,7 @@ COPY operator/ /src/operator/
 COPY trainer/ /src/trainer/
 COPY evaluator/ /src/evaluator/
 COPY dataprep/ /src/dataprep/
+COPY storage/ /src/storage/
 COPY localcluster/ /src/localcluster/
 
 FROM ${OPERATOR_DEPS_IMAGE} AS operator

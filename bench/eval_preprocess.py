@@ -22,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "evaluator"))
+sys.path.insert(0, str(REPO / "storage"))
 sys.path.insert(0, str(REPO / "tests" / "ml"))
 sys.path.insert(0, str(REPO / "bench"))
 

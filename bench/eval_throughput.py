@@ -47,6 +47,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "evaluator"))
+sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO / "storage"))
 sys.path.insert(0, str(REPO / "tests" / "ml"))
 
 from mmft_evaluator.examples import read_examples  # noqa: E402
@@ -62,9 +64,11 @@ from mmft_evaluator.scoring import (  # noqa: E402
     pil_loader,
     score_logprob,
 )
+from mmft_operator.model_location import format_location  # noqa: E402
+from mmft_operator.seed_prompts import SEED_PROMPTS  # noqa: E402
 
-POSITIVE = "Yes, this appears to be malignant melanoma."
-NEGATIVE = "No, this appears to be a benign lesion."
+POSITIVE = SEED_PROMPTS.positive_answer
+NEGATIVE = SEED_PROMPTS.negative_answer
 
 
 def gemma3_4b_random(device):
@@ -154,8 +158,7 @@ def write_images(workdir: Path, count: int, size: int = 512) -> Path:
                         "content": [
                             {
                                 "type": "text",
-                                "text": "You are a dermatology assistant that helps "
-                                "identify potential melanoma from skin lesion images.",
+                                "text": SEED_PROMPTS.system,
                             }
                         ],
                     },
@@ -163,7 +166,7 @@ def write_images(workdir: Path, count: int, size: int = 512) -> Path:
                         "role": "user",
                         "content": [
                             {"type": "image", "path": str(path)},
-                            {"type": "text", "text": "Does this appear to be malignant melanoma?"},
+                            {"type": "text", "text": SEED_PROMPTS.question},
                         ],
                     },
                 ],
@@ -538,7 +541,7 @@ def save_sample_models(device, workdir: Path, arch: str) -> dict[str, str]:
     del loaded, adapted
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"base": str(base), "tuned": f"{base}+{adapter}", "medgemma": str(medgemma)}
+    return {"base": str(base), "tuned": format_location(str(base), str(adapter)), "medgemma": str(medgemma)}
 
 
 def sample_evaluation(jsonl: Path, models: dict[str, str], workdir: Path, args, **options) -> dict:

@@ -59,8 +59,11 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
     return result.stdout
 
 
+SAMPLE_FINETUNEJOB = ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml"
+
+
 def finetunejobs(first: int, count: int, tensorboard: bool = True) -> list[dict]:
-    sample = yaml.safe_load((ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml").read_text())
+    sample = yaml.safe_load(SAMPLE_FINETUNEJOB.read_text())
     documents = []
     for index in range(first, first + count):
         document = json.loads(json.dumps(sample))
@@ -209,7 +212,9 @@ def main() -> int:
     try:
         gpu_nodes_needed = max(0, total // 8 - 2)
         if cluster is not None and gpu_nodes_needed:
-            cluster.add_gpu_nodes("nvidia-tesla-a100", gpu_nodes_needed)
+            # More nodes of the card the sample asks for (the local cluster starts with two of each).
+            accelerator = yaml.safe_load(SAMPLE_FINETUNEJOB.read_text())["spec"]["compute"]["accelerator"]
+            cluster.add_gpu_nodes(accelerator, gpu_nodes_needed)
         kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "crds"))
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=mmft")
         kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "deploy/overlays/local"))

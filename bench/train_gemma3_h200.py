@@ -182,30 +182,22 @@ def seed_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool)
     return _smoke(config) if smoke else config
 
 
-def mmft_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool, **options) -> dict:
-    config = seed_config(model_dir, data, out, steps, smoke=False)
-    config.pop("flash_attention")
-    config.update(options)
-    return _smoke(config) if smoke else config
+# Every variant but the seed is a FineTuneJob on this card, rendered by the operator's own renderer.
+BENCH_ACCELERATOR = "nvidia-h200-141gb"
 
 
-def rendered_config(model_dir: Path, data: Path, out: Path, steps: int, smoke: bool, accelerator: str,
-                    **training) -> dict:
-    """What the operator renders for a FineTuneJob on ``accelerator`` (mmft_operator's own renderer, the one source),
-    with the pod's paths replaced by this run's and no checkpoint inside the measured window."""
+def bench_spec(data: Path, steps: int, accelerator: str = BENCH_ACCELERATOR, **training):
+    """A FineTuneJob spec on ``accelerator``: ``training`` is its spec.training (camelCase, as a user writes it); no
+    checkpoint inside the measured window."""
     from mmft_operator.api.finetunejob import FineTuneJobSpec
-    from mmft_operator.builders.axolotl_config import DatasetPaths, build_axolotl_config
 
-    spec = FineTuneJobSpec.model_validate({
+    return FineTuneJobSpec.model_validate({
         "baseModel": "google/gemma-3-4b-it",
         "dataset": {"trainPath": str(data)},
         "bucket": {"name": "bench-bucket"},
         "compute": {"accelerator": accelerator},
         "training": {"maxSteps": steps, "warmupSteps": 1, "saveSteps": steps + 1, "loggingSteps": 1, **training},
     })
-    config = build_axolotl_config(spec, DatasetPaths(str(data)))
-    config.update(base_model=str(model_dir), output_dir=str(out))
-    return _smoke(config) if smoke else config
 
 
 def _smoke(config: dict) -> dict:
@@ -398,37 +390,8 @@ def main() -> int:
     build_model(model_dir, args.smoke)
     data = build_data(args.work / "data", 32 if args.smoke else args.rows, 48 if args.smoke else 1024)
 
-    workers = 0 if args.smoke else 8
-    mmft = dict(
-        adapter="lora",
-        load_in_4bit=False,
-        bf16=True,
-        gradient_checkpointing=False,
-        gradient_accumulation_steps=1,
-        attn_implementation="sdpa",
-        dataloader_num_workers=workers,
-        dataloader_pin_memory=True,
-        dataloader_prefetch_factor=4,
-    )
-    liger = dict(
-        plugins=["axolotl.integrations.liger.LigerPlugin"],
-        liger_rms_norm=True,
-        liger_rope=True,
-        liger_fused_linear_cross_entropy=True,
-    )
     def variant(name: str) -> dict:
-        out = work / name
-        if name == "seed":
-            return seed_config(model_dir, data, out, _steps(12, args), args.smoke)
-        if name == "mmft-defaults":
-            # Exactly what the operator renders for an H200 (operator/mmft_operator/training_defaults.py).
-            return rendered_config(model_dir, data, out, _steps(14, args), args.smoke, "nvidia-h200-141gb")
-        if name.startswith("rendered-"):
-            return rendered_config(model_dir, data, out, _steps(args.ladder_steps, args), args.smoke,
-                                   "nvidia-h200-141gb", **rendered_options(name))
-        options = variant_options(name, mmft, liger)
-        steps = max(12, min(24, 384 // options["micro_batch_size"]))
-        return mmft_config(model_dir, data, out, _steps(steps, args), args.smoke, **options)
+        return variant_config(name, model_dir, data, work / name, args.smoke, args.ladder_steps)
 
     tokens = text_tokens_per_sample(model_dir, data)
     sample_flops = flops_per_sample(tokens, lora_r=SEED["lora_r"])
@@ -456,8 +419,43 @@ def main() -> int:
     return 0 if all(result["summary"] for result in results) else 1
 
 
-def _steps(count: int, args) -> int:
-    return 4 if args.smoke else count
+def variant_spec(name: str, data: Path, steps: int):
+    """The FineTuneJob spec of every variant but the seed, and whether it runs the full LM head."""
+    if name == "mmft-defaults":
+        # Exactly what the operator renders for an H200 (operator/mmft_operator/training_defaults.py).
+        return bench_spec(data, steps), False
+    if name.startswith("rendered-"):
+        return bench_spec(data, steps, **rendered_options(name)), False
+    training, full_head = variant_options(name)
+    return bench_spec(data, steps, **training), full_head
+
+
+def variant_steps(name: str, smoke: bool, ladder_steps: int) -> int:
+    if smoke:
+        return 4
+    if name == "seed":
+        return 12
+    if name == "mmft-defaults":
+        return 14
+    if name.startswith("rendered-"):
+        return ladder_steps
+    return max(12, min(24, 384 // variant_options(name)[0]["microBatchSize"]))
+
+
+def variant_config(name: str, model_dir: Path, data: Path, out: Path, smoke: bool, ladder_steps: int) -> dict:
+    """The Axolotl config of a variant: the seed's own, or the operator's rendering of the variant's FineTuneJob with
+    this run's paths (and, with --smoke, the CPU changes of `_smoke`)."""
+    steps = variant_steps(name, smoke, ladder_steps)
+    if name == "seed":
+        return seed_config(model_dir, data, out, steps, smoke)
+    from mmft_operator.builders.axolotl_config import DatasetPaths, build_axolotl_config
+
+    spec, full_head = variant_spec(name, data, steps)
+    config = build_axolotl_config(spec, DatasetPaths(str(data)))
+    config.update(base_model=str(model_dir), output_dir=str(out))
+    if full_head:
+        config[FULL_HEAD_KEY] = True
+    return _smoke(config) if smoke else config
 
 
 def rendered_options(name: str) -> dict:
@@ -477,29 +475,46 @@ def rendered_options(name: str) -> dict:
     return training
 
 
-def variant_options(name: str, mmft: dict, liger: dict) -> dict:
-    """Options of a variant named like mmft-b32-compile-liger-nodrop-w12 (see --variants)."""
+# Axolotl options of the mmft-* variants that spec.training has no typed field for: each is set through
+# spec.training.overrides, the API's own way to reach Axolotl's long tail, so the variant stays a FineTuneJob a user
+# can write. Compile and Liger are decided per card by the operator; these variants switch them explicitly.
+NO_COMPILE_NO_LIGER = {"torch_compile": False, "plugins": []}
+LIGER = {
+    "plugins": ["axolotl.integrations.liger.LigerPlugin"],
+    "liger_rms_norm": True,
+    "liger_rope": True,
+    "liger_fused_linear_cross_entropy": True,
+}
+# Not rendered by the operator for any card: Liger's GeGLU and SigLIP LayerNorm (the -ligerall variants).
+LIGER_ALL = {**LIGER, "liger_glu_activation": True, "liger_layer_norm": True}
+
+
+def variant_options(name: str) -> tuple[dict, bool]:
+    """spec.training of a variant named like mmft-b32-compile-liger-nodrop-w12 (see --variants), and whether it
+    runs the LM head over every position (-fullhead: the timing plugin undoes mmft's labelled-rows trim)."""
     parts = name.split("-")
     if parts[0] != "mmft" or not parts[1].startswith("b"):
         raise SystemExit(f"unknown variant {name!r}")
-    micro_batch = int(parts[1][1:])
-    options = dict(mmft, micro_batch_size=micro_batch)
+    overrides = dict(NO_COMPILE_NO_LIGER)
+    training = {"adapter": "lora", "loadIn4bit": False, "gradientCheckpointing": False,
+                "gradientAccumulationSteps": 1, "microBatchSize": int(parts[1][1:]), "overrides": overrides}
+    full_head = False
     for part in parts[2:]:
         if part == "compile":
-            options["torch_compile"] = True
+            overrides["torch_compile"] = True
         elif part == "liger":
-            options.update(liger)
-        elif part == "ligerall":  # also Liger's GeGLU and SigLIP LayerNorm
-            options.update(liger, liger_glu_activation=True, liger_layer_norm=True)
+            overrides.update(LIGER)
+        elif part == "ligerall":
+            overrides.update(LIGER_ALL)
         elif part == "nodrop":
-            options["lora_dropout"] = 0.0
-        elif part == "fullhead":  # the LM head over every position (undoes mmft's labelled-rows trim)
-            options[FULL_HEAD_KEY] = True
+            training["lora"] = {"dropout": 0.0}
+        elif part == "fullhead":
+            full_head = True
         elif part.startswith("w"):
-            options["dataloader_num_workers"] = int(part[1:])
+            overrides["dataloader_num_workers"] = int(part[1:])
         else:
             raise SystemExit(f"unknown variant part {part!r} in {name!r}")
-    return options
+    return training, full_head
 
 
 def print_table(results: list[dict], tokens: float, sample_flops: dict) -> None:

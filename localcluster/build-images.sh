@@ -155,7 +155,7 @@ make_rootfs() {
 # --- the project's images -----------------------------------------------------------------------------------------
 
 # Everything a build reads from the context; the key of a final image hashes these files.
-SOURCES=(Dockerfile .dockerignore pyproject.toml README.md docker operator trainer evaluator dataprep localcluster)
+SOURCES=(Dockerfile .dockerignore pyproject.toml README.md docker operator trainer evaluator dataprep storage localcluster)
 tree_key() {
     (cd "$ROOT" && find "${SOURCES[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z \
         | xargs -0 sha256sum) | sha

@@ -15,15 +15,9 @@ _DEFAULTS_NOTE = "Defaults reproduce the seed notebook's texts and 80/10/10 spli
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from .options import (
-        BALANCE_MODES,
-        DEFAULT_NEGATIVE_ANSWER,
-        DEFAULT_POSITIVE_ANSWER,
-        DEFAULT_QUESTION,
-        DEFAULT_SYSTEM_PROMPT,
-        IMAGE_FORMATS,
-        RESIZE_MODES,
-    )
+    from mmft_operator.seed_prompts import SEED_PROMPTS
+
+    from .options import BALANCE_MODES, IMAGE_FORMATS, RESIZE_MODES
 
     parser.epilog = _DEFAULTS_NOTE
     inputs = parser.add_argument_group("inputs")
@@ -58,10 +52,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     outputs.add_argument("--jpeg-quality", type=int, default=90, help="(%(default)s)")
 
     texts = parser.add_argument_group("conversation texts")
-    texts.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT)
-    texts.add_argument("--question", default=DEFAULT_QUESTION)
-    texts.add_argument("--positive-answer", default=DEFAULT_POSITIVE_ANSWER)
-    texts.add_argument("--negative-answer", default=DEFAULT_NEGATIVE_ANSWER)
+    texts.add_argument("--system-prompt", default=SEED_PROMPTS.system)
+    texts.add_argument("--question", default=SEED_PROMPTS.question)
+    texts.add_argument("--positive-answer", default=SEED_PROMPTS.positive_answer)
+    texts.add_argument("--negative-answer", default=SEED_PROMPTS.negative_answer)
 
     split = parser.add_argument_group("split")
     split.add_argument("--train-fraction", type=float, default=0.8)
@@ -77,7 +71,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace):
     from pathlib import Path
 
-    from .options import ColumnMapping, ImageSettings, PrepOptions, Prompts, default_workers
+    from mmft_operator.seed_prompts import PromptSet
+
+    from .options import ColumnMapping, ImageSettings, PrepOptions, default_workers
 
     return PrepOptions(
         labels_csv=args.labels_csv,
@@ -88,7 +84,7 @@ def options_from_args(args: argparse.Namespace):
         image_path_prefix=args.image_path_prefix,
         image_extension=args.image_extension,
         columns=ColumnMapping(args.image_column, args.label_column, args.group_column, args.positive_value),
-        prompts=Prompts(args.system_prompt, args.question, args.positive_answer, args.negative_answer),
+        prompts=PromptSet(args.system_prompt, args.question, args.positive_answer, args.negative_answer),
         fractions=(args.train_fraction, args.validation_fraction, args.test_fraction),
         seed=args.seed,
         image=ImageSettings(args.image_size, args.resize_mode, args.image_format, args.jpeg_quality),

@@ -6,7 +6,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import gcs
+from mmft_storage import gcs
+
 from .errors import ConfigError, SourceError
 
 HTTP_TIMEOUT_SECONDS = 60
@@ -16,8 +17,10 @@ def read_text(location: str) -> str:
     if gcs.is_gcs_uri(location):
         try:
             data = gcs.download_bytes(gcs.make_client(), gcs.parse_gcs_uri(location))
-        except gcs.ObjectNotFound as error:
+        except (gcs.ObjectNotFound, gcs.InvalidGcsUri) as error:
             raise ConfigError(str(error)) from error
+        except gcs.StorageError as error:
+            raise SourceError(str(error)) from error
     elif location.startswith(("http://", "https://")):
         data = _http_get(location)
     else:

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmft_operator.seed_prompts import SEED_PROMPTS, PromptSet
+
 from .errors import ConfigError
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -16,12 +18,6 @@ IMAGE_FORMATS = {"jpeg": ".jpg", "png": ".png"}
 # Extensions dropped from an image name to name its output file (ISIC_1.png -> ISIC_1.jpg).
 INPUT_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a dermatology assistant that helps identify potential melanoma from skin lesion images."
-)
-DEFAULT_QUESTION = "Does this appear to be malignant melanoma?"
-DEFAULT_POSITIVE_ANSWER = "Yes, this appears to be malignant melanoma."
-DEFAULT_NEGATIVE_ANSWER = "No, this does not appear to be malignant melanoma."
 
 
 @dataclass(frozen=True)
@@ -31,14 +27,6 @@ class ColumnMapping:
     # Empty: the CSV has no grouping, every image is its own group.
     group: str = "patient_id"
     positive_value: str = "1"
-
-
-@dataclass(frozen=True)
-class Prompts:
-    system: str = DEFAULT_SYSTEM_PROMPT
-    question: str = DEFAULT_QUESTION
-    positive_answer: str = DEFAULT_POSITIVE_ANSWER
-    negative_answer: str = DEFAULT_NEGATIVE_ANSWER
 
 
 @dataclass(frozen=True)
@@ -68,7 +56,7 @@ class PrepOptions:
     image_path_prefix: str | None = None
     image_extension: str = ".jpg"
     columns: ColumnMapping = field(default_factory=ColumnMapping)
-    prompts: Prompts = field(default_factory=Prompts)
+    prompts: PromptSet = SEED_PROMPTS
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 42
     image: ImageSettings = field(default_factory=ImageSettings)

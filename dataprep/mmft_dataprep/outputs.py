@@ -8,10 +8,10 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .options import Prompts
+from mmft_operator.seed_prompts import PromptSet
 
 
-def chat_example(image_path: str, positive: bool, prompts: Prompts) -> dict:
+def chat_example(image_path: str, positive: bool, prompts: PromptSet) -> dict:
     """One Axolotl chat_template example (field_messages: messages), as in the seed article."""
     return {
         "messages": [

@@ -14,7 +14,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gcs, http_download
+from mmft_storage import gcs
+
+from . import http_download
 from .errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,12 @@ def build_index(images_dir: str | None, archive_urls: tuple[str, ...], download_
     index = ImageIndex()
     if images_dir:
         if gcs.is_gcs_uri(images_dir):
-            _index_gcs(index, gcs.parse_gcs_uri(images_dir))
+            try:
+                _index_gcs(index, gcs.parse_gcs_uri(images_dir))
+            except gcs.InvalidGcsUri as error:
+                raise ConfigError(f"--images-dir: {error}") from error
+            except gcs.StorageError as error:
+                raise SourceError(str(error)) from error
         else:
             _index_directory(index, Path(images_dir))
     for url in archive_urls:
@@ -97,7 +104,10 @@ def open_image_source(locator: Locator):
         global _gcs_client
         if _gcs_client is None:
             _gcs_client = gcs.make_client()
-        return io.BytesIO(gcs.download_bytes(_gcs_client, gcs.GcsPath(locator[1], locator[2])))
+        try:
+            return io.BytesIO(gcs.download_bytes(_gcs_client, gcs.GcsPath(locator[1], locator[2])))
+        except gcs.StorageError as error:  # a missing object too: listed, so it was there and could not be fetched
+            raise SourceError(str(error)) from error
     if kind == "zip":
         archive = _open_archives.get(locator[1])
         if archive is None:

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from mmft_operator.seed_prompts import SEED_PROMPTS
+
 HELP = "Evaluate models (HF id, path, BASE+ADAPTER) on a test JSONL: predictions, metrics, charts, HTML report."
 
 # Kept in step with evaluation.METHODS / thresholds.POLICIES; restated so `mmft --help` imports no numpy.
@@ -44,10 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="images per forward pass (64: the fastest measured on an H200, 128 was no faster); "
                              "halved automatically while a batch does not fit in GPU memory")
     parser.add_argument("--max-new-tokens", type=int, default=500, help="generate method: answer length limit")
-    parser.add_argument("--positive-answer", default="Yes, this appears to be malignant melanoma.",
+    parser.add_argument("--positive-answer", default=SEED_PROMPTS.positive_answer,
                         help="the answer that means positive (logprob scores its first token, forced-choice all "
                              "of it)")
-    parser.add_argument("--negative-answer", default="No, this does not appear to be malignant melanoma.",
+    parser.add_argument("--negative-answer", default=SEED_PROMPTS.negative_answer,
                         help="the answer that means negative")
     parser.add_argument("--baseline", help="model NAME that relative changes in the report compare against "
                                            "(default: the first model that ran)")

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmft_operator.seed_prompts import SEED_PROMPTS
+from mmft_storage.gcs import fetch_file, process_client, upload_directory
+
 from .examples import Example, read_examples
 from .html_report import render_report
 from .metrics import classification_metrics
 from .model_spec import ModelSpec
 from .plots import confusion_matrix_png, curves_png
 from .predictions import write_predictions
-from .storage import fetch_file, upload_tree
 from .thresholds import choose_threshold
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,8 @@ class EvaluateOptions:
     target_recall: float = 0.9
     batch_size: int = 64
     max_new_tokens: int = 500
-    positive_answer: str = "Yes, this appears to be malignant melanoma."
-    negative_answer: str = "No, this does not appear to be malignant melanoma."
+    positive_answer: str = SEED_PROMPTS.positive_answer
+    negative_answer: str = SEED_PROMPTS.negative_answer
     device: str = "auto"
     workers: int = 4
     baseline: str | None = None
@@ -298,7 +300,7 @@ def _write_outputs(options, test, models, rows, curves) -> dict:
     paths["report"].write_text(render_report(summary, images), encoding="utf-8")
     outputs = {key: str(path) for key, path in paths.items()}
     if options.output_uri:
-        uploaded = upload_tree(output_dir, options.output_uri)
+        uploaded = upload_directory(process_client(), output_dir, options.output_uri)
         outputs = {key: uploaded[path] for key, path in paths.items()}
     summary["outputs"] = outputs
     return summary

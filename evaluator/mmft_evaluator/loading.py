@@ -8,8 +8,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmft_storage.gcs import fetch_tree, is_gcs_uri
+
 from .model_spec import ModelSpec
-from .storage import fetch_tree, is_gcs
 
 _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 
@@ -24,7 +25,7 @@ class LoadedModel:
 
 
 def _local(reference: str, cache_dir: Path) -> str:
-    return str(fetch_tree(reference, cache_dir)) if is_gcs(reference) else reference
+    return str(fetch_tree(reference, cache_dir)) if is_gcs_uri(reference) else reference
 
 
 def _resolve(spec: ModelSpec, cache_dir: Path) -> tuple[str, str | None]:

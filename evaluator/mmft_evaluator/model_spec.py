@@ -3,8 +3,8 @@
 SPEC is one of
 
 * a Hugging Face id or a local/``gs://`` path of a full (or merged) model: ``google/gemma-3-4b-it``;
-* ``BASE+ADAPTER``: a base model plus a LoRA adapter directory (what a FineTuneJob exports), for instance
-  ``google/gemma-3-4b-it+gs://bucket/runs/melanoma/adapter``;
+* ``BASE+ADAPTER`` (mmft_operator.model_location): a base model plus a LoRA adapter directory (what a FineTuneJob
+  exports), for instance ``google/gemma-3-4b-it+gs://bucket/runs/melanoma/adapter``;
 * an adapter directory alone, whose ``adapter_config.json`` names its base model (resolved at load time).
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from mmft_operator.model_location import ModelLocationError, format_location, parse_location
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -27,7 +29,7 @@ class ModelSpec:
     adapter: str | None = None
 
     def describe(self) -> str:
-        return f"{self.model}+{self.adapter}" if self.adapter else self.model
+        return format_location(self.model, self.adapter)
 
 
 def parse_model_argument(text: str) -> ModelSpec:
@@ -39,12 +41,11 @@ def parse_model_argument(text: str) -> ModelSpec:
         raise ModelSpecError(
             f"--model {text!r}: name {name!r} must be 1-63 letters, digits, '.', '_' or '-' (it names output files)"
         )
-    model, plus, adapter = spec.partition("+")
-    if plus and not (model.strip() and adapter.strip()):
-        raise ModelSpecError(f"--model {text!r}: BASE+ADAPTER needs both a base model and an adapter")
-    if "+" in adapter:
-        raise ModelSpecError(f"--model {text!r}: only one '+' is allowed (BASE+ADAPTER)")
-    return ModelSpec(name=name, model=model.strip(), adapter=adapter.strip() or None)
+    try:
+        location = parse_location(spec)
+    except ModelLocationError as error:
+        raise ModelSpecError(f"--model {text!r}: {error}") from None
+    return ModelSpec(name=name, model=location.model, adapter=location.adapter)
 
 
 def parse_model_arguments(texts: list[str]) -> list[ModelSpec]:

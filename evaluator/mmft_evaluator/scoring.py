@@ -111,9 +111,8 @@ def input_pipeline(processor, image_loader: Callable[[str], object], examples: S
 
 def pil_loader(cache_dir):
     def load(reference: str):
+        from mmft_storage.gcs import fetch_file
         from PIL import Image
-
-        from .storage import fetch_file
 
         with Image.open(fetch_file(reference, cache_dir)) as image:
             return image.convert("RGB")

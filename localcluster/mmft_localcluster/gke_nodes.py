@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmft_operator.accelerators import DEFAULT_ACCELERATOR, PROFILES, AcceleratorProfile
+
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_NODE_SELECTOR = f"{KWOK_NODE_ANNOTATION}=fake"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -35,16 +37,13 @@ class MachineShape:
         return (self.accelerator or self.machine_type).removeprefix("nvidia-").removeprefix("tesla-")
 
 
-GPU_SHAPES: dict[str, MachineShape] = {
-    shape.accelerator: shape
-    for shape in (
-        MachineShape("nvidia-tesla-a100", "a2-highgpu-8g", "a2", "96", "680Gi", "3000Gi", 8),
-        MachineShape("nvidia-a100-80gb", "a2-ultragpu-8g", "a2", "96", "1360Gi", "3000Gi", 8),
-        MachineShape("nvidia-h100-80gb", "a3-highgpu-8g", "a3", "208", "1872Gi", "6000Gi", 8),
-        MachineShape("nvidia-h100-mega-80gb", "a3-megagpu-8g", "a3", "208", "1872Gi", "6000Gi", 8),
-        MachineShape("nvidia-l4", "g2-standard-96", "g2", "96", "384Gi", "3000Gi", 8),
-    )
-}
+def _shape_of(card: AcceleratorProfile) -> MachineShape:
+    return MachineShape(card.label, card.machine_type, card.machine_family, str(card.machine_cpus),
+                        f"{card.machine_memory_gib}Gi", f"{card.machine_local_ssd_gib}Gi", card.machine_gpus)
+
+
+# One simulated machine per accelerator the API offers, from the operator's accelerator table (the one source).
+GPU_SHAPES: dict[str, MachineShape] = {label: _shape_of(card) for label, card in PROFILES.items()}
 CPU_SHAPE = MachineShape(None, "e2-standard-16", "e2", "16", "64Gi", "200Gi", 0)
 
 
@@ -102,7 +101,7 @@ def default_nodes() -> list[dict]:
     nodes = []
     for accelerator in GPU_SHAPES:
         nodes += gpu_nodes(accelerator, 2)
-    nodes += gpu_nodes("nvidia-tesla-a100", 1, spot=True)
+    nodes += gpu_nodes(DEFAULT_ACCELERATOR, 1, spot=True)
     nodes += [node_manifest(f"gke-sim-cpu-{index}", CPU_SHAPE, ZONES[index % len(ZONES)]) for index in range(2)]
     return nodes
 

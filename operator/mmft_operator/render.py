@@ -11,6 +11,7 @@ from mmft_operator.api.finetunejob import FineTuneJobSpec
 from mmft_operator.builders import datasetprep, evaluation, finetunejob
 from mmft_operator.builders.axolotl_config import DatasetPaths
 from mmft_operator.builders.common import Owner
+from mmft_operator.model_location import format_location
 from mmft_operator.settings import OperatorSettings
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
@@ -86,4 +87,4 @@ def _model_location(model, owner: Owner, jobs: dict[str, FineTuneJobSpec]) -> st
     exported = finetunejob.export_locations(job, Owner("FineTuneJob", ref.name, owner.namespace, PLACEHOLDER_UID))
     if ref.use == "merged":
         return exported.get("mergedUri", f"<FineTuneJob {ref.name} exports no merged model>")
-    return f"{job.base_model}+{exported.get('adapterUri', f'<FineTuneJob {ref.name} exports no adapter>')}"
+    return format_location(job.base_model, exported.get("adapterUri", f"<FineTuneJob {ref.name} exports no adapter>"))

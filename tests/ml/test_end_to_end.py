@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mmft_operator.cli import main as mmft
 from mmft_operator.contracts.progress import WorkloadReport
+from mmft_operator.model_location import format_location
 from trainer_configs import cpu_config, write_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -42,7 +43,8 @@ def test_dataprep_train_evaluate(tmp_path, monkeypatch, tiny_gemma3_dir, capsys)
     monkeypatch.setenv("MMFT_REPORT_FILE", str(report_file))
     code = mmft(["evaluate", "--test-jsonl", str(prepared / "test.jsonl"),
                  "--validation-jsonl", str(prepared / "validation.jsonl"),
-                 "--model", f"base={tiny_gemma3_dir}", "--model", f"tuned={tiny_gemma3_dir}+{train_dir}",
+                 "--model", f"base={tiny_gemma3_dir}",
+                 "--model", f"tuned={format_location(str(tiny_gemma3_dir), str(train_dir))}",
                  "--threshold-policy", "max-balanced-accuracy", "--output-dir", str(evaluation),
                  "--workers", "1", "--batch-size", "8"])
     assert code == 0

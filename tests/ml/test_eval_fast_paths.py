@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_gemma import ANSWERS
 
 pytestmark = pytest.mark.ml
 
-POSITIVE = "Yes, this appears to be malignant melanoma."
-NEGATIVE = "No, this appears to be a benign lesion."
+NEGATIVE, POSITIVE = ANSWERS
 
 
 @pytest.fixture(scope="module")

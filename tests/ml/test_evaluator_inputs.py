@@ -10,9 +10,10 @@ from mmft_evaluator.answers import parse_answer
 from mmft_evaluator.examples import ExamplesError, read_examples
 from mmft_evaluator.model_spec import ModelSpec, ModelSpecError, parse_model_argument, parse_model_arguments
 from mmft_operator import cli
+from mmft_operator.seed_prompts import SEED_PROMPTS
 
-POSITIVE = "Yes, this appears to be malignant melanoma."
-NEGATIVE = "No, this does not appear to be malignant melanoma."
+POSITIVE = SEED_PROMPTS.positive_answer
+NEGATIVE = SEED_PROMPTS.negative_answer
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -34,7 +35,7 @@ def _row(label_text=None, **extra):
     messages = [
         {"role": "system", "content": [{"type": "text", "text": "sys"}]},
         {"role": "user", "content": [{"type": "image", "path": "images/ISIC_0001.jpg"},
-                                     {"type": "text", "text": "Does this appear to be malignant melanoma?"}]},
+                                     {"type": "text", "text": SEED_PROMPTS.question}]},
     ]
     if label_text is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": label_text}]})

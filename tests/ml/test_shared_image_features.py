@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+from mmft_operator.model_location import format_location
 
 pytestmark = pytest.mark.ml
 
@@ -44,8 +45,8 @@ def models(tiny_gemma3_dir, tmp_path_factory):
                                  LoraConfig(r=4, target_modules=targets, init_lora_weights=False))
         adapted.save_pretrained(root / f"adapter-{name}")
     base = str(root / "base")
-    return {"base": base, "tuned": f"{base}+{root / 'adapter-language'}",
-            "vision-tuned": f"{base}+{root / 'adapter-vision'}"}
+    return {"base": base, "tuned": format_location(base, str(root / "adapter-language")),
+            "vision-tuned": format_location(base, str(root / "adapter-vision"))}
 
 
 def _run(models, data, out: Path, method: str, share: bool) -> tuple[dict, dict]:

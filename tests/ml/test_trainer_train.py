@@ -88,7 +88,7 @@ def _status(report: dict) -> dict:
 
 
 def _crc32c(path: Path) -> str:
-    from mmft_trainer.gcs_upload import crc32c_base64
+    from mmft_storage.gcs import crc32c_base64
 
     return crc32c_base64(path)
 

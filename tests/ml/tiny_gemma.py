@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmft_operator.seed_prompts import SEED_PROMPTS
+
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
 TOKENS_PER_IMAGE = 4
@@ -29,9 +31,9 @@ BYTE_TOKENS = [f"<0x{value:02X}>" for value in range(256)]
 CHAT_TEMPLATE = (Path(__file__).with_name("gemma3_chat_template.jinja")).read_text()
 
 _CORPUS = [
-    "You are a dermatology assistant that helps identify potential melanoma from skin lesion images.",
-    "Does this appear to be malignant melanoma?",
-    "Yes, this appears to be malignant melanoma.",
+    SEED_PROMPTS.system,
+    SEED_PROMPTS.question,
+    SEED_PROMPTS.positive_answer,
     "No, this appears to be a benign lesion.",
     "The lesion shows irregular borders, uneven coloration and asymmetry.",
     "The mole is symmetric with a regular border and uniform color.",
@@ -151,9 +153,12 @@ def build_tiny_gemma3(out_dir: Path) -> Path:
     return out_dir
 
 
-SYSTEM_PROMPT = "You are a dermatology assistant that helps identify potential melanoma from skin lesion images."
-QUESTION = "Does this appear to be malignant melanoma?"
-ANSWERS = ("No, this appears to be a benign lesion.", "Yes, this appears to be malignant melanoma.")
+# The seed's prompt set (mmft_operator.seed_prompts); answers indexed by label. The negative answer is the tiny
+# model's own: like the seed's positive answer, the tiny tokenizer learns it as one token (_CORPUS), which the tests
+# of single- vs multi-token answers rely on.
+SYSTEM_PROMPT = SEED_PROMPTS.system
+QUESTION = SEED_PROMPTS.question
+ANSWERS = ("No, this appears to be a benign lesion.", SEED_PROMPTS.positive_answer)
 
 
 def write_chat_dataset(out_dir: Path, rows: int = 16, image_px: int = 48) -> Path:

@@ -1,7 +1,7 @@
 """A real GCS JSON API for tests: gcp-storage-emulator in a subprocess on 127.0.0.1.
 
 Use the ``gcs_emulator`` fixture (session scope, yields the endpoint URL) and point clients at it with
-``monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)``; ``mmft_dataprep.gcs.make_client`` then talks to it with
+``monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)``; ``mmft_storage.gcs.make_client`` then talks to it with
 anonymous credentials. Give each test its own bucket name: the emulator's state lives for the session.
 
     from gcs_emulator import gcs_emulator  # noqa: F401 - the fixture

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from dataprep_fixtures import RangeServer, SmallDataset, zip_bytes
 from gcs_emulator import gcs_emulator  # noqa: F401 - the fixture
-from mmft_dataprep import gcs
-from mmft_dataprep.errors import SourceError
 from mmft_operator.cli import main as mmft
 from mmft_operator.contracts.exit_codes import CONFIG_INVALID
+from mmft_storage import gcs
 
 SPLITS = ("train", "validation", "test")
 
@@ -36,21 +34,6 @@ def local_reference(dataset, tmp_path) -> dict[str, list[str]]:
     assert mmft(["dataprep", "--labels-csv", str(dataset.labels_csv), "--images-dir", str(dataset.images_dir),
                  "--output-dir", str(output), "--image-path-prefix", "/data/images", "--workers", "1"]) == 0
     return split_lines(output)
-
-
-def test_checked_upload_and_download_round_trip(storage, tmp_path):
-    storage.create_bucket("roundtrip")
-    source = tmp_path / "blob.bin"
-    source.write_bytes(os.urandom(700_000))
-    target = gcs.parse_gcs_uri("gs://roundtrip/dir/blob.bin")
-    gcs.upload_file(storage, source, target)
-    assert storage.bucket("roundtrip").get_blob("dir/blob.bin").crc32c == gcs.crc32c_base64(source)
-    assert gcs.download_bytes(storage, target) == source.read_bytes()
-    copy = gcs.download_file(storage, target, tmp_path / "copy" / "blob.bin")
-    assert copy.read_bytes() == source.read_bytes()
-    assert gcs.list_objects(storage, gcs.parse_gcs_uri("gs://roundtrip/dir")) == [("dir/blob.bin", 700_000)]
-    with pytest.raises(SourceError, match="gs://roundtrip/absent"):
-        gcs.download_bytes(storage, gcs.parse_gcs_uri("gs://roundtrip/absent"))
 
 
 def test_gcs_labels_and_images_give_the_same_dataset_as_local_files(dataset, storage, tmp_path, monkeypatch):

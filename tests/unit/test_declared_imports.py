@@ -36,6 +36,8 @@ EXTRAS_OF = {
     "trainer/mmft_trainer": ["trainer"],
     "evaluator/mmft_evaluator": ["evaluator"],
     "dataprep/mmft_dataprep": ["dataprep"],
+    # The workloads' Cloud Storage helper: each workload's extra alone must bring what it imports (checked below).
+    "storage/mmft_storage": ["dataprep"],
     "tests": EVERY_EXTRA,
     "bench": EVERY_EXTRA,
 }
@@ -172,3 +174,9 @@ def test_the_check_finds_an_undeclared_import(tmp_path, monkeypatch):
     assert list(problems.values()) == [
         ["_pytest.fixtures (provided by pytest)", "cryptography (provided by cryptography)"]
     ]
+
+
+@pytest.mark.parametrize("extra", ["dataprep", "trainer", "evaluator"])
+def test_each_workload_extra_brings_what_the_shared_storage_helper_imports(extra):
+    # mmft_storage is imported by all three workloads: installed with any one of their extras, it must work.
+    assert undeclared_imports("storage/mmft_storage", [extra]) == {}

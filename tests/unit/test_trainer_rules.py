@@ -20,7 +20,6 @@ from mmft_trainer.config_rules import (
     target_module_problems,
     unknown_keys,
 )
-from mmft_trainer.gcs_upload import parse_gs_uri
 from mmft_trainer.reporting import Throughput
 from mmft_trainer.run_config import DEFAULT_SAVE_STEPS, training_config
 from mmft_trainer.tensorboard_sync import TensorBoardSync
@@ -151,6 +150,12 @@ def test_throughput_and_eta_count_only_steps_run_by_this_process():
 
 
 def test_gs_uri_parsing():
+    from mmft_storage.gcs import parse_gcs_uri
+
+    def parse_gs_uri(uri: str) -> tuple[str, str]:  # the export URI as the trainer reads it: bucket, prefix
+        path = parse_gcs_uri(uri)
+        return path.bucket, path.prefix
+
     assert parse_gs_uri("gs://bucket/a/b/") == ("bucket", "a/b")
     assert parse_gs_uri("gs://bucket") == ("bucket", "")
     with pytest.raises(ValueError):

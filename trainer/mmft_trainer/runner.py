@@ -162,18 +162,19 @@ def _train(raw: dict, output_dir: Path, reporter: RunReporter, guard: Preemption
 
 
 def _export(args, raw: dict, output_dir: Path, reporter: RunReporter) -> None:
-    from .gcs_upload import upload_directory
+    from mmft_storage.gcs import make_client, upload_directory
 
+    client = make_client()
     base = args.export_uri.rstrip("/")
     if args.export in ("adapter", "both"):
-        upload_directory(output_dir, f"{base}/adapter", skip=lambda path: _not_adapter_file(path, output_dir))
+        upload_directory(client, output_dir, f"{base}/adapter", skip=lambda path: _not_adapter_file(path, output_dir))
         reporter.output("adapterUri", f"{base}/adapter")
     if args.export in ("merged", "both"):
         from .merge import merge_adapter
 
         merged_dir = merge_adapter(raw["base_model"], output_dir, output_dir / "merged",
                                    multimodal=bool(raw.get("processor_type")))
-        upload_directory(merged_dir, f"{base}/merged")
+        upload_directory(client, merged_dir, f"{base}/merged")
         reporter.output("mergedUri", f"{base}/merged")
 
 

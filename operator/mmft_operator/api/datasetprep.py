@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmft_operator.contracts.progress import DatasetPrepOutputs, DatasetPrepResults
+from mmft_operator.seed_prompts import SEED_PROMPTS
 
 from .common import (
     ABSOLUTE_PATH_PATTERN,
@@ -18,11 +19,6 @@ from .common import (
     cel,
     validations,
 )
-
-SEED_SYSTEM_PROMPT = "You are a dermatology assistant that helps identify potential melanoma from skin lesion images."
-SEED_QUESTION = "Does this appear to be malignant melanoma?"
-SEED_POSITIVE_ANSWER = "Yes, this appears to be malignant melanoma."
-SEED_NEGATIVE_ANSWER = "No, this does not appear to be malignant melanoma."
 
 _HTTP_URL = r"^https?://[^\s]+$"
 _SOURCE_LOCATION = r"^(/[^\x00]+|gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?|https?://[^\s]+)$"
@@ -97,15 +93,15 @@ class ColumnMapping(ApiModel):
 class PromptTemplates(ApiModel):
     """Texts of each chat_template sample. The seed's texts by default."""
 
-    system: str = Field(SEED_SYSTEM_PROMPT, description="System message.", max_length=4096)
+    system: str = Field(SEED_PROMPTS.system, description="System message.", max_length=4096)
     question: str = Field(
-        SEED_QUESTION, description="User question asked with each image.", min_length=1, max_length=4096
+        SEED_PROMPTS.question, description="User question asked with each image.", min_length=1, max_length=4096
     )
     positive_answer: str = Field(
-        SEED_POSITIVE_ANSWER, description="Assistant answer for positives.", min_length=1, max_length=4096
+        SEED_PROMPTS.positive_answer, description="Assistant answer for positives.", min_length=1, max_length=4096
     )
     negative_answer: str = Field(
-        SEED_NEGATIVE_ANSWER, description="Assistant answer for negatives.", min_length=1, max_length=4096
+        SEED_PROMPTS.negative_answer, description="Assistant answer for negatives.", min_length=1, max_length=4096
     )
 
 

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from mmft_operator.accelerators import DEFAULT_ACCELERATOR
 from mmft_operator.contracts.progress import EvaluationOutputs, ModelResult, ScoringProgress
+from mmft_operator.seed_prompts import SEED_PROMPTS
 
 from .common import (
     ABSOLUTE_PATH_PATTERN,
@@ -23,7 +25,6 @@ from .common import (
     cel,
     validations,
 )
-from .datasetprep import SEED_NEGATIVE_ANSWER, SEED_POSITIVE_ANSWER
 
 
 class EvaluationDataset(ApiModel):
@@ -101,10 +102,10 @@ class ScoringSettings(ApiModel):
         "regex, for comparison with published numbers.",
     )
     positive_answer: str = Field(
-        SEED_POSITIVE_ANSWER, description="Positive answer text.", min_length=1, max_length=4096
+        SEED_PROMPTS.positive_answer, description="Positive answer text.", min_length=1, max_length=4096
     )
     negative_answer: str = Field(
-        SEED_NEGATIVE_ANSWER, description="Negative answer text.", min_length=1, max_length=4096
+        SEED_PROMPTS.negative_answer, description="Negative answer text.", min_length=1, max_length=4096
     )
     max_new_tokens: int = Field(500, description="Token budget per answer (generate only).", ge=1, le=8192)
     batch_size: int | None = Field(
@@ -168,7 +169,7 @@ class EvaluationCompute(WorkloadResources):
         )
     }
 
-    accelerator: Accelerator = Field("nvidia-tesla-a100", description="GKE accelerator type.")
+    accelerator: Accelerator = Field(DEFAULT_ACCELERATOR, description="GKE accelerator type.")
     gpus: Literal[0, 1, 2, 4, 8] = Field(
         1,
         description="GPUs for the evaluation pod. 0: no GPU, the CPU of a general-purpose node (toy models, tests, "

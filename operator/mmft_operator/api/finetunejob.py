@@ -6,8 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mmft_operator.accelerators import DEFAULT_ACCELERATOR
 from mmft_operator.contracts.progress import TrainingOutputs, TrainingProgress
 
+from .axolotl_keys import TYPED_KEYS
 from .common import (
     ABSOLUTE_PATH_PATTERN,
     GCS_URI_PATTERN,
@@ -29,38 +31,14 @@ from .common import (
 # `language_model.model.layers...` regex matches no module).
 GEMMA3_LORA_TARGET_MODULES = r"model.language_model.layers.[\d]+.(mlp|self_attn).(up|down|gate|q|k|v|o)_proj"
 
-# Axolotl keys that typed fields own (an override would silently fight the typed value), that the operator sets
-# (paths, logging) or that carry secrets: key -> (JSON type, where to set it instead).
-RESERVED_OVERRIDE_KEYS: dict[str, tuple[str, str]] = {
+# Axolotl keys that the operator sets (paths, the token flag, TensorBoard) or that carry secrets: key -> (JSON type,
+# where to set it instead). With the keys of the typed fields (axolotl_keys.TYPED_KEYS) they are refused in
+# spec.training.overrides: an override would silently fight the value the operator renders.
+OPERATOR_OWNED_KEYS: dict[str, tuple[str, str]] = {
     "base_model": ("string", "spec.baseModel"),
     "datasets": ("array", "spec.dataset"),
     "test_datasets": ("array", "spec.dataset"),
     "output_dir": ("string", "the operator (the output volume)"),
-    "adapter": ("string", "spec.training.adapter"),
-    "load_in_4bit": ("boolean", "spec.training.loadIn4bit"),
-    "load_in_8bit": ("boolean", "spec.training.loadIn8bit"),
-    "lora_r": ("integer", "spec.training.lora.r"),
-    "lora_alpha": ("integer", "spec.training.lora.alpha"),
-    "lora_dropout": ("number", "spec.training.lora.dropout"),
-    "lora_target_modules": ("string", "spec.training.lora.targetModules"),
-    "sequence_len": ("integer", "spec.training.sequenceLen"),
-    "optimizer": ("string", "spec.training.optimizer"),
-    "lr_scheduler": ("string", "spec.training.lrScheduler"),
-    "learning_rate": ("number", "spec.training.learningRate"),
-    "weight_decay": ("number", "spec.training.weightDecay"),
-    "max_steps": ("integer", "spec.training.maxSteps"),
-    "num_epochs": ("integer", "spec.training.numEpochs"),
-    "warmup_steps": ("integer", "spec.training.warmupSteps"),
-    "gradient_checkpointing": ("boolean", "spec.training.gradientCheckpointing"),
-    "gradient_accumulation_steps": ("integer", "spec.training.gradientAccumulationSteps"),
-    "micro_batch_size": ("integer", "spec.training.microBatchSize"),
-    "save_strategy": ("string", "spec.training.saveStrategy"),
-    "save_steps": ("integer", "spec.training.saveSteps"),
-    "save_total_limit": ("integer", "spec.training.saveTotalLimit"),
-    "chat_template": ("string", "spec.training.chatTemplate"),
-    "attn_implementation": ("string", "spec.training.attentionImplementation"),
-    "image_size": ("integer", "spec.training.imageSize"),
-    "image_resize_algorithm": ("string", "spec.training.imageResizeAlgorithm"),
     "hf_use_auth_token": ("boolean", "spec.huggingFaceTokenSecretRef"),
     "hub_token": ("string", "a Secret (never in the spec)"),
     "wandb_api_key": ("string", "a Secret (never in the spec)"),
@@ -69,14 +47,32 @@ RESERVED_OVERRIDE_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-def _reserved_override_schema() -> dict[str, Any]:
-    """Reserved keys are declared (typed) so CEL can see them, and each refused with a pointer to its field."""
+def reserved_override_keys() -> dict[str, tuple[str, str]]:
+    """Every key refused in spec.training.overrides: key -> (JSON type, where to set it instead)."""
+    typed = {typed_key.key: (typed_key.json_type, _api_path(typed_key.field)) for typed_key in TYPED_KEYS}
+    return {**OPERATOR_OWNED_KEYS, **typed}
+
+
+def _api_path(field: str) -> str:
+    """spec.training.lora.r for "lora.r": the field's path as a user writes it (camelCase aliases)."""
+    model, names = TrainingSettings, []
+    for name in field.split("."):
+        info = model.model_fields[name]
+        names.append(info.alias or name)
+        model = info.annotation
+    return "spec.training." + ".".join(names)
+
+
+def _reserved_override_schema(schema: dict[str, Any]) -> None:
+    """Reserved keys are declared (typed) so CEL can see them, and each refused with a pointer to its field. Run when
+    the schema is generated (after TrainingSettings exists: the typed keys' paths come from its aliases)."""
+    reserved = reserved_override_keys()
     properties = {}
-    for key, (json_type, owner) in RESERVED_OVERRIDE_KEYS.items():
-        schema: dict[str, Any] = {"type": json_type, "description": f"Reserved: set {owner} instead."}
+    for key, (json_type, owner) in reserved.items():
+        property_schema: dict[str, Any] = {"type": json_type, "description": f"Reserved: set {owner} instead."}
         if json_type == "array":
-            schema["items"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        properties[key] = schema
+            property_schema["items"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        properties[key] = property_schema
     rules = [
         cel(
             f"!has(self.{key})",
@@ -84,9 +80,9 @@ def _reserved_override_schema() -> dict[str, Any]:
             field_path=f".{key}",
             reason="FieldValueForbidden",
         )
-        for key, (_json_type, owner) in RESERVED_OVERRIDE_KEYS.items()
+        for key, (_json_type, owner) in reserved.items()
     ]
-    return {"x-kubernetes-preserve-unknown-fields": True, "properties": properties, **validations(*rules)}
+    schema.update({"x-kubernetes-preserve-unknown-fields": True, "properties": properties, **validations(*rules)})
 
 
 class DatasetSource(ApiModel):
@@ -246,7 +242,7 @@ class TrainingSettings(ApiModel):
         description="Extra Axolotl config keys for the long tail (snake_case, as in Axolotl's docs). Keys owned by "
         "typed fields, paths and secrets are refused.",
         max_length=64,
-        json_schema_extra=_reserved_override_schema(),
+        json_schema_extra=_reserved_override_schema,
     )
 
 
@@ -269,7 +265,7 @@ class ComputeSettings(WorkloadResources):
     }
 
     accelerator: Accelerator = Field(
-        "nvidia-tesla-a100", description="GKE accelerator type (node label cloud.google.com/gke-accelerator)."
+        DEFAULT_ACCELERATOR, description="GKE accelerator type (node label cloud.google.com/gke-accelerator)."
     )
     gpus_per_node: Literal[0, 1, 2, 4, 8] = Field(
         1,

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mmft_operator.api.axolotl_keys import TYPED_KEYS
 from mmft_operator.api.finetunejob import FineTuneJobSpec
 from mmft_operator.training_defaults import LIGER_PLUGIN, model_shape, plan
 
 OUTPUT_MOUNT = "/outputs"
 RUN_DIR = f"{OUTPUT_MOUNT}/run"
+# A typed key the rendered config leaves out (num_epochs of a run measured in steps).
+OMITTED = object()
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,6 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
     config: dict[str, Any] = {
         "base_model": spec.base_model,
         "processor_type": "AutoProcessor",
-        "chat_template": training.chat_template,
         "datasets": [dataset_entry(dataset.train)],
     }
     if dataset.validation:
@@ -67,29 +69,27 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
     if spec.hugging_face_token_secret_ref is not None:
         config["hf_use_auth_token"] = True
 
+    # The typed fields, each under its Axolotl key (api/axolotl_keys.py, the one declaration of the mapping): the
+    # field's value, or what the operator plans for it when the field is empty or shapes the run.
+    planned: dict[str, Any] = {
+        "adapter": adapter,
+        "load_in_4bit": load_in_4bit,
+        "warmup_steps": effective_warmup_steps(spec),
+        "gradient_checkpointing": card.gradient_checkpointing,
+        "gradient_accumulation_steps": _first(training.gradient_accumulation_steps, card.gradient_accumulation_steps),
+        "micro_batch_size": card.micro_batch_size,
+        # One run length: max_steps when set, else num_epochs; save_steps only when saving by steps.
+        "max_steps": training.max_steps if training.max_steps is not None else OMITTED,
+        "num_epochs": training.num_epochs if training.max_steps is None else OMITTED,
+        "save_steps": training.save_steps if training.save_strategy == "steps" else OMITTED,
+    }
+    for typed in TYPED_KEYS:
+        value = planned[typed.key] if typed.key in planned else typed.read(training)
+        if value is not OMITTED:
+            config[typed.key] = value
+
     config.update(
         {
-            "adapter": adapter,
-            "load_in_4bit": load_in_4bit,
-            "load_in_8bit": training.load_in_8bit,
-            "lora_r": training.lora.r,
-            "lora_alpha": training.lora.alpha,
-            "lora_dropout": training.lora.dropout,
-            "lora_target_modules": training.lora.target_modules,
-            "sequence_len": training.sequence_len,
-            "optimizer": training.optimizer,
-            "lr_scheduler": training.lr_scheduler,
-            "learning_rate": training.learning_rate,
-            "weight_decay": training.weight_decay,
-            "warmup_steps": effective_warmup_steps(spec),
-            "gradient_checkpointing": card.gradient_checkpointing,
-            "gradient_accumulation_steps": _first(
-                training.gradient_accumulation_steps, card.gradient_accumulation_steps
-            ),
-            "micro_batch_size": card.micro_batch_size,
-            "save_strategy": training.save_strategy,
-            "save_total_limit": training.save_total_limit,
-            "attn_implementation": training.attention_implementation,
             "bf16": True,
             "tf32": True,
             # Triton LoRA kernels: every supported accelerator runs them.
@@ -100,22 +100,12 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
             "skip_prepare_dataset": True,
             "remove_unused_columns": False,
             "sample_packing": False,
-            "image_size": training.image_size,
-            "image_resize_algorithm": training.image_resize_algorithm,
             "dataloader_num_workers": card.dataloader_num_workers,
             "dataloader_pin_memory": True,
             "use_tensorboard": True,
             "output_dir": RUN_DIR,
-            "logging_steps": training.logging_steps,
-            "seed": training.seed,
         }
     )
-    if training.max_steps is not None:
-        config["max_steps"] = training.max_steps
-    else:
-        config["num_epochs"] = training.num_epochs
-    if training.save_strategy == "steps":
-        config["save_steps"] = training.save_steps
     if card.torch_compile:
         # Measured +23% samples/s with LoRA on the H200; QLoRA's 4-bit layers gain nothing from it.
         config["torch_compile"] = True

@@ -10,6 +10,7 @@ from mmft_operator.builders import evaluation as builders
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import EvaluationReport
 from mmft_operator.kube import Ref
+from mmft_operator.model_location import format_location
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 
@@ -100,7 +101,7 @@ def models_prerequisite(ctx: Context, namespace: str, spec: EvaluationSpec) -> P
         if ref.use == "merged":
             location = outputs.get("mergedUri")
         else:
-            location = outputs.get("adapterUri") and f"{job['spec']['baseModel']}+{outputs['adapterUri']}"
+            location = outputs.get("adapterUri") and format_location(job["spec"]["baseModel"], outputs["adapterUri"])
         if not location:
             return Prerequisite(
                 "ModelsReady",

@@ -1,0 +1,57 @@
+"""Which Axolotl config key each typed field of spec.training sets: one declaration per field.
+
+The renderer (builders/axolotl_config.py) writes each key from its field, in this order; the API refuses the same
+keys in spec.training.overrides (RESERVED_OVERRIDE_KEYS: an override would silently fight the typed value) and
+points at the field; the tests hold the trainer's checks of raw Axolotl YAML (mmft_trainer.config_rules) to accept
+every value the field accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TypedKey:
+    key: str  # Axolotl's config key
+    field: str  # attribute path under spec.training (TrainingSettings), e.g. "lora.r"
+    json_type: str  # the key's JSON type, declared in the CRD so CEL can refuse it in overrides
+
+    def read(self, training: Any) -> Any:
+        """The field's value in ``training`` (a TrainingSettings)."""
+        value = training
+        for name in self.field.split("."):
+            value = getattr(value, name)
+        return value
+
+
+TYPED_KEYS: tuple[TypedKey, ...] = (
+    TypedKey("adapter", "adapter", "string"),
+    TypedKey("load_in_4bit", "load_in_4bit", "boolean"),
+    TypedKey("load_in_8bit", "load_in_8bit", "boolean"),
+    TypedKey("lora_r", "lora.r", "integer"),
+    TypedKey("lora_alpha", "lora.alpha", "integer"),
+    TypedKey("lora_dropout", "lora.dropout", "number"),
+    TypedKey("lora_target_modules", "lora.target_modules", "string"),
+    TypedKey("sequence_len", "sequence_len", "integer"),
+    TypedKey("optimizer", "optimizer", "string"),
+    TypedKey("lr_scheduler", "lr_scheduler", "string"),
+    TypedKey("learning_rate", "learning_rate", "number"),
+    TypedKey("weight_decay", "weight_decay", "number"),
+    TypedKey("max_steps", "max_steps", "integer"),
+    TypedKey("num_epochs", "num_epochs", "integer"),
+    TypedKey("warmup_steps", "warmup_steps", "integer"),
+    TypedKey("gradient_checkpointing", "gradient_checkpointing", "boolean"),
+    TypedKey("gradient_accumulation_steps", "gradient_accumulation_steps", "integer"),
+    TypedKey("micro_batch_size", "micro_batch_size", "integer"),
+    TypedKey("save_strategy", "save_strategy", "string"),
+    TypedKey("save_steps", "save_steps", "integer"),
+    TypedKey("save_total_limit", "save_total_limit", "integer"),
+    TypedKey("chat_template", "chat_template", "string"),
+    TypedKey("attn_implementation", "attention_implementation", "string"),
+    TypedKey("image_size", "image_size", "integer"),
+    TypedKey("image_resize_algorithm", "image_resize_algorithm", "string"),
+    TypedKey("logging_steps", "logging_steps", "integer"),
+    TypedKey("seed", "seed", "integer"),
+)
