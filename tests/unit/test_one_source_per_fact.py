@@ -227,11 +227,6 @@ def test_the_renderer_writes_each_field_under_its_key_and_overrides_cannot_reach
     assert {typed.key for typed in TYPED_KEYS} <= set(reserved_override_keys())
 
 
-# Known disagreements, each to be fixed and then removed here: the API admits lora.dropout 1.0, the trainer's
-# preflight refuses lora_dropout >= 1. Either fix changes an error message an existing test pins
-# (tests/integration/invalid/10-finetunejob-dropout-above-1.yaml expects "less than or equal to 1",
-# tests/ml/test_trainer_preflight.py expects "< 1"), so it is left to a change that may update those tests.
-API_ADMITS_WHAT_THE_TRAINER_REFUSES = {("lora_dropout", 1)}
 
 
 def test_the_trainers_checks_accept_every_value_the_api_accepts():
@@ -263,4 +258,4 @@ def test_the_trainers_checks_accept_every_value_the_api_accepts():
                 disagreements.add((typed.key, value))
         checked.append(typed.key)
     assert len(checked) >= 10
-    assert disagreements == API_ADMITS_WHAT_THE_TRAINER_REFUSES
+    assert disagreements == set()

@@ -124,7 +124,9 @@ class LoraSettings(ApiModel):
 
     r: int = Field(32, description="LoRA rank (lora_r).", ge=1, le=1024)
     alpha: int = Field(16, description="LoRA scaling alpha (lora_alpha).", ge=1, le=4096)
-    dropout: float = Field(0.05, description="LoRA dropout probability (lora_dropout).", ge=0, le=1)
+    dropout: float = Field(
+        0.05, description="LoRA dropout probability (lora_dropout); 1 would drop every activation.", ge=0, lt=1
+    )
     target_modules: str = Field(
         GEMMA3_LORA_TARGET_MODULES,
         description="Regular expression over module names that get adapters (lora_target_modules). The default "
