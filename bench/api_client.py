@@ -101,9 +101,11 @@ def _mmft(kubeconfig: Path):
 
 
 def _kr8s(kubeconfig: Path):
-    import kr8s.asyncio
-    from kr8s._async_utils import Portal
-
+    try:  # not a dependency of mmft: installed for this comparison only
+        import kr8s.asyncio
+        from kr8s._async_utils import Portal
+    except ImportError:
+        return None
     portal = Portal()
     api = portal.call(functools.partial(kr8s.asyncio.api, kubeconfig=str(kubeconfig)))
 
@@ -115,9 +117,11 @@ def _kr8s(kubeconfig: Path):
 
 
 def _lightkube(kubeconfig: Path):
-    from lightkube import Client, KubeConfig
-    from lightkube.resources.core_v1 import ConfigMap
-
+    try:  # not a dependency of mmft: installed for this comparison only
+        from lightkube import Client, KubeConfig
+        from lightkube.resources.core_v1 import ConfigMap
+    except ImportError:
+        return None
     client = Client(KubeConfig.from_file(str(kubeconfig)), namespace="bench")
     return lambda: client.get(ConfigMap, "bench-0001-axolotl")
 
@@ -131,10 +135,9 @@ def _measure(name: str, kubeconfig: Path, requests: int, result_queue: multiproc
     import yaml  # noqa: F401
 
     before = _rss_mib()
-    try:
-        get = CLIENTS[name](kubeconfig)
-    except ImportError as error:
-        result_queue.put({"client": name, "skipped": f"not importable: {error}"})
+    get = CLIENTS[name](kubeconfig)
+    if get is None:
+        result_queue.put({"client": name, "skipped": "not installed"})
         return
     get()  # the session, the TLS handshake
     cpu, wall = _cpu_seconds(), time.monotonic()

@@ -3,6 +3,7 @@
 The operator reads this itself instead of through the kubernetes package: importing that package loads all of its
 1,600 generated model modules, 80 MiB of the operator's memory, and kopf imports it whenever it is importable
 (`commands/run_operator.py` keeps it out of the operator process). kopf and `kube.Kube` share one `Connection`.
+Why not kr8s or lightkube: docs/benchmarks.md, "The API client".
 
 Kubeconfig handling follows client-go's documented rules:
 - `$KUBECONFIG` is a list of files (`os.pathsep`-separated), merged in order: the first file that sets
