@@ -94,13 +94,18 @@ class Kube:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=32,
-            cert_reqs="CERT_NONE" if connection.insecure else "CERT_REQUIRED",
-            ca_certs=connection.ca_file,
-            cert_file=connection.cert_file,
-            key_file=connection.key_file,
+        tls = {
+            "cert_reqs": "CERT_NONE" if connection.insecure else "CERT_REQUIRED",
+            "ca_certs": connection.ca_file,
+            "cert_file": connection.cert_file,
+            "key_file": connection.key_file,
+            # SNI and the certificate's expected name: the kubeconfig's tls-server-name instead of the URL's host.
+            "server_hostname": connection.tls_server_name,
+        }
+        self._pool: urllib3.PoolManager = (
+            urllib3.ProxyManager(connection.proxy_url, num_pools=4, maxsize=32, **tls)
+            if connection.proxy_url
+            else urllib3.PoolManager(num_pools=4, maxsize=32, **tls)
         )
         self._own_versions: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._own_versions_lock = threading.Lock()
@@ -116,15 +121,10 @@ class Kube:
     ) -> dict[str, Any]:
         if query:
             resource_path = f"{resource_path}?{urlencode(query)}"
-        headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth_headers()}
-        response = self._pool.request(
-            method,
-            f"{self.connection.server}{resource_path}",
-            body=json.dumps(body).encode() if body is not None else None,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=10, read=60),
-            retries=False,
-        )
+        token = self.connection.current_token()
+        response = self._send(method, resource_path, body, content_type, token)
+        if response.status == 401 and self.connection.rejected(token):  # an expired or revoked credential: renew it
+            response = self._send(method, resource_path, body, content_type, self.connection.current_token())
         try:
             payload = json.loads(response.data) if response.data else {}
         except ValueError:  # a proxy or load balancer answering with HTML or plain text
@@ -141,9 +141,20 @@ class Kube:
             )
         return payload
 
-    def _auth_headers(self) -> dict[str, str]:
-        token = self.connection.bearer_token()
-        return {"Authorization": f"Bearer {token}"} if token else {}
+    def _send(
+        self, method: str, resource_path: str, body: Any, content_type: str, token: str | None
+    ) -> urllib3.BaseHTTPResponse:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self._pool.request(
+            method,
+            f"{self.connection.server}{resource_path}",
+            body=json.dumps(body).encode() if body is not None else None,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=10, read=60),
+            retries=False,
+        )
 
     def get(self, ref: Ref) -> dict[str, Any] | None:
         try:
