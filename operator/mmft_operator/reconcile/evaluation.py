@@ -7,17 +7,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mmft_operator.api.common import API_VERSION
 from mmft_operator.api.evaluation import EvaluationSpec, ModelMetrics
 from mmft_operator.builders import evaluation as builders
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import EvaluationResults
-from mmft_operator.kube import Ref
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 
-from .engine import Context, KindReconciler, Observed, Prerequisite
-from .finetunejob import dataset_prerequisite
+from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced
+from .finetunejob import dataset_prerequisite, dataset_references
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +31,12 @@ class EvaluationReconciler(KindReconciler):
     def parse(self, spec: dict[str, Any]) -> EvaluationSpec:
         return EvaluationSpec.model_validate(spec)
 
-    def prerequisites(self, ctx: Context, owner: Owner, spec: EvaluationSpec, status) -> list[Prerequisite]:
-        return [dataset_prerequisite(ctx, owner.namespace, spec), models_prerequisite(ctx, owner.namespace, spec)]
+    def references(self, spec: EvaluationSpec) -> list[Reference]:
+        models = [Reference("FineTuneJob", m.fine_tune_job_ref.name) for m in spec.models if m.fine_tune_job_ref]
+        return dataset_references(spec) + models
+
+    def prerequisites(self, owner: Owner, spec: EvaluationSpec, referenced: Referenced) -> list[Prerequisite]:
+        return [dataset_prerequisite(spec, referenced), models_prerequisite(spec, referenced)]
 
     def children(
         self, owner: Owner, spec: EvaluationSpec, resolved: dict[str, str], settings: OperatorSettings
@@ -77,7 +79,7 @@ class EvaluationReconciler(KindReconciler):
         return "all models scored; see status.models and the report"
 
 
-def models_prerequisite(ctx: Context, namespace: str, spec: EvaluationSpec) -> Prerequisite:
+def models_prerequisite(spec: EvaluationSpec, referenced: Referenced) -> Prerequisite:
     resolved: dict[str, str] = {}
     waiting: list[str] = []
     for model in spec.models:
@@ -85,7 +87,7 @@ def models_prerequisite(ctx: Context, namespace: str, spec: EvaluationSpec) -> P
             resolved[MODEL_KEY_PREFIX + model.name] = model.hugging_face
             continue
         ref = model.fine_tune_job_ref
-        job = ctx.kube.get(Ref(API_VERSION, "FineTuneJob", namespace, ref.name))
+        job = referenced.get(Reference("FineTuneJob", ref.name))
         if job is None:
             waiting.append(f"FineTuneJob {ref.name} does not exist yet")
             continue
