@@ -1,6 +1,7 @@
 """Observed worlds for the planner's table tests (test_plan_*.py): resources as the API returns them, their Jobs and
 pods as the watch cache keeps them, and a `run` that applies a plan the way controller/apply.py does, without a
-cluster: every child it asks for is created as asked, unless the case says a child conflicts; an existing Job stays as observed (Jobs are create-only)."""
+cluster: every child it asks for is created as asked, unless the case says a child conflicts; an existing Job stays
+as observed (Jobs are create-only)."""
 
 from __future__ import annotations
 

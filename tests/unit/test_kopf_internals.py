@@ -24,7 +24,8 @@ from kopf._cogs.clients import watching
 from kopf._cogs.structs import bodies
 
 def params(function):
-    return [[p.name, p.kind.name, p.default is inspect.Parameter.empty] for p in inspect.signature(function).parameters.values()]
+    parameters = inspect.signature(function).parameters.values()
+    return [[p.name, p.kind.name, p.default is inspect.Parameter.empty] for p in parameters]
 
 toggles = aiotoggles.ToggleSet(all)
 print(json.dumps({

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from kopf._cogs.aiokits import aiotoggles
 from mmft_operator import connection
-from mmft_operator.controller import kopf_patches
 from mmft_operator.connection import Connection, NoCredentials
+from mmft_operator.controller import kopf_patches
 from mmft_operator.controller.watch_cache import slim
 
 kopf_patches.install()

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from mmft_operator import naming
-from mmft_operator.api.kinds import BY_KIND, ALL_KINDS
+from mmft_operator.api.kinds import ALL_KINDS, BY_KIND
 from mmft_operator.connection import Connection
 
 LISTING_PAGE = 200
