@@ -17,21 +17,14 @@ from mmft_operator.api.finetunejob import FineTuneJobSpec
 from mmft_operator.builders import datasetprep, finetunejob
 from mmft_operator.builders.common import Owner
 from mmft_operator.reconcile import engine
-from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
-from mmft_operator.reconcile.engine import KindReconciler, Reference, World
-from mmft_operator.reconcile.evaluation import EvaluationReconciler
-from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
+from mmft_operator.reconcile.engine import Reference, World
+from mmft_operator.reconcile.kinds import RECONCILERS
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 # Conditions are not rendered; the planner needs a moment only to stamp them.
 _RENDER_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-RECONCILERS: dict[str, KindReconciler] = {
-    "DatasetPrep": DatasetPrepReconciler(),
-    "FineTuneJob": FineTuneJobReconciler(),
-    "Evaluation": EvaluationReconciler(),
-}
 
 
 class RenderError(ValueError):

@@ -18,10 +18,7 @@ from mmft_operator import metrics
 from mmft_operator.api.kinds import ALL_KINDS
 from mmft_operator.connection import Connection
 from mmft_operator.kube import ApiError, Kube
-from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
-from mmft_operator.reconcile.engine import KindReconciler
-from mmft_operator.reconcile.evaluation import EvaluationReconciler
-from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
+from mmft_operator.reconcile.kinds import RECONCILERS
 from mmft_operator.settings import OperatorSettings
 
 from . import apply, kopf_patches
@@ -32,12 +29,6 @@ from .resync import resync_forever
 from .watch_cache import WatchCache
 
 log = logging.getLogger(__name__)
-
-RECONCILERS: dict[str, KindReconciler] = {
-    "DatasetPrep": DatasetPrepReconciler(),
-    "FineTuneJob": FineTuneJobReconciler(),
-    "Evaluation": EvaluationReconciler(),
-}
 
 
 class Runtime:
