@@ -125,7 +125,7 @@ class Observed:
 
 
 class KindReconciler:
-    """Hooks a kind implements; `reconcile` drives them."""
+    """Hooks a kind implements; the planner functions below (plan_children, plan_status) drive them."""
 
     kind: str
     job_component: str
