@@ -1,20 +1,30 @@
-"""Offline rendering of mmft resources into their children, shared by `mmft render` and golden-file tests."""
+"""Offline rendering of mmft resources into their children, shared by `mmft render` and golden-file tests.
+
+The operator's own planner (`reconcile.engine.plan_children`) decides the children: this module only builds the
+world it would observe once every referenced resource has succeeded. A reference to a resource in the same
+documents resolves to what that resource produces (a DatasetPrep's split paths, a FineTuneJob's exports); a
+reference to anything else resolves to a placeholder naming it.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from mmft_operator.api.common import API_VERSION
 from mmft_operator.api.datasetprep import DatasetPrepSpec
-from mmft_operator.api.evaluation import EvaluationSpec
 from mmft_operator.api.finetunejob import FineTuneJobSpec
-from mmft_operator.builders import datasetprep, evaluation, finetunejob
-from mmft_operator.builders.axolotl_config import DatasetPaths
+from mmft_operator.builders import datasetprep, finetunejob
 from mmft_operator.builders.common import Owner
-from mmft_operator.model_location import format_location
+from mmft_operator.reconcile import engine
+from mmft_operator.reconcile.engine import Reference, World
+from mmft_operator.reconcile.kinds import RECONCILERS
 from mmft_operator.settings import OperatorSettings
+from mmft_operator.status import workload
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
+# Conditions are not rendered; the planner needs a moment only to stamp them.
+_RENDER_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 class RenderError(ValueError):
@@ -25,66 +35,55 @@ def render_documents(
     documents: list[dict[str, Any]], namespace: str, settings: OperatorSettings | None = None
 ) -> list[dict[str, Any]]:
     settings = settings or OperatorSettings()
-    preps: dict[str, DatasetPrepSpec] = {}
-    jobs: dict[str, FineTuneJobSpec] = {}
-    parsed = []
+    bodies = []
     for document in documents:
-        if document.get("apiVersion") != API_VERSION:
-            raise RenderError(
-                f"{document.get('kind')} {document.get('metadata', {}).get('name')}: apiVersion must be {API_VERSION}"
-            )
         kind, name = document.get("kind"), document.get("metadata", {}).get("name")
-        owner = Owner(kind, name, document["metadata"].get("namespace", namespace), PLACEHOLDER_UID)
-        if kind == "DatasetPrep":
-            preps[name] = DatasetPrepSpec.model_validate(document["spec"])
-            parsed.append((owner, preps[name]))
-        elif kind == "FineTuneJob":
-            jobs[name] = FineTuneJobSpec.model_validate(document["spec"])
-            parsed.append((owner, jobs[name]))
-        elif kind == "Evaluation":
-            parsed.append((owner, EvaluationSpec.model_validate(document["spec"])))
-        else:
+        if document.get("apiVersion") != API_VERSION:
+            raise RenderError(f"{kind} {name}: apiVersion must be {API_VERSION}")
+        if kind not in RECONCILERS:
             raise RenderError(f"unknown kind {kind!r}")
+        meta = {"name": name, "namespace": document["metadata"].get("namespace", namespace), "uid": PLACEHOLDER_UID,
+                "generation": 1}
+        bodies.append({"apiVersion": API_VERSION, "kind": kind, "metadata": meta, "spec": document.get("spec") or {}})
+    in_documents = {(body["kind"], body["metadata"]["name"]): body for body in bodies}
 
     children: list[dict[str, Any]] = []
-    for owner, spec in parsed:
-        if isinstance(spec, DatasetPrepSpec):
-            children += datasetprep.build_children(owner, spec, settings)
-        elif isinstance(spec, FineTuneJobSpec):
-            split = _splits(spec.dataset.dataset_prep_ref, preps)
-            paths = DatasetPaths(
-                train=spec.dataset.train_path or split["trainJsonl"],
-                validation=spec.dataset.validation_path or split.get("validationJsonl"),
-            )
-            children += finetunejob.build_children(owner, spec, paths, settings)
-        else:
-            split = _splits(spec.dataset.dataset_prep_ref, preps)
-            data = evaluation.EvaluationData(
-                test=spec.dataset.test_path or split["testJsonl"],
-                validation=spec.dataset.validation_path or split.get("validationJsonl"),
-            )
-            models = [evaluation.ResolvedModel(m.name, _model_location(m, owner, jobs)) for m in spec.models]
-            children += evaluation.build_children(owner, spec, models, data, settings)
+    for body in bodies:
+        reconciler = RECONCILERS[body["kind"]]
+        parsed = engine.parse(reconciler, body)
+        if parsed.invalid is not None:
+            raise parsed.invalid
+        references = reconciler.references(parsed.spec)
+        referenced = {ref: _succeeded(ref, in_documents.get((ref.kind, ref.name)), body) for ref in references}
+        plan = engine.plan_children(reconciler, World(body, None, referenced, _RENDER_TIME, settings), parsed)
+        waiting = next((p for p in plan.prerequisites if not p.ready), None)
+        if waiting is not None:
+            raise RenderError(f"{body['kind']} {body['metadata']['name']}: {waiting.reason}: {waiting.message}")
+        children += plan.ensure
     return children
 
 
-def _splits(ref, preps: dict[str, DatasetPrepSpec]) -> dict[str, str]:  # noqa: ANN001 - LocalObjectReference
-    if ref is None:
-        return {}
-    if ref.name in preps:
-        return datasetprep.output_paths(preps[ref.name])
-    placeholder = f"<outputs of DatasetPrep {ref.name}>"
-    return {key: f"{placeholder}/{key}" for key in ("trainJsonl", "validationJsonl", "testJsonl")}
+def _succeeded(ref: Reference, document: dict[str, Any] | None, referrer: dict[str, Any]) -> dict[str, Any]:
+    """The referenced resource as the operator would read it once it has succeeded."""
+    owner = Owner(ref.kind, ref.name, referrer["metadata"]["namespace"], PLACEHOLDER_UID)
+    if ref.kind == "DatasetPrep":
+        if document is None:  # outside the documents: on the referrer's bucket, its outputs a placeholder
+            placeholder = f"<outputs of DatasetPrep {ref.name}>"
+            spec = {"bucket": referrer["spec"].get("bucket") or {}}
+            outputs = {key: f"{placeholder}/{key}" for key in ("trainJsonl", "validationJsonl", "testJsonl")}
+        else:
+            spec = document["spec"]
+            outputs = datasetprep.output_paths(_parse(DatasetPrepSpec, document))
+    else:
+        if document is None:
+            spec = {"baseModel": f"<baseModel of FineTuneJob {ref.name}>"}
+            outputs = {f"{use}Uri": f"<{use} of FineTuneJob {ref.name}>" for use in ("adapter", "merged")}
+        else:
+            spec = document["spec"]
+            outputs = finetunejob.export_locations(_parse(FineTuneJobSpec, document), owner)
+    return {"apiVersion": API_VERSION, "kind": ref.kind, "metadata": {"name": ref.name}, "spec": spec,
+            "status": {"phase": workload.SUCCEEDED, "outputs": outputs}}
 
 
-def _model_location(model, owner: Owner, jobs: dict[str, FineTuneJobSpec]) -> str:  # noqa: ANN001
-    if model.hugging_face:
-        return model.hugging_face
-    ref = model.fine_tune_job_ref
-    job = jobs.get(ref.name)
-    if job is None:
-        return f"<{ref.use} of FineTuneJob {ref.name}>"
-    exported = finetunejob.export_locations(job, Owner("FineTuneJob", ref.name, owner.namespace, PLACEHOLDER_UID))
-    if ref.use == "merged":
-        return exported.get("mergedUri", f"<FineTuneJob {ref.name} exports no merged model>")
-    return format_location(job.base_model, exported.get("adapterUri", f"<FineTuneJob {ref.name} exports no adapter>"))
+def _parse(model, document: dict[str, Any]):  # noqa: ANN001, ANN202 - a spec model class and its instance
+    return model.model_validate(document["spec"])

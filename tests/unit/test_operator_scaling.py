@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from kopf._cogs.aiokits import aiotoggles
-from mmft_operator import connection, kopf_scaling
+from mmft_operator import connection
 from mmft_operator.connection import Connection, NoCredentials
-from mmft_operator.watch_cache import slim
+from mmft_operator.controller import kopf_patches
+from mmft_operator.controller.watch_cache import slim
 
-kopf_scaling.install()
+kopf_patches.install()
 
 
 def test_gate_opens_when_the_last_toggle_is_dropped_and_wakes_waiters_only_then() -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mmft_operator.connection import Connection
+from mmft_operator.controller.watch_cache import WatchCache, is_report, job_entry, owner_entry, pod_entry, report_entry
 from mmft_operator.kube import Kube
-from mmft_operator.watch_cache import WatchCache, is_report, job_entry, owner_entry, pod_entry, report_entry
 
 JOB = {
     "apiVersion": "batch/v1",

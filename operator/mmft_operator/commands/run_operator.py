@@ -50,9 +50,9 @@ def main(args: argparse.Namespace) -> int:
     sys.modules["kubernetes"] = None
     import kopf
 
-    from mmft_operator import kopf_scaling
+    from mmft_operator.controller import kopf_patches
 
-    kopf_scaling.install()
+    kopf_patches.install()
 
     # The resync loop must stay inside the same namespaces as kopf's watches.
     os.environ["MMFT_NAMESPACES"] = ",".join(args.namespace)

@@ -1,7 +1,15 @@
-"""The reconcile loop every mmft kind shares: observe -> plan -> apply -> patch status.
+"""The planner every mmft kind shares: an observed world in, a plan out. Pure: no API client, no clock, no env.
 
-A kind contributes what differs (its prerequisites, its children, its results); this module owns the order of
-things, the conditions, the events and the "write only what changed" rule.
+The controller (`mmft_operator.controller`) fetches the world and applies plans, in two steps because creating the
+children can change what status says (the Job just created, a ChildConflict):
+
+    references_needed(body, job)        which referenced resources (DatasetPrep, FineTuneJob) to fetch first
+    plan_children(world)                the children to ensure, the Job's suspend, or the SpecInvalid status
+    suspend_change(plan, job)           whether the Job's suspend must flip
+    plan_status(world, plan, applied)   the status to write (only if it changed) and the transition Event
+
+A kind contributes what differs (the references it reads, its prerequisites, its children, its results); this
+module owns the order of things, the conditions, the events and the "write only what changed" rule.
 """
 
 from __future__ import annotations
@@ -9,57 +17,91 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from mmft_operator import naming
-from mmft_operator.api.common import API_VERSION
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import REPORT_KEY, WorkloadReport
-from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating, Ref
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
-from mmft_operator.watch_cache import WatchCache
 
 log = logging.getLogger(__name__)
 
-STATUS_CONFLICT_RETRIES = 3
+
+@dataclass(frozen=True)
+class Reference:
+    """A resource of this API group that a kind's spec names in the owner's namespace (kind, name)."""
+
+    kind: str
+    name: str
+
+
+# A fetched reference: its body, or None when it does not exist.
+Referenced = Mapping[Reference, "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True)
-class Context:
-    kube: Kube
+class World:
+    """What the controller observed for one resource, already fetched."""
+
+    body: dict[str, Any]
+    job: dict[str, Any] | None
+    referenced: Referenced
+    now: dt.datetime
     settings: OperatorSettings
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    cache: WatchCache = field(default_factory=WatchCache)
+    verify_children: bool = False  # the periodic resync: ensure children even when childrenHash matches
+    retrying: bool = False  # the previous attempt failed: read before creating
 
-    def owner(self, kind: str, namespace: str, name: str, fresh: bool) -> dict[str, Any] | None:
-        """From the watch unless `fresh` (a write based on it conflicted) or the watch has not got it."""
-        cached = None if fresh or not self.cache.ready else self.cache.owner(kind, namespace, name)
-        return cached if cached is not None else self.kube.get(Ref(API_VERSION, kind, namespace, name))
 
-    def job(self, namespace: str, name: str, children_recorded: bool) -> dict[str, Any] | None:
-        if not self.cache.ready:
-            return self.kube.get(Ref("batch/v1", "Job", namespace, name))
-        job = self.cache.job(namespace, name)
-        if job is None and children_recorded:
-            # The status says the children exist: the Job's creation may just not have reached the watch yet.
-            job = self.kube.get(Ref("batch/v1", "Job", namespace, name))
-        return job
+@dataclass
+class ChildrenPlan:
+    owner: Owner
+    spec: Any
+    job: dict[str, Any] | None  # the resource's own Job as observed (a stale Job of an earlier UID is dropped)
+    invalid: ValidationError | None = None
+    invalid_status: dict[str, Any] | None = None  # SpecInvalid: write this status, touch no child
+    prerequisites: list[Prerequisite] = field(default_factory=list)
+    resolved: dict[str, str] = field(default_factory=dict)
+    children: list[str] = field(default_factory=list)  # Kind/name of every desired child, for status.children
+    ensure: list[dict[str, Any]] = field(default_factory=list)  # children to create or bring to their spec hash
+    expect_missing: bool = False  # create first, read only on a conflict (a resource seen for the first time)
+    children_hash: str | None = None  # status.childrenHash as recorded
+    hash_when_ensured: str | None = None  # status.childrenHash once `ensure` succeeded
+    wanted_suspend: bool | None = None  # None: someone else (Kueue) owns the Job's suspend
 
-    def pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        if not self.cache.ready:
-            return self.kube.list("v1", "Pod", namespace, {"batch.kubernetes.io/job-name": job_name})
-        return self.cache.pods(namespace, job_name)
 
-    def report(self, namespace: str, name: str) -> dict[str, Any] | None:
-        if not self.cache.ready:
-            return self.kube.get(Ref("v1", "ConfigMap", namespace, name))
-        return self.cache.report(namespace, name)
+@dataclass(frozen=True)
+class AppliedChildren:
+    """The outcome of applying a ChildrenPlan."""
+
+    job: dict[str, Any] | None
+    children_hash: str | None
+    conflict: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusPlan:
+    status: dict[str, Any]  # the status the resource has once the plan is applied
+    patch: dict[str, Any] | None = None  # the merge patch of the status subresource; None: nothing changed
+    event: Event | None = None
+
+
+def applied_children(plan: ChildrenPlan, job: dict[str, Any] | None, conflict: str | None) -> AppliedChildren:
+    """The children hash to record: the new one only when every child was ensured."""
+    ensured = plan.ensure and conflict is None
+    return AppliedChildren(job, plan.hash_when_ensured if ensured else plan.children_hash, conflict)
 
 
 @dataclass(frozen=True)
@@ -83,7 +125,7 @@ class Observed:
 
 
 class KindReconciler:
-    """Hooks a kind implements; `reconcile` drives them."""
+    """Hooks a kind implements; the planner functions below (plan_children, plan_status) drive them."""
 
     kind: str
     job_component: str
@@ -93,7 +135,11 @@ class KindReconciler:
     def parse(self, spec: dict[str, Any]):  # noqa: ANN201 - the kind's spec model
         raise NotImplementedError
 
-    def prerequisites(self, ctx: Context, owner: Owner, spec, status: dict[str, Any]) -> list[Prerequisite]:
+    def references(self, spec) -> list[Reference]:  # noqa: ANN001 - the kind's spec model
+        """The resources the prerequisites read; the controller fetches them before planning."""
+        return []
+
+    def prerequisites(self, owner: Owner, spec, referenced: Referenced) -> list[Prerequisite]:  # noqa: ANN001
         return []
 
     def children(self, owner: Owner, spec, resolved: dict[str, str], settings: OperatorSettings) -> list[dict]:
@@ -121,100 +167,117 @@ def owner_of(body: dict[str, Any]) -> Owner:
     return Owner(kind=body["kind"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
 
 
-def reconcile(
-    ctx: Context,
-    reconciler: KindReconciler,
-    namespace: str,
-    name: str,
-    verify_children: bool = False,
-    retrying: bool = False,
-) -> dict[str, Any] | None:
-    """Bring one resource's children and status up to date; returns its status, or None once it is gone.
+@dataclass(frozen=True)
+class Parsed:
+    """A resource's body read once: its owner identity and spec model, or why the spec is invalid."""
 
-    Children whose combined hash matches `status.childrenHash` are not read again unless `verify_children` (the
-    periodic resync) asks for it: an event-driven reconcile with nothing to change reads only the watch cache and
-    writes nothing.
-    """
-    for attempt in range(STATUS_CONFLICT_RETRIES):
-        body = ctx.owner(reconciler.kind, namespace, name, fresh=attempt > 0)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return None  # owner references cascade the deletion; nothing outside the cluster to clean
-        try:
-            return _reconcile_once(ctx, reconciler, body, verify_children, retrying)
-        except NamespaceTerminating:
-            return None
-        except ApiError as error:
-            if error.status != 409:
-                raise
-            log.info("%s/%s changed while reconciling; retrying with a fresh read", namespace, name)
-    raise RuntimeError(f"{namespace}/{name}: status kept conflicting after {STATUS_CONFLICT_RETRIES} attempts")
+    owner: Owner
+    spec: Any
+    invalid: ValidationError | None
+    job_name: str | None  # None for an invalid spec: nothing to observe but the resource itself
 
 
-def _reconcile_once(
-    ctx: Context, reconciler: KindReconciler, body: dict[str, Any], verify_children: bool, retrying: bool
-) -> dict[str, Any]:
+def parse(reconciler: KindReconciler, body: dict[str, Any]) -> Parsed:
     owner = owner_of(body)
-    now = ctx.clock()
-    status = body.get("status") or {}
-    generation = body["metadata"].get("generation", 1)
     try:
         spec = reconciler.parse(body["spec"])
     except ValidationError as error:
-        invalid = _spec_invalid_status(status, generation, now, error)
-        _write_status(ctx, body, invalid, now)
-        return invalid
+        return Parsed(owner, None, error, None)
+    return Parsed(owner, spec, None, reconciler.job_name(owner))
 
-    job = ctx.job(owner.namespace, reconciler.job_name(owner), children_recorded=bool(status.get("childrenHash")))
-    if job is not None and not any(ref.get("uid") == owner.uid for ref in job["metadata"].get("ownerReferences", [])):
-        job = None  # a stale Job of an earlier object with this name: never adopt it
+
+def references_needed(reconciler: KindReconciler, parsed: Parsed, body: dict[str, Any],
+                      job: dict[str, Any] | None) -> list[Reference]:
+    """The resources the controller must fetch before planning: none for an invalid spec, and none once the Job
+    exists and status records what was resolved (the inputs of a running job are fixed)."""
+    if parsed.invalid is not None or _inputs_recorded(body, _own_job(body, job)):
+        return []
+    return reconciler.references(parsed.spec)
+
+
+def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | None = None) -> ChildrenPlan:
+    """Step one: the children to ensure and the Job suspend to keep, or the SpecInvalid status to write."""
+    body = world.body
+    parsed = parsed or parse(reconciler, body)
+    owner, spec = parsed.owner, parsed.spec
+    status = body.get("status") or {}
+    generation = body["metadata"].get("generation", 1)
+    if parsed.invalid is not None:
+        invalid = _spec_invalid_status(status, generation, world.now, parsed.invalid)
+        return ChildrenPlan(owner=owner, spec=None, job=None, invalid=parsed.invalid, invalid_status=invalid)
+
+    job = _own_job(body, world.job)
     # Once the Job exists its inputs are fixed: re-resolving them could change a running job's children. They are
     # resolved again only if the operator died between creating the Job and recording them.
-    recorded = job is not None and bool(status.get("resolved"))
-    prerequisites = [] if recorded else reconciler.prerequisites(ctx, owner, spec, status)
+    prerequisites = [] if _inputs_recorded(body, job) else reconciler.prerequisites(owner, spec, world.referenced)
     resolved: dict[str, str] = dict(status.get("resolved") or {})
     for prerequisite in prerequisites:
         resolved.update(prerequisite.resolved)
 
-    conflict = None
-    children: list[str] = []
-    children_hash = status.get("childrenHash")
-    if all(p.ready for p in prerequisites):
-        desired = reconciler.children(owner, spec, resolved, ctx.settings)
-        children = [f"{child['kind']}/{child['metadata']['name']}" for child in desired]
-        wanted_hash = _combined_hash(desired)
-        if verify_children or job is None or wanted_hash != children_hash:
-            try:
-                for child in desired:
-                    # Create-first only on a first attempt: after a failure most children exist already.
-                    fresh = children_hash is None and not retrying
-                    applied, _ = ctx.kube.ensure(child, owner.uid, expect_missing=fresh)
-                    if child["kind"] == "Job":
-                        job = applied
-                children_hash = wanted_hash
-            except ChildConflict as error:
-                conflict = str(error)
-        wanted_suspend = reconciler.desired_suspend(spec)
-        if job is not None and wanted_suspend is not None and bool(job["spec"].get("suspend")) != wanted_suspend:
-            job = ctx.kube.set_job_suspend(job, wanted_suspend)
+    plan = ChildrenPlan(owner=owner, spec=spec, job=job, prerequisites=prerequisites, resolved=resolved,
+                        children_hash=status.get("childrenHash"))
+    if not all(p.ready for p in prerequisites):
+        return plan
+    desired = reconciler.children(owner, spec, resolved, world.settings)
+    plan.children = [f"{child['kind']}/{child['metadata']['name']}" for child in desired]
+    plan.wanted_suspend = reconciler.desired_suspend(spec)
+    wanted_hash = _combined_hash(desired)
+    if world.verify_children or job is None or wanted_hash != plan.children_hash:
+        plan.ensure = desired
+        # Create-first only on a first attempt: after a failure most children exist already.
+        plan.expect_missing = plan.children_hash is None and not world.retrying
+        plan.hash_when_ensured = wanted_hash
+    return plan
 
-    pods = []
-    if job is not None:
-        pods = ctx.pods(owner.namespace, job["metadata"]["name"])
+
+def suspend_change(plan: ChildrenPlan, job: dict[str, Any] | None) -> bool | None:
+    """The suspend value to write to the (possibly just created) Job, or None when it already matches or someone
+    else (Kueue) owns it."""
+    if job is None or plan.wanted_suspend is None or bool(job["spec"].get("suspend")) == plan.wanted_suspend:
+        return None
+    return plan.wanted_suspend
+
+
+def plan_status(
+    reconciler: KindReconciler,
+    world: World,
+    plan: ChildrenPlan,
+    applied: AppliedChildren,
+    pods: list[dict[str, Any]],
+    report: WorkloadReport | None,
+) -> StatusPlan:
+    """Step two: the status to write and the event to post, from the world after the children were applied."""
+    body = world.body
+    status = body.get("status") or {}
+    if plan.invalid_status is not None:
+        return _status_plan(body, plan.invalid_status, world.now)
     observed = Observed(
-        job,
+        applied.job,
         pods,
-        _read_report(ctx, owner),
+        report,
         workload.judge(
-            job, pods, now, ctx.settings.unschedulable_grace_seconds, reconciler.out_of_memory_advice
+            applied.job, pods, world.now, world.settings.unschedulable_grace_seconds,
+            reconciler.out_of_memory_advice,
         ),
     )
     new_status = _compose(
-        reconciler, owner, spec, status, generation, now, prerequisites, observed, resolved, children, conflict
+        reconciler, plan.owner, plan.spec, status, body["metadata"].get("generation", 1), world.now,
+        plan.prerequisites, observed, plan.resolved, plan.children, applied.conflict,
     )
-    if children_hash is not None:
-        new_status["childrenHash"] = children_hash
-    _write_status(ctx, body, new_status, now)
-    return new_status
+    if applied.children_hash is not None:
+        new_status["childrenHash"] = applied.children_hash
+    return _status_plan(body, new_status, world.now)
+
+
+def _own_job(body: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:
+    uid = body["metadata"]["uid"]
+    if job is not None and not any(ref.get("uid") == uid for ref in job["metadata"].get("ownerReferences", [])):
+        return None  # a stale Job of an earlier object with this name: never adopt it
+    return job
+
+
+def _inputs_recorded(body: dict[str, Any], job: dict[str, Any] | None) -> bool:
+    return job is not None and bool((body.get("status") or {}).get("resolved"))
 
 
 def _combined_hash(children: list[dict[str, Any]]) -> str:
@@ -222,8 +285,8 @@ def _combined_hash(children: list[dict[str, Any]]) -> str:
     return hashlib.sha256("".join(stamps).encode()).hexdigest()[:16]
 
 
-def _read_report(ctx: Context, owner: Owner) -> WorkloadReport | None:
-    config_map = ctx.report(owner.namespace, naming.report_config_map(owner.kind, owner.name))
+def read_report(owner: Owner, config_map: dict[str, Any] | None) -> WorkloadReport | None:
+    """The workload's report from its ConfigMap; an unreadable one is logged and ignored, never fails a reconcile."""
     text = ((config_map or {}).get("data") or {}).get(REPORT_KEY)
     if not text:
         return None
@@ -316,31 +379,31 @@ def _spec_invalid_status(status: dict[str, Any], generation: int, now: dt.dateti
     }
 
 
-def _write_status(ctx: Context, body: dict[str, Any], new_status: dict[str, Any], now: dt.datetime) -> None:
+def _status_plan(body: dict[str, Any], new_status: dict[str, Any], now: dt.datetime) -> StatusPlan:
+    """Write only what changed (a converged resource costs no write), and an Event per phase/reason transition."""
     old_status = body.get("status") or {}
     if _normalised(old_status) == _normalised(new_status):
-        return
+        return StatusPlan(new_status)
     patch = dict(new_status)
     for key in old_status:
         if key not in new_status:
             patch[key] = None  # merge patch removes what no longer applies
-    ctx.cache.wrote(ctx.kube.patch_status(body, patch))
+    event = None
     if (old_status.get("phase"), old_status.get("reason")) != (new_status.get("phase"), new_status.get("reason")):
-        _post_transition_event(ctx, body, new_status, now)
+        event = _transition_event(new_status)
+    return StatusPlan(new_status, patch, event)
 
 
-def _post_transition_event(ctx: Context, body: dict[str, Any], status: dict[str, Any], now: dt.datetime) -> None:
+def _transition_event(status: dict[str, Any]) -> Event:
     conditions = {condition["type"]: condition for condition in status.get("conditions", [])}
     warning = status.get("phase") == workload.FAILED or conditions.get("Stalled", {}).get("status") == "True"
     message = conditions.get("Reconciling", {}).get("message") or conditions.get("Ready", {}).get("message", "")
     if warning:
         message = conditions.get("Stalled", {}).get("message") or conditions.get("Failed", {}).get("message", "")
-    ctx.kube.post_event(
-        body,
+    return Event(
         "Warning" if warning else "Normal",
         status.get("reason", ""),
         f"{status.get('phase')}: {message}" if message else status.get("phase", ""),
-        now,
     )
 
 

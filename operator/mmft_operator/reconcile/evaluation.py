@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmft_operator.api.common import API_VERSION
 from mmft_operator.api.evaluation import EvaluationSpec
 from mmft_operator.builders import evaluation as builders
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import EvaluationReport
-from mmft_operator.kube import Ref
 from mmft_operator.model_location import format_location
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 
-from .engine import Context, KindReconciler, Observed, Prerequisite
-from .finetunejob import dataset_prerequisite
+from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced
+from .finetunejob import dataset_prerequisite, dataset_references
 
 MODEL_KEY_PREFIX = "model."
 
@@ -29,8 +27,12 @@ class EvaluationReconciler(KindReconciler):
     def parse(self, spec: dict[str, Any]) -> EvaluationSpec:
         return EvaluationSpec.model_validate(spec)
 
-    def prerequisites(self, ctx: Context, owner: Owner, spec: EvaluationSpec, status) -> list[Prerequisite]:
-        return [dataset_prerequisite(ctx, owner.namespace, spec), models_prerequisite(ctx, owner.namespace, spec)]
+    def references(self, spec: EvaluationSpec) -> list[Reference]:
+        models = [Reference("FineTuneJob", m.fine_tune_job_ref.name) for m in spec.models if m.fine_tune_job_ref]
+        return dataset_references(spec) + models
+
+    def prerequisites(self, owner: Owner, spec: EvaluationSpec, referenced: Referenced) -> list[Prerequisite]:
+        return [dataset_prerequisite(spec, referenced), models_prerequisite(spec, referenced)]
 
     def children(
         self, owner: Owner, spec: EvaluationSpec, resolved: dict[str, str], settings: OperatorSettings
@@ -73,7 +75,7 @@ class EvaluationReconciler(KindReconciler):
         return "all models scored; see status.models and the report"
 
 
-def models_prerequisite(ctx: Context, namespace: str, spec: EvaluationSpec) -> Prerequisite:
+def models_prerequisite(spec: EvaluationSpec, referenced: Referenced) -> Prerequisite:
     resolved: dict[str, str] = {}
     waiting: list[str] = []
     for model in spec.models:
@@ -81,7 +83,7 @@ def models_prerequisite(ctx: Context, namespace: str, spec: EvaluationSpec) -> P
             resolved[MODEL_KEY_PREFIX + model.name] = model.hugging_face
             continue
         ref = model.fine_tune_job_ref
-        job = ctx.kube.get(Ref(API_VERSION, "FineTuneJob", namespace, ref.name))
+        job = referenced.get(Reference("FineTuneJob", ref.name))
         if job is None:
             waiting.append(f"FineTuneJob {ref.name} does not exist yet")
             continue

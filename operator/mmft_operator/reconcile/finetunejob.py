@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from mmft_operator import naming
-from mmft_operator.api.common import API_VERSION
 from mmft_operator.api.finetunejob import FineTuneJobSpec
 from mmft_operator.builders import finetunejob as builders
 from mmft_operator.builders.axolotl_config import DatasetPaths
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import TrainingReport
-from mmft_operator.kube import Ref
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate
 
-from .engine import Context, KindReconciler, Observed, Prerequisite
+from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced
 
 _PAST_PREFLIGHT = {"Running", "Saving", "Exporting", "Completed"}
 
@@ -32,8 +30,11 @@ class FineTuneJobReconciler(KindReconciler):
     def parse(self, spec: dict[str, Any]) -> FineTuneJobSpec:
         return FineTuneJobSpec.model_validate(spec)
 
-    def prerequisites(self, ctx: Context, owner: Owner, spec: FineTuneJobSpec, status) -> list[Prerequisite]:
-        return [dataset_prerequisite(ctx, owner.namespace, spec)]
+    def references(self, spec: FineTuneJobSpec) -> list[Reference]:
+        return dataset_references(spec)
+
+    def prerequisites(self, owner: Owner, spec: FineTuneJobSpec, referenced: Referenced) -> list[Prerequisite]:
+        return [dataset_prerequisite(spec, referenced)]
 
     def children(
         self, owner: Owner, spec: FineTuneJobSpec, resolved: dict[str, str], settings: OperatorSettings
@@ -95,7 +96,12 @@ class FineTuneJobReconciler(KindReconciler):
         return "training finished"
 
 
-def dataset_prerequisite(ctx: Context, namespace: str, spec) -> Prerequisite:  # noqa: ANN001 - any kind's spec
+def dataset_references(spec) -> list[Reference]:  # noqa: ANN001 - a FineTuneJob's or an Evaluation's spec
+    ref = spec.dataset.dataset_prep_ref
+    return [Reference("DatasetPrep", ref.name)] if ref is not None else []
+
+
+def dataset_prerequisite(spec, referenced: Referenced) -> Prerequisite:  # noqa: ANN001 - any kind's spec
     """DatasetReady for a FineTuneJob or an Evaluation: a JSONL path, or a Succeeded DatasetPrep on the same bucket."""
     dataset = spec.dataset
     ref = dataset.dataset_prep_ref
@@ -112,7 +118,7 @@ def dataset_prerequisite(ctx: Context, namespace: str, spec) -> Prerequisite:  #
             "using the JSONL paths in spec.dataset",
             resolved={key: value for key, value in direct.items() if value},
         )
-    prep = ctx.kube.get(Ref(API_VERSION, "DatasetPrep", namespace, ref.name))
+    prep = referenced.get(Reference("DatasetPrep", ref.name))
     if prep is None:
         return Prerequisite(
             "DatasetReady", False, "DatasetNotFound", f"DatasetPrep {ref.name} does not exist yet; waiting for it"

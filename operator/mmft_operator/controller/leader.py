@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +20,7 @@ from mmft_operator.kube import ApiError, Kube, Ref
 log = logging.getLogger(__name__)
 
 LEASE_API = "coordination.k8s.io/v1"
+LEASE_NAME = "mmft-operator"
 
 
 def _micro_time(moment: dt.datetime) -> str:
@@ -103,3 +108,32 @@ class LeaderLease:
                 return False  # another replica wrote first
             raise
         return True
+
+
+def become_leader(kube: Kube, namespace: str, duration_seconds: int, stop: threading.Event) -> LeaderLease:
+    """Block until this replica holds the Lease (kopf starts watching only after start-up handlers return), then
+    renew it on a thread of its own until `stop`."""
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    lease = LeaderLease(kube, namespace, LEASE_NAME, identity, duration_seconds)
+    while not lease.try_acquire_or_renew():
+        log.info("standby: another replica holds the leader lease; retrying")
+        time.sleep(duration_seconds / 5)
+    log.info("leader: %s holds lease %s/%s", identity, namespace, LEASE_NAME)
+    threading.Thread(target=_renew_forever, args=(lease, stop), name="mmft-lease", daemon=True).start()
+    return lease
+
+
+def _renew_forever(lease: LeaderLease, stop: threading.Event) -> None:
+    last_renewed = time.monotonic()
+    while not stop.wait(lease.duration_seconds / 3):
+        try:
+            if lease.try_acquire_or_renew():
+                last_renewed = time.monotonic()
+                continue
+            reason = "another replica took the lease"
+        except Exception as error:  # noqa: BLE001 - judged by how long renewals have been failing
+            reason = f"renewal failed: {error}"
+        if reason.startswith("another") or time.monotonic() - last_renewed > lease.duration_seconds * 2 / 3:
+            # Stop acting before anyone else may: exiting is the only way to stop kopf's workers at once.
+            log.error("leader lease lost (%s); exiting so that only one replica writes", reason)
+            os._exit(1)

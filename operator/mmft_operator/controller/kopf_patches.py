@@ -35,7 +35,7 @@ from typing import Any
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import watching
 
-from mmft_operator import watch_cache
+from mmft_operator.controller import watch_cache
 
 log = logging.getLogger(__name__)
 GC_INTERVAL_SECONDS = 10.0

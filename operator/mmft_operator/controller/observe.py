@@ -1,0 +1,56 @@
+"""The reads a plan needs: the resource, its Job, the Job's pods, the workload's report and the referenced resources.
+
+From the watch cache (kopf's indexes) once it holds its initial listing, from the API before that and wherever the
+cache cannot answer: a write based on a cached owner conflicted, or status says the Job exists but its creation has
+not reached the watch yet. Referenced resources (a DatasetPrep, the FineTuneJobs an Evaluation compares) are read
+from the API: a resource waits on them, so a fresh read decides when it may start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmft_operator import naming
+from mmft_operator.api.common import API_VERSION
+from mmft_operator.builders.common import Owner
+from mmft_operator.contracts.progress import WorkloadReport
+from mmft_operator.kube import Kube, Ref
+from mmft_operator.reconcile.engine import Reference, read_report
+
+from .watch_cache import WatchCache
+
+
+class Observer:
+    def __init__(self, kube: Kube, cache: WatchCache) -> None:
+        self.kube = kube
+        self.cache = cache
+
+    def owner(self, kind: str, namespace: str, name: str, fresh: bool) -> dict[str, Any] | None:
+        """From the watch unless `fresh` (a write based on it conflicted) or the watch has not got it."""
+        cached = None if fresh or not self.cache.ready else self.cache.owner(kind, namespace, name)
+        return cached if cached is not None else self.kube.get(Ref(API_VERSION, kind, namespace, name))
+
+    def job(self, namespace: str, name: str, children_recorded: bool) -> dict[str, Any] | None:
+        if not self.cache.ready:
+            return self.kube.get(Ref("batch/v1", "Job", namespace, name))
+        job = self.cache.job(namespace, name)
+        if job is None and children_recorded:
+            # The status says the children exist: the Job's creation may just not have reached the watch yet.
+            job = self.kube.get(Ref("batch/v1", "Job", namespace, name))
+        return job
+
+    def pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        if not self.cache.ready:
+            return self.kube.list("v1", "Pod", namespace, {"batch.kubernetes.io/job-name": job_name})
+        return self.cache.pods(namespace, job_name)
+
+    def report(self, owner: Owner) -> WorkloadReport | None:
+        name = naming.report_config_map(owner.kind, owner.name)
+        if not self.cache.ready:
+            config_map = self.kube.get(Ref("v1", "ConfigMap", owner.namespace, name))
+        else:
+            config_map = self.cache.report(owner.namespace, name)
+        return read_report(owner, config_map)
+
+    def referenced(self, namespace: str, references: list[Reference]) -> dict[Reference, dict[str, Any] | None]:
+        return {ref: self.kube.get(Ref(API_VERSION, ref.kind, namespace, ref.name)) for ref in references}
