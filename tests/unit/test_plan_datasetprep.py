@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from mmft_operator.contracts.progress import WorkloadReport
+from mmft_operator.contracts.progress import DatasetPrepReport, DatasetPrepResults, SplitCounts
 from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
 from planner_world import converge, job_condition, pod, run, sample, with_status
 
@@ -26,10 +26,12 @@ def test_success_carries_the_reported_split_counts_and_the_workloads_message() -
     done = {**created.applied.job, "status": {"startTime": "2026-12-01T11:00:05Z",
                                               "completionTime": "2026-12-01T11:20:00Z",
                                               "conditions": [job_condition("Complete")]}}
-    report = WorkloadReport(phase="Completed", message="33126 images in 3 splits", results={
-        "dropped": 4,
-        "splits": {"train": {"images": 80, "positive": 8, "negative": 72, "patients": 20},
-                   "test": {"images": 20, "positive": 2, "negative": 18, "patients": 5}}})
+    results = DatasetPrepResults.of_splits(
+        {"train": SplitCounts(images=80, positives=8, negatives=72, groups=20),
+         "test": SplitCounts(images=20, positives=2, negatives=18, groups=5)},
+        {"missing_file": 3, "corrupt": 1},
+    )
+    report = DatasetPrepReport(phase="Completed", message="33126 images in 3 splits", results=results)
     outcome = run(DSP, body, observed_job=done, pods=[pod("Succeeded", container="dataprep")], report=report)
     status = outcome.status.status
     assert (status["phase"], status["completionTime"]) == ("Succeeded", "2026-12-01T11:20:00Z")
@@ -60,7 +62,7 @@ def test_an_unreadable_report_is_ignored_not_fatal() -> None:
     owner = Owner("DatasetPrep", "isic2020", "ml", "u")
     assert read_report(owner, {"data": {"report.json": "{not json"}}) is None
     assert read_report(owner, None) is None
-    good = WorkloadReport(phase="Running").to_json()
+    good = DatasetPrepReport(phase="Running").to_json()
     assert read_report(owner, {"data": {"report.json": good}}).phase == "Running"
 
 
