@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -285,7 +286,11 @@ FULL_HEAD_KEY = "bench_full_head"
 
 def run_variant(name: str, config: dict, work: Path, timeout: int, profile: bool = False) -> dict:
     run_dir = work / name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # The run directory is the variant's output_dir: a completion marker or timing.json left by an earlier run under
+    # the same --work (a second call on a machine still warm) would make `mmft train` skip training and the old
+    # timing be reported as this run's.
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
     full_head = config.pop(FULL_HEAD_KEY, False)
     config = dict(config, plugins=list(config.get("plugins") or []) + ["train_timing_plugin.TimingPlugin"])
     config_path = run_dir / "axolotl.yaml"
