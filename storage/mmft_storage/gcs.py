@@ -84,15 +84,17 @@ def make_client(project: str | None = None):
     return storage.Client(project=project)
 
 
-_process_clients: dict[int, object] = {}
+_process_clients: dict[tuple[int, str | None], object] = {}
 
 
 def process_client():
-    """This process's client. DataLoader workers are forked, and an HTTP session must not be shared across a fork."""
-    pid = os.getpid()
-    if pid not in _process_clients:
-        _process_clients[pid] = make_client()
-    return _process_clients[pid]
+    """This process's client. DataLoader workers are forked, and an HTTP session must not be shared across a fork;
+    keyed by the emulator too, so a process pointed at another emulator (tests, one after another) never reuses a
+    client of the previous one."""
+    key = (os.getpid(), os.environ.get(EMULATOR_ENV))
+    if key not in _process_clients:
+        _process_clients[key] = make_client()
+    return _process_clients[key]
 
 
 def list_objects(client, prefix: GcsPath) -> list[tuple[str, int]]:
