@@ -249,6 +249,30 @@ class Kube:
         patch["metadata"] = {**patch["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}
         return self.merge_patch(ref, patch), True
 
+    def delete_owned(self, ref: Ref, owner_uid: str) -> bool:
+        """Delete a child only if this resource controls it; returns whether a delete was sent.
+
+        The delete carries the observed UID as a precondition (a same-named object created since is never hit) and
+        background propagation, so a Job's pods go with it through the garbage collector and the operator needs no
+        delete right on pods.
+        """
+        existing = self.get(ref)
+        if existing is None or not _controlled_by(existing, owner_uid):
+            return False
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": existing["metadata"]["uid"]},
+        }
+        try:
+            self.request("DELETE", path(ref.api_version, ref.kind, ref.namespace, ref.name), body=body)
+        except ApiError as error:
+            if error.status in (404, 409):  # gone already, or replaced by a new object the precondition protects
+                return False
+            raise
+        return True
+
     def set_job_suspend(self, job: dict[str, Any], suspend: bool) -> dict[str, Any]:
         meta = job["metadata"]
         ref = Ref("batch/v1", "Job", meta["namespace"], meta["name"])
