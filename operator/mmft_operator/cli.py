@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
 SUBCOMMANDS: dict[str, str] = {
@@ -25,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmft", description="Multimodal fine-tuning on Kubernetes.")
+    parser.add_argument("--version", action=_PrintVersion, help="print the version and the API version, then exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in SUBCOMMANDS.items():
         try:
@@ -38,6 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(sub)
         sub.set_defaults(handler=module.main)
     return parser
+
+
+def version_line() -> str:
+    """The installed distribution's version (pyproject.toml is its one source) and the API version it serves."""
+    from mmft_operator.api.common import API_VERSION
+
+    try:
+        version = importlib.metadata.version("mmft")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "unknown (not installed)"
+    return f"mmft {version} (API {API_VERSION})"
+
+
+class _PrintVersion(argparse.Action):
+    """Like argparse's "version" action, but computed only when asked: the API module imports pydantic."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str) -> None:  # noqa: A002 - argparse's name
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        print(version_line())
+        parser.exit()
 
 
 def _unavailable(name: str, error: ModuleNotFoundError):

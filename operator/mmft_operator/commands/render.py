@@ -8,6 +8,7 @@ file show as placeholders.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +18,10 @@ HELP = "Print the Kubernetes objects the operator creates for the mmft resources
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files with mmft resources.")
     parser.add_argument("--namespace", "-n", default="default", help="Namespace to render into (default: default).")
+    parser.add_argument(
+        "--output", "-o", choices=("yaml", "json"), default="yaml",
+        help="yaml: one document per object (default); json: one v1 List, as `kubectl get -o json` prints",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -41,5 +46,9 @@ def main(args: argparse.Namespace) -> int:
     except (RenderError, ValidationError) as error:
         print(f"mmft render: {error}", file=sys.stderr)
         return 2
-    yaml.safe_dump_all(children, sys.stdout, sort_keys=False, width=120)
+    if args.output == "json":
+        json.dump({"apiVersion": "v1", "kind": "List", "items": children}, sys.stdout, indent=2)
+        print()
+    else:
+        yaml.safe_dump_all(children, sys.stdout, sort_keys=False, width=120)
     return 0
