@@ -27,8 +27,8 @@ def bind(kubectl, namespace: str, user: str, cluster_role: str) -> None:
             "-n", namespace)
 
 
-def can(kubectl, namespace: str, user: str, verb: str, resource: str) -> bool:
-    answer = kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as={user}", check=False)
+def can(kubectl, namespace: str, user: str, verb: str, resource: str, *extra: str) -> bool:
+    answer = kubectl("auth", "can-i", verb, resource, *extra, "-n", namespace, f"--as={user}", check=False)
     return answer.stdout.strip() == "yes"
 
 
@@ -51,7 +51,7 @@ def test_a_namespace_editor_creates_a_finetunejob_and_a_viewer_cannot(kubectl, i
     assert not can(kubectl, namespace, viewer, "delete", "finetunejobs.mmft.io")
     assert can(kubectl, namespace, editor, "delete", "evaluations.mmft.io")
     # The status belongs to the operator: no user role may write it.
-    assert not can(kubectl, namespace, editor, "patch", "finetunejobs.mmft.io/status")
+    assert not can(kubectl, namespace, editor, "patch", "finetunejobs.mmft.io", "--subresource=status")
 
 
 def test_a_namespace_admin_gets_the_editor_rights_and_nothing_outside_its_namespace(
@@ -70,6 +70,13 @@ def allowed_images_policy(kubectl, installed):
     kubectl("apply", "--server-side", "-k", policy)
     yield
     kubectl("delete", "-k", policy, "--ignore-not-found")
+
+    def lifted() -> bool:  # later tests name their own images: wait until the API server dropped the policy
+        attempt = kubectl("create", "--dry-run=server", "-n", "default", "-f", "-",
+                          input=finetunejob("after-policy", "example.com/any:1"), check=False)
+        return attempt.returncode == 0
+
+    wait_for(lifted, timeout=60, what="the allowed-images policy to be lifted")
 
 
 def test_the_allowed_images_policy_refuses_other_registries(kubectl, allowed_images_policy, namespace) -> None:
