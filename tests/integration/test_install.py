@@ -110,6 +110,10 @@ def test_operator_as_its_own_service_account_runs_the_samples_and_its_metrics_mo
             what="the Succeeded FineTuneJob counted in mmft_resources",
         )
         assert _metric(operator.metrics_port, "mmft_reconcile_duration_seconds_count", 'kind="DatasetPrep"') > 0
+        body = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).read().decode()
+        for process_metric in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"):
+            value = re.search(rf"^{process_metric} ([0-9.e+-]+)$", body, flags=re.MULTILINE)
+            assert value and float(value.group(1)) > 0, f"{process_metric} missing or zero"
     finally:
         operator.stop()
     denials = re.findall(r'User "system:serviceaccount:mmft-system:mmft-operator" cannot [^"]+', operator.log())

@@ -15,8 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_checked_in_crds_are_current() -> None:
-    result = subprocess.run([sys.executable, "-m", "mmft_operator.cli", "crds", "--check", "--out", str(ROOT / "crds")],
-                            capture_output=True, text=True)
+    """Both copies: the kustomize base's crds/ and the Helm chart's crds/ (installed by `helm install`)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mmft_operator.cli", "crds", "--check",
+         "--out", str(ROOT / "crds"), "--out", str(ROOT / "deploy/helm/mmft/crds")],
+        capture_output=True, text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -56,3 +60,15 @@ def test_samples_satisfy_the_models(path: Path) -> None:
         if not document or not str(document.get("apiVersion", "")).startswith("mmft.io/"):
             continue
         BY_KIND[document["kind"]].spec_model.model_validate(document["spec"])
+
+
+def test_api_reference_is_current_and_lists_every_spec_field() -> None:
+    from mmft_operator.commands.crds import render_api_reference
+
+    text = render_api_reference()
+    assert (ROOT / "docs/api-reference.md").read_text() == text, "run `python -m mmft_operator.cli crds`"
+    for name, crd in all_crds().items():
+        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        for where, _schema in _walk(spec, "spec"):
+            if where != "spec" and "[]" not in where.split(".")[-1] and "{}" not in where:
+                assert f"| `{where}` |" in text, f"{name}: {where} missing from docs/api-reference.md"

@@ -7,10 +7,17 @@ import sys
 from pathlib import Path
 
 HELP = "Generate the CustomResourceDefinitions in crds/ from the API models (--check: fail if stale)."
+# The kustomize base's CRDs and the Helm chart's (Helm installs a chart's crds/ folder on install).
+DEFAULT_OUTS = (Path("crds"), Path("deploy/helm/mmft/crds"))
+# The API reference generated from the same CRDs; written and checked when --out is not given.
+API_REFERENCE = Path("docs/api-reference.md")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("crds"), help="Directory of the CRD files (default: crds).")
+    parser.add_argument(
+        "--out", type=Path, action="append",
+        help="Directory of the CRD files; repeatable (default: crds and deploy/helm/mmft/crds).",
+    )
     parser.add_argument("--check", action="store_true", help="Exit 1 if a file differs from what would be written.")
 
 
@@ -24,20 +31,46 @@ def render_files() -> dict[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    results = [_write_or_check(out, args.check) for out in args.out or DEFAULT_OUTS]
+    if not args.out:
+        results.append(_api_reference(API_REFERENCE, args.check))
+    return max(results)
+
+
+def render_api_reference() -> str:
+    from mmft_operator.api.crdgen import all_crds
+    from mmft_operator.api.reference import render
+
+    return render(all_crds())
+
+
+def _api_reference(path: Path, check: bool) -> int:
+    text = render_api_reference()
+    if check:
+        if _read(path) != text:
+            print(f"stale: {path} (run `mmft crds`)", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(text)
+    print(path)
+    return 0
+
+
+def _write_or_check(out: Path, check: bool) -> int:
     files = render_files()
-    if args.check:
-        stale = [name for name, text in files.items() if _read(args.out / name) != text]
+    if check:
+        stale = [name for name, text in files.items() if _read(out / name) != text]
         known = set(files) | {"kustomization.yaml"}
-        extra = sorted(p.name for p in args.out.glob("*.yaml") if p.name not in known) if args.out.is_dir() else []
+        extra = sorted(p.name for p in out.glob("*.yaml") if p.name not in known) if out.is_dir() else []
         for name in stale:
-            print(f"stale: {args.out / name} (run `mmft crds`)", file=sys.stderr)
+            print(f"stale: {out / name} (run `mmft crds`)", file=sys.stderr)
         for name in extra:
-            print(f"unexpected: {args.out / name} (no such kind)", file=sys.stderr)
+            print(f"unexpected: {out / name} (no such kind)", file=sys.stderr)
         return 1 if stale or extra else 0
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (args.out / name).write_text(text)
-        print(args.out / name)
+        (out / name).write_text(text)
+        print(out / name)
     return 0
 
 
