@@ -35,7 +35,7 @@ demo: install-operator cluster  ## the seed's pipeline at toy scale in real cont
 test: install cluster  ## every tier: unit, integration (local control plane), ML on tiny models
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-test-unit:
+test-unit: cluster
 	$(PYTHON) -m pytest -m "not integration and not ml and not containers" $(PYTEST_ARGS)
 
 test-integration: cluster
