@@ -44,7 +44,8 @@ def _document(document: dict, namespaced: bool) -> str:
     if namespaced:
         lines.append("  namespace: {{ .Release.Namespace }}")
     text = "\n".join(lines) + "\n" + LABELS
-    text += "".join(f"    {key}: {json.dumps(value)}\n" for key, value in own_labels.items() if key != "app.kubernetes.io/name")
+    own_labels.pop("app.kubernetes.io/name", None)  # mmft.labels has it
+    text += "".join(f"    {key}: {json.dumps(value)}\n" for key, value in own_labels.items())
     if meta:
         text += _escaped(yaml.safe_dump({"x": meta}, sort_keys=False, width=120).split("\n", 1)[1])
     return text + _escaped(yaml.safe_dump(document, sort_keys=False, width=120))

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import yaml
-
 from mmft_operator.api.datasetprep import DatasetPrepSpec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,6 @@ import pytest
 import yaml
 from mmft_localcluster import kubectl_path
 from mmft_localcluster.paths import tool_path
-
 from mmft_operator.settings import ENV_PREFIX, OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
