@@ -74,7 +74,8 @@ def _reconcile_once(
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
                   retrying)
     plan = engine.plan_children(reconciler, world, parsed)
-    plan.delete = engine.plan_deletions(plan, observer.children(plan.owner, engine.children_to_observe(reconciler, plan)))
+    existing = observer.children(plan.owner, engine.children_to_observe(reconciler, plan))
+    plan.delete = engine.plan_deletions(plan, existing)
     applied = _apply_children(observer.kube, plan)
     _delete_children(observer.kube, plan)
     if plan.invalid_status is not None:

@@ -2,7 +2,8 @@
 
 From the watch cache (kopf's indexes) once it holds its initial listing, from the API before that and wherever the
 cache cannot answer: a write based on a cached owner conflicted, or status says the Job exists but its creation has
-not reached the watch yet. Children that may have to be deleted are listed from the API. Referenced resources (a DatasetPrep, the FineTuneJobs an Evaluation compares) are read
+not reached the watch yet. Children that may have to be deleted are listed from the API.
+Referenced resources (a DatasetPrep, the FineTuneJobs an Evaluation compares) are read
 from the API: a resource waits on them, so a fresh read decides when it may start.
 """
 
