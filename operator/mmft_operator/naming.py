@@ -17,10 +17,13 @@ def labels(kind: str, name: str, component: str) -> dict[str, str]:
         "app.kubernetes.io/instance": name,
         COMPONENT_LABEL: component,
         "app.kubernetes.io/part-of": "mmft",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        OWNER_KIND_LABEL: kind.lower(),
-        OWNER_NAME_LABEL: name,
+        **owner_labels(kind, name),
     }
+
+
+def owner_labels(kind: str, name: str) -> dict[str, str]:
+    """The labels every child of one resource carries: what its children are listed by."""
+    return {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_KIND_LABEL: kind.lower(), OWNER_NAME_LABEL: name}
 
 
 def selector(kind: str, name: str, component: str) -> dict[str, str]:

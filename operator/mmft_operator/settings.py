@@ -26,6 +26,9 @@ class OperatorSettings:
     gcsfuse_sidecar_ephemeral_storage: str = "10Gi"
     # A pod that stays unschedulable this long marks its resource Stalled (Autopilot needs minutes to add a GPU node).
     unschedulable_grace_seconds: int = 900
+    # How long a finished FineTuneJob's TensorBoard keeps running when its spec does not say
+    # (spec.tensorboard.ttlSecondsAfterFinished); about 3.4 USD a day on Autopilot (docs/tensorboard.md).
+    tensorboard_ttl_seconds_after_finished: int = 24 * 3600
     rendezvous_port: int = 29500
     tensorboard_port: int = 6006
     # Prometheus metrics of the operator itself; 0 turns the endpoint off.

@@ -71,6 +71,13 @@ def test_rbac_names_exact_resources_and_verbs_without_wildcards() -> None:
         ("get", "secrets", "no"),
         ("list", "secrets", "no"),
         ("delete", "jobs.batch", "yes"),
+        # The children that can leave the desired set (TensorBoard, rendezvous Service): listed and deleted.
+        ("delete", "deployments.apps", "yes"),
+        ("delete", "services", "yes"),
+        ("list", "deployments.apps", "yes"),
+        ("delete", "configmaps", "no"),
+        ("delete", "persistentvolumeclaims", "no"),
+        ("delete", "rolebindings.rbac.authorization.k8s.io", "no"),
         ("delete", "pods", "no"),
         ("patch", "finetunejobs.mmft.io", "no"),
         ("create", "clusterroles.rbac.authorization.k8s.io", "no"),

@@ -63,3 +63,25 @@ def test_a_failed_pass_is_retried_as_retrying_and_success_clears_it() -> None:
     while KEY in queue._failures and time.monotonic() < deadline:  # cleared once the retry's pass returns
         time.sleep(0.01)
     assert KEY not in queue._failures
+
+
+def test_a_requeue_runs_the_key_once_its_time_comes_and_an_earlier_time_replaces_a_later_one() -> None:
+    ran: dict = {}
+    done = threading.Event()
+
+    def work(key, verify, retrying):  # noqa: ANN001
+        ran.setdefault(key, []).append(time.monotonic())
+        if len(ran) == 2:
+            done.set()
+
+    queue = WorkQueue(work)
+    asked = time.monotonic()
+    queue.submit_after(KEY, 3600)
+    queue.submit_after(KEY, 0.3)  # earlier: replaces the hour
+    queue.submit_after(KEY, 1800)  # later than the one waiting: the pass at 0.3 s plans again
+    queue.submit_after(("FineTuneJob", "ml", "past"), -5)  # already due: at once
+    assert done.wait(30), ran
+    assert ran[KEY][0] - asked >= 0.3
+    time.sleep(0.5)
+    assert len(ran[KEY]) == 1 and len(ran[("FineTuneJob", "ml", "past")]) == 1
+    assert queue._delayed.pending() == {}

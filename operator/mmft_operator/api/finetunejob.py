@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import Field
@@ -306,6 +307,14 @@ class TensorBoardSettings(ApiModel):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         "ClusterIP", description="Service type. ClusterIP by default: reach it with kubectl port-forward."
     )
+    ttl_seconds_after_finished: int | None = Field(
+        None,
+        ge=0,
+        description="Seconds the TensorBoard keeps running once the job finished (succeeded or failed); then the "
+        "operator removes its Deployment and Service, and the event files stay in the bucket. Unset: the "
+        "operator's MMFT_TENSORBOARD_TTL_SECONDS_AFTER_FINISHED (1 day). Raise it later to bring a removed "
+        "TensorBoard back (docs/tensorboard.md).",
+    )
 
 
 class ExportSettings(ApiModel):
@@ -406,6 +415,16 @@ class StartupStages(ApiModel):
     )
 
 
+class TensorBoardRetention(ApiModel):
+    """When the TensorBoard of a finished job is removed (spec.tensorboard.ttlSecondsAfterFinished)."""
+
+    state: Literal["Retained", "Removed"] = Field(
+        description="Retained: still running after the run, until removeAt. Removed: its Deployment and Service "
+        "are gone; the event files stay in the bucket (status.outputs.tensorboardDir)."
+    )
+    remove_at: dt.datetime = Field(description="When it is (or was) removed: completionTime + its TTL.")
+
+
 class FineTuneJobStatus(CommonStatus):
     """Observed state of a FineTuneJob."""
 
@@ -420,6 +439,9 @@ class FineTuneJobStatus(CommonStatus):
         0, description="Pods lost to preemption or node disruption (not counted as failures).", ge=0
     )
     failures: int = Field(0, description="Pod failures counted against backoffLimit.", ge=0)
+    tensorboard: TensorBoardRetention | None = Field(
+        None, description="Set once the job finished with a TensorBoard: when it is, or was, removed."
+    )
 
 
 IMMUTABLE_AFTER_START = (

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating
+from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating, Ref
 from mmft_operator.reconcile import engine
 from mmft_operator.reconcile.engine import ChildrenPlan, KindReconciler, StatusPlan, World
 from mmft_operator.settings import OperatorSettings
@@ -32,8 +32,9 @@ def reconcile(
     name: str,
     verify_children: bool = False,
     retrying: bool = False,
-) -> dict[str, Any] | None:
-    """Bring one resource's children and status up to date; returns its status, or None once it is gone.
+) -> StatusPlan | None:
+    """Bring one resource's children and status up to date; returns the status plan applied (the status, and when
+    to reconcile again), or None once the resource is gone.
 
     Children whose combined hash matches `status.childrenHash` are not read again unless `verify_children` (the
     periodic resync) asks for it: an event-driven reconcile with nothing to change reads only the watch cache and
@@ -62,7 +63,7 @@ def _reconcile_once(
     body: dict[str, Any],
     verify_children: bool,
     retrying: bool,
-) -> dict[str, Any]:
+) -> StatusPlan:
     meta = body["metadata"]
     parsed = engine.parse(reconciler, body)
     job, references = None, []
@@ -73,14 +74,17 @@ def _reconcile_once(
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
                   retrying)
     plan = engine.plan_children(reconciler, world, parsed)
+    existing = observer.children(plan.owner, engine.children_to_observe(reconciler, plan))
+    plan.delete = engine.plan_deletions(plan, existing)
     applied = _apply_children(observer.kube, plan)
+    _delete_children(observer.kube, plan)
     if plan.invalid_status is not None:
         status_plan = engine.plan_status(reconciler, world, plan, applied, [], None)
     else:
         pods = observer.pods(meta["namespace"], applied.job["metadata"]["name"]) if applied.job is not None else []
         status_plan = engine.plan_status(reconciler, world, plan, applied, pods, observer.report(plan.owner))
     _apply_status(observer, body, status_plan, now)
-    return status_plan.status
+    return status_plan
 
 
 def _apply_children(kube: Kube, plan: ChildrenPlan) -> engine.AppliedChildren:
@@ -96,6 +100,14 @@ def _apply_children(kube: Kube, plan: ChildrenPlan) -> engine.AppliedChildren:
     if suspend is not None:
         job = kube.set_job_suspend(job, suspend)
     return engine.applied_children(plan, job, conflict)
+
+
+def _delete_children(kube: Kube, plan: ChildrenPlan) -> None:
+    """Delete what left the desired set; `delete_owned` re-checks the controller reference before each delete."""
+    for child in plan.delete:
+        if kube.delete_owned(Ref(child.api_version, child.kind, plan.owner.namespace, child.name), plan.owner.uid):
+            log.info("%s/%s: deleted %s %s, no longer wanted", plan.owner.namespace, plan.owner.name, child.kind,
+                     child.name)
 
 
 def _apply_status(observer: Observer, body: dict[str, Any], plan: StatusPlan, now: dt.datetime) -> None:

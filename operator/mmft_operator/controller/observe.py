@@ -2,7 +2,8 @@
 
 From the watch cache (kopf's indexes) once it holds its initial listing, from the API before that and wherever the
 cache cannot answer: a write based on a cached owner conflicted, or status says the Job exists but its creation has
-not reached the watch yet. Referenced resources (a DatasetPrep, the FineTuneJobs an Evaluation compares) are read
+not reached the watch yet. Children that may have to be deleted are listed from the API.
+Referenced resources (a DatasetPrep, the FineTuneJobs an Evaluation compares) are read
 from the API: a resource waits on them, so a fresh read decides when it may start.
 """
 
@@ -51,6 +52,13 @@ class Observer:
         else:
             config_map = self.cache.report(owner.namespace, name)
         return read_report(owner, config_map)
+
+    def children(self, owner: Owner, kinds: tuple[tuple[str, str], ...]) -> dict[tuple[str, str], list[dict]]:
+        """The owner's existing children of these (apiVersion, kind)s, listed by its labels from the API: kopf
+        does not watch Services or Deployments, and they are read only when the children are ensured."""
+        labels = naming.owner_labels(owner.kind, owner.name)
+        return {(api_version, kind): self.kube.list(api_version, kind, owner.namespace, labels)
+                for api_version, kind in kinds}
 
     def referenced(self, namespace: str, references: list[Reference]) -> dict[Reference, dict[str, Any] | None]:
         return {ref: self.kube.get(Ref(API_VERSION, ref.kind, namespace, ref.name)) for ref in references}

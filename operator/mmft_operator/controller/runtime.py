@@ -95,8 +95,8 @@ class Runtime:
         kind, namespace, name = key
         started = time.perf_counter()
         try:
-            status = apply.reconcile(self.observer, RECONCILERS[kind], self.settings, self.clock, namespace, name,
-                                     verify_children, retrying)
+            planned = apply.reconcile(self.observer, RECONCILERS[kind], self.settings, self.clock, namespace, name,
+                                      verify_children, retrying)
         except ApiError as error:
             metrics.RECONCILES.labels(kind, "error").inc()
             log.warning("%s %s/%s: reconcile failed, retrying: %s", kind, namespace, name, error)
@@ -108,4 +108,6 @@ class Runtime:
         finally:
             metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
         metrics.RECONCILES.labels(kind, "ok").inc()
-        metrics.RESOURCE_STATES.record(kind, namespace, name, status)
+        metrics.RESOURCE_STATES.record(kind, namespace, name, planned.status if planned is not None else None)
+        if planned is not None and planned.requeue_at is not None:
+            self.queue.submit_after(key, (planned.requeue_at - self.clock()).total_seconds())

@@ -5,6 +5,8 @@ children can change what status says (the Job just created, a ChildConflict):
 
     references_needed(body, job)        which referenced resources (DatasetPrep, FineTuneJob) to fetch first
     plan_children(world)                the children to ensure, the Job's suspend, or the SpecInvalid status
+    children_to_observe(plan)           which kinds of existing children to list (only when children are ensured)
+    plan_deletions(plan, existing)      the children this resource controls that left the desired set
     suspend_change(plan, job)           whether the Job's suspend must flip
     plan_status(world, plan, applied)   the status to write (only if it changed) and the transition Event
 
@@ -18,7 +20,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -73,6 +75,8 @@ class ChildrenPlan:
     children_hash: str | None = None  # status.childrenHash as recorded
     hash_when_ensured: str | None = None  # status.childrenHash once `ensure` succeeded
     wanted_suspend: bool | None = None  # None: someone else (Kueue) owns the Job's suspend
+    retired: bool = False  # the children kept after the run (a TensorBoard) are past their TTL: left out
+    delete: list[ChildRef] = field(default_factory=list)  # children this resource controls that left the set
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,25 @@ class StatusPlan:
     status: dict[str, Any]  # the status the resource has once the plan is applied
     patch: dict[str, Any] | None = None  # the merge patch of the status subresource; None: nothing changed
     event: Event | None = None
+    requeue_at: dt.datetime | None = None  # reconcile again at this time (a retained child's TTL runs out)
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child to delete: it left the desired set (TensorBoard turned off, a multi-node job made single-node)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class RetainedAfterRun:
+    """Children that outlive the run only for a while (a FineTuneJob's TensorBoard): by their component label."""
+
+    component: str
+    ttl_seconds: int
+    status_key: str  # the status field that shows when they go: {state: Retained|Removed, removeAt}
 
 
 def applied_children(plan: ChildrenPlan, job: dict[str, Any] | None, conflict: str | None) -> AppliedChildren:
@@ -129,6 +152,10 @@ class KindReconciler:
 
     kind: str
     job_component: str
+    # (apiVersion, kind) of the children that can leave the desired set while the resource exists: the controller
+    # lists these by the owner's labels when children are ensured, and the planner deletes what is no longer wanted.
+    # Kinds whose children are always wanted (the Job, ConfigMaps, Role, RoleBinding, PVC) are not listed.
+    removable_kinds: tuple[tuple[str, str], ...] = ()
     # Shown with reason OutOfMemory when the workload's GPU ran out of memory: the spec fields to lower.
     out_of_memory_advice: str = workload.DEFAULT_OUT_OF_MEMORY_ADVICE
 
@@ -160,6 +187,10 @@ class KindReconciler:
 
     def job_name(self, owner: Owner) -> str:
         return naming.job(owner.name, self.job_component)
+
+    def retained_after_run(self, spec, settings: OperatorSettings) -> RetainedAfterRun | None:  # noqa: ANN001
+        """Children removed some time after the run finished; None: every child stays as long as the resource."""
+        return None
 
 
 def owner_of(body: dict[str, Any]) -> Owner:
@@ -218,7 +249,7 @@ def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | Non
                         children_hash=status.get("childrenHash"))
     if not all(p.ready for p in prerequisites):
         return plan
-    desired = reconciler.children(owner, spec, resolved, world.settings)
+    desired = _without_retired(reconciler, world, plan, reconciler.children(owner, spec, resolved, world.settings))
     plan.children = [f"{child['kind']}/{child['metadata']['name']}" for child in desired]
     plan.wanted_suspend = reconciler.desired_suspend(spec)
     wanted_hash = _combined_hash(desired)
@@ -266,7 +297,73 @@ def plan_status(
     )
     if applied.children_hash is not None:
         new_status["childrenHash"] = applied.children_hash
-    return _status_plan(body, new_status, world.now)
+    retention_status, requeue_at = _after_run(reconciler, world, plan, new_status)
+    new_status.update(retention_status)
+    return replace(_status_plan(body, new_status, world.now), requeue_at=requeue_at)
+
+
+def children_to_observe(reconciler: KindReconciler, plan: ChildrenPlan) -> tuple[tuple[str, str], ...]:
+    """The kinds of existing children to list before deleting: only when the children are ensured (their hash
+    changed, which every change of the desired set does, or the resync verifies them), so a converged reconcile
+    reads nothing more."""
+    return reconciler.removable_kinds if plan.ensure else ()
+
+
+def plan_deletions(plan: ChildrenPlan, existing: Mapping[tuple[str, str], list[dict[str, Any]]]) -> list[ChildRef]:
+    """The listed children (by (apiVersion, kind)) that this resource controls and no longer wants. An object that
+    merely carries its labels, without a controller reference to this resource's UID, is never deleted."""
+    wanted = set(plan.children)
+    deletions = []
+    for (api_version, kind), objects in existing.items():
+        for obj in objects:
+            meta = obj["metadata"]
+            controlled = any(ref.get("uid") == plan.owner.uid and ref.get("controller")
+                             for ref in meta.get("ownerReferences") or [])
+            if controlled and not meta.get("deletionTimestamp") and f"{kind}/{meta['name']}" not in wanted:
+                deletions.append(ChildRef(api_version, kind, meta["name"]))
+    return sorted(deletions, key=lambda ref: (ref.kind, ref.name))
+
+
+def _retained_until(
+    reconciler: KindReconciler, spec, status: dict[str, Any], settings: OperatorSettings  # noqa: ANN001
+) -> tuple[RetainedAfterRun, dt.datetime] | None:
+    """What stays after a finished run, and until when (completionTime + its TTL); None while the run goes on."""
+    retained = reconciler.retained_after_run(spec, settings)
+    finished = status.get("phase") in (workload.SUCCEEDED, workload.FAILED) and status.get("completionTime")
+    if retained is None or not finished:
+        return None
+    completed = dt.datetime.fromisoformat(status["completionTime"].replace("Z", "+00:00"))
+    return retained, completed + dt.timedelta(seconds=retained.ttl_seconds)
+
+
+def _without_retired(
+    reconciler: KindReconciler, world: World, plan: ChildrenPlan, desired: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The desired children less those kept after the run once their TTL ran out (by the recorded status)."""
+    due = _retained_until(reconciler, plan.spec, world.body.get("status") or {}, world.settings)
+    if due is None or world.now < due[1]:
+        return desired
+    plan.retired = True
+    component = due[0].component
+    return [child for child in desired if child["metadata"]["labels"].get(naming.COMPONENT_LABEL) != component]
+
+
+def _after_run(
+    reconciler: KindReconciler, world: World, plan: ChildrenPlan, new_status: dict[str, Any]
+) -> tuple[dict[str, Any], dt.datetime | None]:
+    """The status field showing when the children kept after the run go, and when to come back to remove them.
+
+    Judged from the status being written: the pass that sees the run finish schedules the removal; a TTL already
+    past (0, or the operator was down) asks for a pass at once."""
+    if plan.spec is None:
+        return {}, None
+    due = _retained_until(reconciler, plan.spec, new_status, world.settings)
+    if due is None:
+        return {}, None
+    retained, until = due
+    stamp = until.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    state = "Removed" if plan.retired else "Retained"
+    return {retained.status_key: {"state": state, "removeAt": stamp}}, None if plan.retired else until
 
 
 def _own_job(body: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:

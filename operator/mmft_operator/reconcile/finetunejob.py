@@ -14,7 +14,7 @@ from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate
 
-from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced
+from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced, RetainedAfterRun
 
 _PAST_PREFLIGHT = {"Running", "Saving", "Exporting", "Completed"}
 
@@ -26,6 +26,9 @@ class FineTuneJobReconciler(KindReconciler):
         "lower spec.training.microBatchSize or spec.training.sequenceLen, or set "
         "spec.training.gradientCheckpointing: true"
     )
+    # The rendezvous Service (only with several nodes) and the TensorBoard Deployment and Service (only while
+    # enabled and within its TTL after the run) can leave the desired set; every other child always stays.
+    removable_kinds = (("v1", "Service"), ("apps/v1", "Deployment"))
 
     def parse(self, spec: dict[str, Any]) -> FineTuneJobSpec:
         return FineTuneJobSpec.model_validate(spec)
@@ -41,6 +44,17 @@ class FineTuneJobReconciler(KindReconciler):
     ) -> list[dict]:
         paths = DatasetPaths(train=resolved["trainJsonl"], validation=resolved.get("validationJsonl"))
         return builders.build_children(owner, spec, paths, settings)
+
+    def retained_after_run(self, spec: FineTuneJobSpec, settings: OperatorSettings) -> RetainedAfterRun | None:
+        tensorboard = spec.tensorboard
+        if not tensorboard.enabled:
+            return None
+        ttl = tensorboard.ttl_seconds_after_finished
+        return RetainedAfterRun(
+            component=builders.TENSORBOARD,
+            ttl_seconds=settings.tensorboard_ttl_seconds_after_finished if ttl is None else ttl,
+            status_key="tensorboard",
+        )
 
     def desired_suspend(self, spec: FineTuneJobSpec) -> bool | None:
         return None if spec.queue_name else spec.suspend
