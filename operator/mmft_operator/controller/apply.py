@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating
+from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating, Ref
 from mmft_operator.reconcile import engine
 from mmft_operator.reconcile.engine import ChildrenPlan, KindReconciler, StatusPlan, World
 from mmft_operator.settings import OperatorSettings
@@ -73,6 +73,7 @@ def _reconcile_once(
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
                   retrying)
     plan = engine.plan_children(reconciler, world, parsed)
+    _delete_replaced_job(observer.kube, plan)
     applied = _apply_children(observer.kube, plan)
     if plan.invalid_status is not None:
         status_plan = engine.plan_status(reconciler, world, plan, applied, [], None)
@@ -80,6 +81,13 @@ def _reconcile_once(
         pods = observer.pods(meta["namespace"], applied.job["metadata"]["name"]) if applied.job is not None else []
         status_plan = engine.plan_status(reconciler, world, plan, applied, pods, observer.report(plan.owner))
     _apply_status(observer, body, status_plan, now)
+    ttl = engine.job_ttl_change(plan, status_plan, applied.job, settings)
+    if ttl is not None:
+        try:
+            observer.kube.set_job_ttl(applied.job, ttl)
+        except ApiError as error:
+            if error.status != 404:  # gone already: there is nothing left to keep
+                raise
     return status_plan.status
 
 
@@ -96,6 +104,16 @@ def _apply_children(kube: Kube, plan: ChildrenPlan) -> engine.AppliedChildren:
     if suspend is not None:
         job = kube.set_job_suspend(job, suspend)
     return engine.applied_children(plan, job, conflict)
+
+
+def _delete_replaced_job(kube: Kube, plan: ChildrenPlan) -> None:
+    """A retry deletes the failed attempt's Job first; a later pass, seeing it gone, creates the new one."""
+    if plan.replaced_job is None:
+        return
+    meta = plan.replaced_job["metadata"]
+    if kube.delete_owned(Ref("batch/v1", "Job", meta["namespace"], meta["name"]), plan.owner.uid):
+        log.info("%s/%s: deleted Job %s of an earlier attempt for attempt %d", plan.owner.namespace, plan.owner.name,
+                 meta["name"], plan.attempt)
 
 
 def _apply_status(observer: Observer, body: dict[str, Any], plan: StatusPlan, now: dt.datetime) -> None:
