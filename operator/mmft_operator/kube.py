@@ -280,6 +280,14 @@ class Kube:
             ref, {"metadata": {"resourceVersion": meta["resourceVersion"]}, "spec": {"suspend": suspend}}
         )
 
+    def set_job_ttl(self, job: dict[str, Any], seconds: int) -> dict[str, Any]:
+        """Set a finished Job's ttlSecondsAfterFinished (mutable; the TTL controller counts from the Job's end)."""
+        meta = job["metadata"]
+        ref = Ref("batch/v1", "Job", meta["namespace"], meta["name"])
+        return self.merge_patch(
+            ref, {"metadata": {"uid": meta["uid"]}, "spec": {"ttlSecondsAfterFinished": seconds}}
+        )
+
     # -- status and events -------------------------------------------------------------------------------------
     def patch_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Optimistic: fails with 409 if the object changed since it was read, so no update is lost."""

@@ -9,6 +9,12 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 SPEC_HASH_ANNOTATION = "mmft.io/spec-hash"
 # Created once, never patched: the workload owns the data (report ConfigMap) or the API forbids changes (PVC).
 CREATE_ONLY_ANNOTATION = "mmft.io/create-only"
+# On a workload Job created for spec.retry N > 0: which attempt it runs (absent: the first, 0).
+ATTEMPT_ANNOTATION = "mmft.io/attempt"
+
+
+def attempt_annotations(retry: int) -> dict[str, str]:
+    return {ATTEMPT_ANNOTATION: str(retry)} if retry else {}
 
 
 def labels(kind: str, name: str, component: str) -> dict[str, str]:

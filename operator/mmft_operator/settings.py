@@ -29,6 +29,11 @@ class OperatorSettings:
     # How long a finished FineTuneJob's TensorBoard keeps running when its spec does not say
     # (spec.tensorboard.ttlSecondsAfterFinished); about 3.4 USD a day on Autopilot (docs/tensorboard.md).
     tensorboard_ttl_seconds_after_finished: int = 24 * 3600
+    # How long a finished workload Job and its pods (their logs) are kept, by outcome; the operator sets the Job's
+    # ttlSecondsAfterFinished once status records the outcome. spec.ttlSecondsAfterFinished overrides both.
+    # A failed run's logs are what its owner needs next, so they stay longer.
+    succeeded_job_ttl_seconds: int = 24 * 3600
+    failed_job_ttl_seconds: int = 7 * 24 * 3600
     rendezvous_port: int = 29500
     tensorboard_port: int = 6006
     # Prometheus metrics of the operator itself; 0 turns the endpoint off.
@@ -45,6 +50,9 @@ class OperatorSettings:
     storage_emulator_host: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("succeeded_job_ttl_seconds", "failed_job_ttl_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: use 0 or more seconds")
         if self.bucket_volume != "gcsfuse" and not self.bucket_volume.startswith("hostPath:/"):
             raise ValueError(
                 f"{ENV_PREFIX}BUCKET_VOLUME={self.bucket_volume!r}: use 'gcsfuse' or 'hostPath:/absolute/dir'"

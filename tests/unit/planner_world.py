@@ -15,12 +15,14 @@ import yaml
 from mmft_operator.contracts.progress import WorkloadReport
 from mmft_operator.reconcile import engine
 from mmft_operator.reconcile.engine import ChildrenPlan, KindReconciler, Reference, StatusPlan, World
+from mmft_operator.reconcile.lifecycle import CONTROLLER_UID_LABEL
 from mmft_operator.settings import OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "deploy/samples/gemma3-melanoma"
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 UID = "uid-current"
+JOB_UID = f"job-{UID}"  # the UID the API server gives the resource's Job (`job()`, and the one `run` creates)
 SETTINGS = OperatorSettings()
 
 
@@ -52,9 +54,11 @@ def job_condition(type_: str, reason: str = "", message: str = "") -> dict[str, 
             "lastTransitionTime": "2026-12-01T11:30:00Z"}
 
 
-def pod(phase: str, terminated=None, waiting=None, conditions=(), container="trainer"):  # noqa: ANN001, ANN201
+def pod(phase: str, terminated=None, waiting=None, conditions=(), container="trainer", job_uid=JOB_UID):  # noqa: ANN001, ANN201
+    """A pod of the Job with UID `job_uid` (the Job controller's label), by default the Job `job()` and `run` make."""
     state = {key: value for key, value in (("terminated", terminated), ("waiting", waiting)) if value}
-    return {"metadata": {"name": f"pod-{phase.lower()}", "creationTimestamp": "2026-12-01T11:00:06Z"},
+    return {"metadata": {"name": f"pod-{phase.lower()}", "creationTimestamp": "2026-12-01T11:00:06Z",
+                         "labels": {CONTROLLER_UID_LABEL: job_uid}},
             "status": {"phase": phase, "conditions": list(conditions),
                        "containerStatuses": [{"name": container, "state": state}]}}
 
@@ -104,6 +108,7 @@ def run(
         for child in plan.ensure:
             if child["kind"] == "Job":
                 applied_job = {**copy.deepcopy(child), "status": {}}
+                applied_job["metadata"]["uid"] = JOB_UID
     suspend = engine.suspend_change(plan, applied_job)
     if suspend is not None:
         applied_job = {**applied_job, "spec": {**applied_job["spec"], "suspend": suspend}}

@@ -89,6 +89,35 @@ Quantity = Annotated[
 ]
 
 
+# The finished Job's retention: unset, the operator keeps it by outcome (MMFT_SUCCEEDED_JOB_TTL_SECONDS, 1 day;
+# MMFT_FAILED_JOB_TTL_SECONDS, 7 days) and sets the Job's ttlSecondsAfterFinished once status records the outcome.
+JobTtlSeconds = Annotated[
+    int | None,
+    Field(
+        description="Seconds the finished Job and its pods (their logs) are kept, whatever the outcome. Unset: the "
+        "operator's retention by outcome, 1 day after success and 7 days after failure by default "
+        "(MMFT_SUCCEEDED_JOB_TTL_SECONDS, MMFT_FAILED_JOB_TTL_SECONDS). Status stays when the Job goes, and the run "
+        "is never repeated.",
+        ge=0,
+    ),
+]
+
+# Retry in place: raising the counter (in git or with kubectl patch) replaces a Failed run's Job with a new one.
+Retry = Annotated[
+    int,
+    Field(
+        description="Raise this counter to run a Failed resource again under the same name: the operator deletes "
+        "the failed Job and creates a new one (status.attempt records which). Only while status.phase is Failed; "
+        "it may never decrease.",
+        ge=0,
+        le=1000,
+        json_schema_extra=validations(
+            cel("self >= oldSelf", "spec.retry may only increase", reason="FieldValueForbidden")
+        ),
+    ),
+]
+
+
 class LocalObjectReference(ApiModel):
     """A reference to an object of a known kind in the same namespace."""
 
@@ -182,6 +211,9 @@ class CommonStatus(ApiModel):
     )
     start_time: dt.datetime | None = Field(None, description="When the workload Job was created.")
     completion_time: dt.datetime | None = Field(None, description="When the workload finished (succeeded or failed).")
+    attempt: int | None = Field(
+        None, description="The spec.retry value the current run's Job was created for (0: the first run).", ge=0
+    )
     children: list[str] = Field(
         default_factory=list, description="Objects this resource owns, as Kind/name (deleted with it)."
     )
@@ -216,6 +248,7 @@ class WorkloadJobSettings(ApiModel):
         None, description="Workload image pinned by tag or digest. Empty: the operator's default."
     )
     active_deadline_seconds: int = Field(24 * 3600, description="Maximum run time in seconds.", ge=60)
-    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, description="Seconds the finished Job is kept.", ge=0)
+    ttl_seconds_after_finished: JobTtlSeconds = None
+    retry: Retry = 0
     backoff_limit: int = Field(2, description="Retries of the Job.", ge=0, le=20)
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")

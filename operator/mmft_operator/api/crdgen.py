@@ -128,6 +128,21 @@ def immutability_rules(info: KindInfo) -> list[dict[str, str]]:
     return rules
 
 
+def retry_rules(info: KindInfo) -> list[dict[str, str]]:
+    """Root-level CEL: spec.retry may be raised only while the run is Failed (the field's own rule forbids lowering
+    it). A run that succeeded is final; one still running has nothing to retry yet."""
+    return [
+        {
+            "rule": "!has(oldSelf.spec.retry) || !has(self.spec.retry) || self.spec.retry <= oldSelf.spec.retry || "
+            "(has(oldSelf.status) && has(oldSelf.status.phase) && oldSelf.status.phase == 'Failed')",
+            "message": "spec.retry can be raised only while status.phase is Failed; a run that succeeded is final "
+            f"(create a new {info.kind} with another name to run it again)",
+            "fieldPath": ".spec.retry",
+            "reason": "FieldValueForbidden",
+        }
+    ]
+
+
 # Children are named NAME-<suffix>; the longest suffix plus a Job pod's hash must fit in a 63-character label.
 MAX_NAME_LENGTH = 40
 
@@ -157,6 +172,7 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
                 "reason": "FieldValueInvalid",
             },
             *immutability_rules(info),
+            *retry_rules(info),
         ],
     }
     return {

@@ -18,10 +18,12 @@ from .common import (
     ApiModel,
     CommonStatus,
     GcsBucket,
+    JobTtlSeconds,
     LocalObjectReference,
     PinnedImage,
     PodMetadata,
     Quantity,
+    Retry,
     SecretKeySelector,
     WorkloadResources,
     cel,
@@ -364,9 +366,8 @@ class FineTuneJobSpec(ApiModel):
     active_deadline_seconds: int = Field(
         7 * 24 * 3600, description="Maximum run time of the training Job in seconds.", ge=60, le=30 * 24 * 3600
     )
-    ttl_seconds_after_finished: int = Field(
-        7 * 24 * 3600, description="Seconds the finished Job and its pods are kept (logs).", ge=0
-    )
+    ttl_seconds_after_finished: JobTtlSeconds = None
+    retry: Retry = 0
     backoff_limit: int = Field(
         2, description="Retries after failures that are not preemptions or configuration errors.", ge=0, le=20
     )

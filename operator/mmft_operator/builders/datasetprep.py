@@ -107,8 +107,8 @@ def build_dataprep_job(owner: Owner, spec: DatasetPrepSpec, settings: OperatorSe
         ),
         report_file=f"{output_dir(spec)}/report.json",
         active_deadline_seconds=spec.active_deadline_seconds,
-        ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         backoff_limit=spec.backoff_limit,
+        attempt=spec.retry,
     )
     return build_workload_job(owner, pod, settings)
 

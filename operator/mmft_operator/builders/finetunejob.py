@@ -177,10 +177,11 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
             common.shm_volume(common.shm_size_for(requests["memory"])),
         ],
     }
+    # No ttlSecondsAfterFinished: the operator sets it by outcome once status records the outcome, so the Job is
+    # never collected before its verdict is kept.
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.backoff_limit,
         "activeDeadlineSeconds": spec.active_deadline_seconds,
-        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
         # Under Kueue the Job is created suspended and Kueue admits it; the operator never flips it afterwards.
         "suspend": spec.suspend or spec.queue_name is not None,
         "podFailurePolicy": {
@@ -211,7 +212,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
     labels = {}
     if spec.queue_name:
         labels["kueue.x-k8s.io/queue-name"] = spec.queue_name
-    metadata = common.metadata(owner, naming.job(owner.name, "train"), TRAINER)
+    metadata = common.metadata(owner, naming.job(owner.name, "train"), TRAINER, naming.attempt_annotations(spec.retry))
     metadata["labels"].update(labels)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 

@@ -27,8 +27,8 @@ class WorkloadPod:
     requests: dict[str, str]
     report_file: str
     active_deadline_seconds: int
-    ttl_seconds_after_finished: int
     backoff_limit: int
+    attempt: int  # spec.retry: stamped on the Job so a replaced attempt's Job is never judged as the new one
     gpus: int = 0
     spot: bool = False
     # Memory-backed /dev/shm for PyTorch data-loader workers; None keeps the container default.
@@ -70,11 +70,14 @@ def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSetting
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": common.metadata(owner, naming.job(owner.name, pod.component), pod.component),
+        "metadata": common.metadata(
+            owner, naming.job(owner.name, pod.component), pod.component, naming.attempt_annotations(pod.attempt)
+        ),
+        # No ttlSecondsAfterFinished: the operator sets it by outcome once status records the outcome, so the Job is
+        # never collected before its verdict is kept.
         "spec": {
             "backoffLimit": pod.backoff_limit,
             "activeDeadlineSeconds": pod.active_deadline_seconds,
-            "ttlSecondsAfterFinished": pod.ttl_seconds_after_finished,
             "podFailurePolicy": {
                 "rules": [
                     {

@@ -76,6 +76,7 @@ def _reconcile_once(
     plan = engine.plan_children(reconciler, world, parsed)
     existing = observer.children(plan.owner, engine.children_to_observe(reconciler, plan))
     plan.delete = engine.plan_deletions(plan, existing)
+    _delete_replaced_job(observer.kube, plan)
     applied = _apply_children(observer.kube, plan)
     _delete_children(observer.kube, plan)
     if plan.invalid_status is not None:
@@ -84,6 +85,13 @@ def _reconcile_once(
         pods = observer.pods(meta["namespace"], applied.job["metadata"]["name"]) if applied.job is not None else []
         status_plan = engine.plan_status(reconciler, world, plan, applied, pods, observer.report(plan.owner))
     _apply_status(observer, body, status_plan, now)
+    ttl = engine.job_ttl_change(plan, status_plan, applied.job, settings)
+    if ttl is not None:
+        try:
+            observer.kube.set_job_ttl(applied.job, ttl)
+        except ApiError as error:
+            if error.status != 404:  # gone already: there is nothing left to keep
+                raise
     return status_plan
 
 
@@ -108,6 +116,16 @@ def _delete_children(kube: Kube, plan: ChildrenPlan) -> None:
         if kube.delete_owned(Ref(child.api_version, child.kind, plan.owner.namespace, child.name), plan.owner.uid):
             log.info("%s/%s: deleted %s %s, no longer wanted", plan.owner.namespace, plan.owner.name, child.kind,
                      child.name)
+
+
+def _delete_replaced_job(kube: Kube, plan: ChildrenPlan) -> None:
+    """A retry deletes the failed attempt's Job first; a later pass, seeing it gone, creates the new one."""
+    if plan.replaced_job is None:
+        return
+    meta = plan.replaced_job["metadata"]
+    if kube.delete_owned(Ref("batch/v1", "Job", meta["namespace"], meta["name"]), plan.owner.uid):
+        log.info("%s/%s: deleted Job %s of an earlier attempt for attempt %d", plan.owner.namespace, plan.owner.name,
+                 meta["name"], plan.attempt)
 
 
 def _apply_status(observer: Observer, body: dict[str, Any], plan: StatusPlan, now: dt.datetime) -> None:

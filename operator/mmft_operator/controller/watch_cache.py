@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mmft_operator.reconcile.lifecycle import CONTROLLER_UID_LABEL
+
 REPORT_SUFFIX = "-report"
 # kopf's index stores may change size while a worker thread reads them: retry the read instead of failing it.
 _READ_ATTEMPTS = 5
@@ -30,14 +32,18 @@ def job_entry(body: Mapping[str, Any]) -> dict[str, Any]:
         "kind": "Job",
         "metadata": _pick(meta, "name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels",
                           "annotations", "ownerReferences"),
-        "spec": _pick(body.get("spec", {}), "suspend"),
+        "spec": _pick(body.get("spec", {}), "suspend", "ttlSecondsAfterFinished"),
         "status": dict(body.get("status") or {}),
     }
 
 
 def pod_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata", {})
+    # The Job's UID label only: a replaced Job's terminating pods share its name (reconcile/lifecycle.py pods_of).
+    uid_label = _pick(meta.get("labels") or {}, CONTROLLER_UID_LABEL)
     return {
-        "metadata": _pick(body.get("metadata", {}), "name", "creationTimestamp", "deletionTimestamp"),
+        "metadata": {**_pick(meta, "name", "creationTimestamp", "deletionTimestamp"),
+                     **({"labels": uid_label} if uid_label else {})},
         "status": dict(body.get("status") or {}),
     }
 
@@ -72,7 +78,7 @@ def slim(group: str, plural: str, body: dict[str, Any]) -> None:
     if (group, plural) == ("", "pods"):
         body.pop("spec", None)
     elif (group, plural) == ("batch", "jobs"):
-        body["spec"] = _pick(body.get("spec") or {}, "suspend")
+        body["spec"] = _pick(body.get("spec") or {}, "suspend", "ttlSecondsAfterFinished")
     elif (group, plural) == ("", "configmaps") and not is_report(body.get("metadata", {}).get("name", "")):
         body.pop("data", None)
         body.pop("binaryData", None)

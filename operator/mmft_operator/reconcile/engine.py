@@ -32,6 +32,8 @@ from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
 
+from . import lifecycle
+
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +79,9 @@ class ChildrenPlan:
     wanted_suspend: bool | None = None  # None: someone else (Kueue) owns the Job's suspend
     retired: bool = False  # the children kept after the run (a TensorBoard) are past their TTL: left out
     delete: list[ChildRef] = field(default_factory=list)  # children this resource controls that left the set
+    stage: str = lifecycle.RUN  # lifecycle.RUN, FINAL (the outcome stands) or REPLACE (a retry deletes the old Job)
+    attempt: int = 0  # the attempt (spec.retry) this pass works on
+    replaced_job: dict[str, Any] | None = None  # REPLACE: the earlier attempt's Job, to delete before a new one
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,9 @@ class KindReconciler:
     def job_name(self, owner: Owner) -> str:
         return naming.job(owner.name, self.job_component)
 
+    # The status field of the children kept after the run (RetainedAfterRun.status_key), if the kind has any.
+    retention_status_key: str | None = None
+
     def retained_after_run(self, spec, settings: OperatorSettings) -> RetainedAfterRun | None:  # noqa: ANN001
         """Children removed some time after the run finished; None: every child stays as long as the resource."""
         return None
@@ -223,6 +231,8 @@ def references_needed(reconciler: KindReconciler, parsed: Parsed, body: dict[str
     exists and status records what was resolved (the inputs of a running job are fixed)."""
     if parsed.invalid is not None or _inputs_recorded(body, _own_job(body, job)):
         return []
+    if lifecycle.stage(body.get("status") or {}, parsed.spec.retry, _own_job(body, job)) == lifecycle.FINAL:
+        return []  # the outcome stands: nothing is resolved again
     return reconciler.references(parsed.spec)
 
 
@@ -238,6 +248,8 @@ def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | Non
         return ChildrenPlan(owner=owner, spec=None, job=None, invalid=parsed.invalid, invalid_status=invalid)
 
     job = _own_job(body, world.job)
+    if lifecycle.stage(status, spec.retry, job) != lifecycle.RUN:
+        return _plan_finished_or_replaced(reconciler, world, owner, spec, status, job)
     # Once the Job exists its inputs are fixed: re-resolving them could change a running job's children. They are
     # resolved again only if the operator died between creating the Job and recording them.
     prerequisites = [] if _inputs_recorded(body, job) else reconciler.prerequisites(owner, spec, world.referenced)
@@ -246,7 +258,7 @@ def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | Non
         resolved.update(prerequisite.resolved)
 
     plan = ChildrenPlan(owner=owner, spec=spec, job=job, prerequisites=prerequisites, resolved=resolved,
-                        children_hash=status.get("childrenHash"))
+                        children_hash=status.get("childrenHash"), attempt=lifecycle.current_attempt(status, spec.retry))
     if not all(p.ready for p in prerequisites):
         return plan
     desired = _without_retired(reconciler, world, plan, reconciler.children(owner, spec, resolved, world.settings))
@@ -259,6 +271,39 @@ def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | Non
         plan.expect_missing = plan.children_hash is None and not world.retrying
         plan.hash_when_ensured = wanted_hash
     return plan
+
+
+def _plan_finished_or_replaced(
+    reconciler: KindReconciler, world: World, owner: Owner, spec, status: dict[str, Any],  # noqa: ANN001
+    job: dict[str, Any] | None,
+) -> ChildrenPlan:
+    """FINAL: the outcome stands; the other children still follow the spec but the Job is never created again.
+    REPLACE: a retry; the earlier attempt's Job is deleted first, and nothing is created until it is gone."""
+    attempt = lifecycle.current_attempt(status, spec.retry)
+    step = lifecycle.stage(status, spec.retry, job)
+    plan = ChildrenPlan(owner=owner, spec=spec, job=job, resolved=dict(status.get("resolved") or {}),
+                        children_hash=status.get("childrenHash"), stage=step, attempt=attempt)
+    if step == lifecycle.REPLACE:
+        plan.job, plan.replaced_job, plan.children = None, job, list(status.get("children") or [])
+        return plan
+    # The children kept after the run (a TensorBoard) leave once their TTL has passed.
+    desired = _without_retired(reconciler, world, plan, reconciler.children(owner, spec, plan.resolved, world.settings))
+    plan.children = [f"{child['kind']}/{child['metadata']['name']}" for child in desired]
+    wanted_hash = _combined_hash(desired)
+    if world.verify_children or wanted_hash != plan.children_hash:
+        plan.ensure = [child for child in desired if child["kind"] != "Job"]
+        plan.hash_when_ensured = wanted_hash
+    return plan
+
+
+def job_ttl_change(
+    plan: ChildrenPlan, status_plan: StatusPlan, job: dict[str, Any] | None, settings: OperatorSettings
+) -> int | None:
+    """The ttlSecondsAfterFinished to set on the finished Job, once status records its outcome (applied after the
+    status write, so the Job is never collected before its verdict is kept)."""
+    if plan.spec is None or plan.stage == lifecycle.REPLACE:
+        return None
+    return lifecycle.job_ttl_change(plan.spec.ttl_seconds_after_finished, status_plan.status, job, settings)
 
 
 def suspend_change(plan: ChildrenPlan, job: dict[str, Any] | None) -> bool | None:
@@ -282,22 +327,22 @@ def plan_status(
     status = body.get("status") or {}
     if plan.invalid_status is not None:
         return _status_plan(body, plan.invalid_status, world.now)
-    observed = Observed(
-        applied.job,
-        pods,
-        report,
-        workload.judge(
-            applied.job, pods, world.now, world.settings.unschedulable_grace_seconds,
-            reconciler.out_of_memory_advice,
-        ),
-    )
-    new_status = _compose(
-        reconciler, plan.owner, plan.spec, status, body["metadata"].get("generation", 1), world.now,
-        plan.prerequisites, observed, plan.resolved, plan.children, applied.conflict,
-    )
+    generation = body["metadata"].get("generation", 1)
+    if plan.stage == lifecycle.FINAL and applied.job is None:
+        # The finished Job is gone: nothing to recompute the verdict from, and no reason to.
+        new_status = lifecycle.final_status(status, None)
+        new_status["observedGeneration"] = generation
+    else:
+        new_status = _compose_attempt(reconciler, world, plan, applied, pods, report)
+        if plan.stage == lifecycle.FINAL:
+            new_status = lifecycle.final_status(status, new_status)
     if applied.children_hash is not None:
         new_status["childrenHash"] = applied.children_hash
+    _add_job_retained(reconciler, world, plan, applied.job, new_status)
     retention_status, requeue_at = _after_run(reconciler, world, plan, new_status)
+    if reconciler.retention_status_key:
+        # Derived on every pass from the spec and the completion time: a final status never keeps an old one.
+        new_status.pop(reconciler.retention_status_key, None)
     new_status.update(retention_status)
     return replace(_status_plan(body, new_status, world.now), requeue_at=requeue_at)
 
@@ -364,6 +409,55 @@ def _after_run(
     stamp = until.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     state = "Removed" if plan.retired else "Retained"
     return {retained.status_key: {"state": state, "removeAt": stamp}}, None if plan.retired else until
+
+
+def _compose_attempt(
+    reconciler: KindReconciler,
+    world: World,
+    plan: ChildrenPlan,
+    applied: AppliedChildren,
+    pods: list[dict[str, Any]],
+    report: WorkloadReport | None,
+) -> dict[str, Any]:
+    """The status of the current attempt, judged from its own Job and that Job's pods only."""
+    status = world.body.get("status") or {}
+    job, replaced = applied.job, plan.replaced_job
+    if job is not None and lifecycle.job_attempt(job) < plan.attempt:
+        # The earlier attempt's Job, read back while creating the new one: the next pass replaces it.
+        job, replaced = None, job
+    pods = lifecycle.pods_of(job, pods)
+    if replaced is not None:
+        report = None  # the failed attempt's report, until the new Job's pod writes its own
+        verdict = lifecycle.replacing_verdict(plan.attempt, replaced)
+    else:
+        verdict = workload.judge(
+            job, pods, world.now, world.settings.unschedulable_grace_seconds, reconciler.out_of_memory_advice
+        )
+    if status.get("attempt", 0) != plan.attempt:
+        # A new attempt: the failed attempt's times are not this one's (_compose keeps recorded times otherwise).
+        status = {key: value for key, value in status.items() if key not in ("startTime", "completionTime")}
+    new_status = _compose(
+        reconciler, plan.owner, plan.spec, status, world.body["metadata"].get("generation", 1), world.now,
+        plan.prerequisites, Observed(job, pods, report, verdict), plan.resolved, plan.children, applied.conflict,
+    )
+    if job is not None or replaced is not None or "attempt" in status:
+        new_status["attempt"] = plan.attempt
+    return new_status
+
+
+def _add_job_retained(
+    reconciler: KindReconciler, world: World, plan: ChildrenPlan, job: dict[str, Any] | None,
+    new_status: dict[str, Any],
+) -> None:
+    """A finished run says whether its Job and pods (logs) still exist, and until when they are kept."""
+    if new_status.get("phase") not in lifecycle.TERMINAL_PHASES:
+        return
+    update = lifecycle.job_retained(
+        reconciler.job_name(plan.owner), job, new_status, plan.spec.ttl_seconds_after_finished, world.settings
+    )
+    new_status["conditions"] = merge_conditions(
+        new_status.get("conditions") or [], [update], world.body["metadata"].get("generation", 1), world.now
+    )
 
 
 def _own_job(body: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:

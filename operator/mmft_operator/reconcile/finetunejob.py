@@ -45,6 +45,8 @@ class FineTuneJobReconciler(KindReconciler):
         paths = DatasetPaths(train=resolved["trainJsonl"], validation=resolved.get("validationJsonl"))
         return builders.build_children(owner, spec, paths, settings)
 
+    retention_status_key = "tensorboard"
+
     def retained_after_run(self, spec: FineTuneJobSpec, settings: OperatorSettings) -> RetainedAfterRun | None:
         tensorboard = spec.tensorboard
         if not tensorboard.enabled:
@@ -53,7 +55,7 @@ class FineTuneJobReconciler(KindReconciler):
         return RetainedAfterRun(
             component=builders.TENSORBOARD,
             ttl_seconds=settings.tensorboard_ttl_seconds_after_finished if ttl is None else ttl,
-            status_key="tensorboard",
+            status_key=self.retention_status_key,
         )
 
     def desired_suspend(self, spec: FineTuneJobSpec) -> bool | None:
