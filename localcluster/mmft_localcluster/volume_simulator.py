@@ -120,7 +120,7 @@ class VolumeSimulator:
         self.core = core
         self.storage = storage
         self.buckets = buckets
-        self.kwok_nodes: set[str] = set()
+        self.kwok_nodes: dict[str, bool] = {}  # node name -> whether kwok plays its kubelet
         self.waiting: dict[str, Waiting] = {}  # pod uid -> state
         self.wakeups: queue.Queue = queue.Queue()
 
@@ -166,9 +166,8 @@ class VolumeSimulator:
                 if error.status == 404:
                     return False
                 raise
-            if (node.metadata.annotations or {}).get(KWOK_NODE_ANNOTATION) == "fake":
-                self.kwok_nodes.add(name)
-        return name in self.kwok_nodes
+            self.kwok_nodes[name] = (node.metadata.annotations or {}).get(KWOK_NODE_ANNOTATION) == "fake"
+        return self.kwok_nodes[name]
 
     def retry_due(self) -> None:
         now = time.monotonic()
