@@ -40,7 +40,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/integration"))
 
-from cluster_helpers import OperatorProcess, audit_mutations, reconciles_done, token_kubeconfig  # noqa: E402
+from cluster_helpers import (  # noqa: E402
+    OperatorProcess,
+    audit_mutations,
+    reconciles_done,
+    token_kubeconfig,
+    workload_service_account,
+)
 from mmft_localcluster import LocalCluster, kubectl_path  # noqa: E402
 
 GROUP, VERSION = "mmft.io", "v1alpha1"
@@ -265,7 +271,7 @@ def main() -> int:
         kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "deploy/overlays/local"))
         namespace = f"scale-{int(time.time())}"
         kubectl(kubeconfig, "create", "namespace", namespace)
-        kubectl(kubeconfig, "create", "serviceaccount", "mmft-workload", "-n", namespace)
+        kubectl(kubeconfig, "create", "-f", "-", input=json.dumps(workload_service_account(namespace)))
         audit = kubeconfig.parent / "audit.log"
         operator_config = token_kubeconfig(
             lambda *a, **k: _Result(kubectl(kubeconfig, *a)), kubeconfig, work / "operator.kubeconfig"

@@ -21,6 +21,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also start one real node (containerd, kubelet, kube-proxy): opted-in namespaces' pods run in containers",
     )
+    up.add_argument(
+        "--gcs-emulator",
+        metavar="URL",
+        help="fake-gcs-server whose buckets exist for the simulated Cloud Storage FUSE mounts (default: every bucket)",
+    )
     load = actions.add_parser("load-image", help="copy Docker images into the real node (docker save | ctr import)")
     load.add_argument("images", nargs="+", metavar="IMAGE")
     namespace = actions.add_parser("real-namespace", help="create a namespace whose pods all run on the real node")
@@ -41,7 +46,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.action == "build":
         return subprocess.run(["bash", str(BUILD_SCRIPT)]).returncode
-    cluster = LocalCluster(args.state_dir, real_node=getattr(args, "real_node", False))
+    cluster = LocalCluster(
+        args.state_dir, real_node=getattr(args, "real_node", False), gcs_emulator=getattr(args, "gcs_emulator", None)
+    )
     try:
         if args.action == "up":
             cluster.up(timeout=args.timeout, log=lambda line: print(line, file=sys.stderr))

@@ -22,7 +22,9 @@ from mmft_localcluster.node import NodeError, RealNode
 from mmft_localcluster.paths import BUILD_SCRIPT, Binaries, default_state_dir, kubectl_path, read_versions
 from mmft_localcluster.processes import ProcessTable
 
-CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner")
+CONTROL_PLANE = (
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "provisioner", "volume-simulator"
+)
 REAL_NODE_PROCESSES = ("containerd", "kubelet", "kube-proxy")
 COMPONENT_IDENTITIES = {
     "admin": pki.ADMIN,
@@ -30,6 +32,7 @@ COMPONENT_IDENTITIES = {
     "scheduler": pki.SCHEDULER,
     "kwok": pki.KWOK,
     "provisioner": pki.PROVISIONER,
+    "volume-simulator": pki.VOLUME_SIMULATOR,
     "real-node-kubelet": pki.REAL_NODE_KUBELET,
     "kube-proxy": pki.KUBE_PROXY,
 }
@@ -42,8 +45,11 @@ class ClusterError(RuntimeError):
 class LocalCluster:
     """A kube-apiserver/controller-manager/scheduler on etcd, with kwok playing GKE Autopilot GPU nodes."""
 
-    def __init__(self, state_dir: Path | str | None = None, real_node: bool = False):
+    def __init__(self, state_dir: Path | str | None = None, real_node: bool = False, gcs_emulator: str | None = None):
+        """``gcs_emulator``: URL of a fake-gcs-server whose buckets are the ones that exist for the simulated Cloud
+        Storage FUSE mounts (volume_simulator.py); without it every bucket is taken to exist."""
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
+        self.gcs_emulator = gcs_emulator
         self.processes = ProcessTable(self.state_dir)
         self.real_node = real_node
         self.node = RealNode(self.state_dir)
@@ -112,6 +118,9 @@ class LocalCluster:
             self.processes.start("kwok", components.kwok_command(binaries, files))
             volumes = self.node.files.volumes if self.real_node else None
             self.processes.start("provisioner", components.provisioner_command(files, volumes), env=_python_env())
+            self.processes.start(
+                "volume-simulator", components.volume_simulator_command(files, self.gcs_emulator), env=_python_env()
+            )
             self.create(gke_nodes.storage_manifests() + gke_nodes.default_nodes())
             self._wait("kwok", deadline, self._nodes_ready)
             phases["nodes_schedulable"] = round(time.monotonic() - started, 2)

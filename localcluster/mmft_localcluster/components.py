@@ -164,3 +164,15 @@ def provisioner_command(files: ComponentFiles, real_node_volumes: Path | None) -
     if real_node_volumes is not None:
         command.append(f"--real-node-volumes-dir={real_node_volumes}")
     return command
+
+
+def volume_simulator_command(files: ComponentFiles, gcs_emulator: str | None) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "mmft_localcluster.volume_simulator",
+        f"--kubeconfig={files.kubeconfig('volume-simulator')}",
+    ]
+    if gcs_emulator:
+        command.append(f"--gcs-emulator={gcs_emulator}")
+    return command

@@ -12,6 +12,8 @@ from mmft_operator.accelerators import DEFAULT_ACCELERATOR, PROFILES, Accelerato
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_NODE_SELECTOR = f"{KWOK_NODE_ANNOTATION}=fake"
+# A kubelet sets this when it registers; only on such nodes does the attach/detach controller attach volumes.
+CONTROLLER_MANAGED_ATTACH_DETACH = "volumes.kubernetes.io/controller-managed-attach-detach"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 SPOT_TAINT = {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}
@@ -79,7 +81,11 @@ def node_manifest(name: str, shape: MachineShape, zone: str, spot: bool = False)
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": labels, "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", CONTROLLER_MANAGED_ATTACH_DETACH: "true"},
+        },
         "spec": {"taints": taints},
         "status": {"capacity": capacity, "allocatable": dict(capacity)},
     }

@@ -40,6 +40,7 @@ SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 # audit log tells their calls apart from the user's.
 KWOK = ClientIdentity("kwok", "mmft-simulated-kubelet", ("system:masters",))
 PROVISIONER = ClientIdentity("provisioner", "mmft-simulated-provisioner", ("system:masters",))
+VOLUME_SIMULATOR = ClientIdentity("volume-simulator", "mmft-simulated-volumes", ("system:masters",))
 # The real node's kubelet (the Node authorizer and NodeRestriction admission key on this name and group) and its
 # kube-proxy (bound to the built-in system:node-proxier ClusterRole by name).
 REAL_NODE_KUBELET = ClientIdentity("real-node-kubelet", f"system:node:{REAL_NODE_NAME}", ("system:nodes",))
@@ -49,7 +50,15 @@ APISERVER_KUBELET_CLIENT = ClientIdentity(
     "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
 )
 CLIENT_IDENTITIES = (
-    ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK, PROVISIONER, REAL_NODE_KUBELET, KUBE_PROXY, APISERVER_KUBELET_CLIENT
+    ADMIN,
+    CONTROLLER_MANAGER,
+    SCHEDULER,
+    KWOK,
+    PROVISIONER,
+    VOLUME_SIMULATOR,
+    REAL_NODE_KUBELET,
+    KUBE_PROXY,
+    APISERVER_KUBELET_CLIENT,
 )
 
 

@@ -84,6 +84,29 @@ class OperatorProcess:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
+WORKLOAD_SERVICE_ACCOUNT = "mmft-workload"
+WORKLOAD_IDENTITY = "iam.gke.io/gcp-service-account"
+
+
+def workload_service_account(namespace: str, name: str = WORKLOAD_SERVICE_ACCOUNT) -> dict:
+    """The workloads' ServiceAccount as the samples expect it on GKE: bound to a Google service account by Workload
+    Identity. Without the annotation their Cloud Storage FUSE mounts fail, on GKE as in the local cluster's
+    simulation (docs/localcluster.md, "Volumes")."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": {WORKLOAD_IDENTITY: f"{name}@mmft-local.iam.gserviceaccount.com"},
+        },
+    }
+
+
+def create_workload_service_account(kubectl, namespace: str, name: str = WORKLOAD_SERVICE_ACCOUNT) -> None:
+    kubectl("create", "-f", "-", input=json.dumps(workload_service_account(namespace, name)))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

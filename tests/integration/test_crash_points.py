@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, audit_mutations, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, audit_mutations, token_kubeconfig, wait_for, workload_service_account
 from crash_point_proxy import CrashPointProxy
 from mmft_operator.naming import SPEC_HASH_ANNOTATION
 
@@ -67,7 +67,7 @@ def _finetunejob(namespace: str) -> dict:
 def _namespace_documents(namespace: str) -> list[dict]:
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "mmft-workload", "namespace": namespace}},
+        workload_service_account(namespace),
     ]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, token_kubeconfig, wait_for
 
 OPERATOR_SA = "system:serviceaccount:mmft-system:mmft-operator"
 OVERLAYS = ["base", "overlays/gke-autopilot", "overlays/local"]
@@ -104,7 +104,7 @@ def test_operator_as_its_own_service_account_runs_the_samples_and_its_metrics_mo
     try:
         wait_for(lambda: _reachable(operator.metrics_port), timeout=30, what="the metrics endpoint")
         before = _metric(operator.metrics_port, "mmft_reconciles_total", 'kind="FineTuneJob"')
-        kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+        create_workload_service_account(kubectl, namespace)
         kubectl("create", "secret", "generic", "huggingface-credentials", "-n", namespace, "--from-literal=token=x")
         kubectl("apply", "-n", namespace, "-k", str(ROOT / "deploy/samples/gemma3-melanoma"))
         for name in ("dsp/isic2020", "ftj/gemma3-melanoma", "mmeval/gemma3-melanoma"):

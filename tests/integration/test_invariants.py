@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, audit_mutations, reconciles_done, token_kubeconfig, wait_for
+from cluster_helpers import (
+    ROOT,
+    OperatorProcess,
+    audit_mutations,
+    create_workload_service_account,
+    reconciles_done,
+    token_kubeconfig,
+    wait_for,
+)
 
 pytestmark = pytest.mark.simulated_pods
 
@@ -34,7 +42,7 @@ def test_a_restarted_operator_with_converged_resources_makes_no_mutating_call(
     kubectl, cluster, installed, namespace, tmp_path: Path
 ) -> None:
     audit = _audit_log(cluster)
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     kubeconfig = token_kubeconfig(kubectl, cluster, tmp_path / "operator.kubeconfig")
     first = OperatorProcess(kubeconfig, tmp_path / "first.log").start()
     try:
@@ -83,7 +91,7 @@ def test_observed_generation_catches_up_with_spec_changes(kubectl, namespace, op
 def test_deletion_completes_with_children_while_the_operator_is_down(
     kubectl, cluster, crds, namespace, tmp_path: Path
 ) -> None:
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     running = OperatorProcess(cluster, tmp_path / "first.log").start()
     try:
         kubectl("apply", "-n", namespace, "-f", "-", input=_finetunejob("orphan-check"))
@@ -123,7 +131,7 @@ def test_deletion_completes_with_children_while_the_operator_is_down(
 def test_two_replicas_never_both_act_and_the_standby_takes_over(
     kubectl, cluster, crds, namespace, tmp_path: Path
 ) -> None:
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     election = {"MMFT_LEASE_NAMESPACE": namespace, "MMFT_LEASE_DURATION_SECONDS": "6"}
     first = OperatorProcess(cluster, tmp_path / "first.log", election).start()
     wait_for(lambda: "leader:" in first.log(), timeout=30, what="the first replica to lead")
@@ -155,7 +163,7 @@ def test_every_resource_converges_when_30_percent_of_writes_fail(
 ) -> None:
     from fault_proxy import FaultProxy
 
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     proxy = FaultProxy(cluster, fault_rate=0.3).start()
     operator = OperatorProcess(proxy.kubeconfig(tmp_path / "proxy.kubeconfig"), tmp_path / "operator.log").start()
     try:

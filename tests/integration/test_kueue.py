@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, reconciles_done, token_kubeconfig, wait_for
+from cluster_helpers import (
+    ROOT,
+    OperatorProcess,
+    create_workload_service_account,
+    reconciles_done,
+    token_kubeconfig,
+    wait_for,
+)
 from mmft_localcluster.kueue import USER as KUEUE_USER
 
 pytestmark = pytest.mark.simulated_pods
@@ -44,7 +51,7 @@ def kueue(cluster):
 
 @pytest.fixture
 def queued_namespace(kubectl, namespace, kueue):
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     yield namespace
     # While Kueue still runs: it holds finalizers on Workloads, ClusterQueues and ResourceFlavors in use, and
     # releases them only once the Jobs are gone.

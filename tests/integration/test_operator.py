@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, token_kubeconfig, wait_for
 from kubernetes import client, config
 from mmft_operator.contracts.progress import (
     EvaluationOutputs,
@@ -30,7 +30,7 @@ WORKLOAD_SA = "mmft-workload"
 
 
 def _prepare_namespace(kubectl, namespace: str) -> None:
-    kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
+    create_workload_service_account(kubectl, namespace, WORKLOAD_SA)
     kubectl(
         "create",
         "secret",

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, token_kubeconfig, wait_for
 from fault_proxy import ApiProxy, ProxiedRequest, Reply
 
 pytestmark = pytest.mark.simulated_pods
@@ -83,7 +83,7 @@ def test_a_recreated_finetunejob_never_touches_the_old_job_and_creates_its_own_o
 ) -> None:
     audit = _audit_log(cluster)
     started = dt.datetime.now(dt.UTC)
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     kubeconfig = token_kubeconfig(kubectl, cluster, tmp_path / "operator.kubeconfig")
     operator = OperatorProcess(kubeconfig, tmp_path / "operator.log").start()
     job_name = "recreated-train"
@@ -195,7 +195,7 @@ def test_a_child_patch_from_a_stale_read_is_refused_and_the_operator_converges_o
 ) -> None:
     audit = _audit_log(cluster)
     started = dt.datetime.now(dt.UTC)
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     proxy = StaleReplayProxy(token_kubeconfig(kubectl, cluster, tmp_path / "operator.kubeconfig")).start()
     operator = OperatorProcess(proxy.kubeconfig(tmp_path / "proxy.kubeconfig"), tmp_path / "operator.log").start()
     service = "stale-tensorboard"
