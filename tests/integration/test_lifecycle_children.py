@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, token_kubeconfig, wait_for
 from mmft_operator import naming
 
 # kwok.mmft.io/* annotations choose how long the simulated trainer runs: meaningful only where pods are simulated.
@@ -44,7 +44,7 @@ def _finetunejob(kubectl, namespace: str, name: str, **spec_changes) -> None:
 
 
 def _prepare(kubectl, namespace: str) -> None:
-    kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
+    create_workload_service_account(kubectl, namespace, WORKLOAD_SA)
     kubectl("create", "secret", "generic", "huggingface-credentials", "-n", namespace, "--from-literal=token=x")
 
 

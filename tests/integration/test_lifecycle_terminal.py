@@ -13,7 +13,7 @@ import time
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, wait_for
+from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, wait_for
 
 # kwok.mmft.io/* annotations choose the pods' outcomes: meaningful only where pods are simulated.
 pytestmark = pytest.mark.simulated_pods
@@ -36,7 +36,7 @@ def restartable_operator(cluster, crds, tmp_path):
 
 
 def _prepare_namespace(kubectl, namespace: str) -> None:
-    kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
+    create_workload_service_account(kubectl, namespace, WORKLOAD_SA)
     kubectl("create", "secret", "generic", "huggingface-credentials", "-n", namespace,
             "--from-literal=token=hf_not_a_real_token")
 
