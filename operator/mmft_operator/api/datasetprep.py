@@ -19,6 +19,7 @@ from .common import (
     cel,
     validations,
 )
+from .pod_hatches import PodHatches
 
 _HTTP_URL = r"^https?://[^\s]+$"
 _SOURCE_LOCATION = r"^(/[^\x00]+|gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?|https?://[^\s]+)$"
@@ -146,8 +147,10 @@ class DatasetPrepOutput(ApiModel):
     )
 
 
-class DatasetPrepSpec(WorkloadJobSettings):
+class DatasetPrepSpec(WorkloadJobSettings, PodHatches):
     """Desired state of a DatasetPrep. Immutable once the Job has started."""
+
+    model_config = PodHatches.model_config
 
     source: DatasetPrepSource = Field(description="Raw images and labels.")
     columns: ColumnMapping = Field(default_factory=ColumnMapping, description="CSV column mapping.")
@@ -169,4 +172,7 @@ class DatasetPrepStatus(CommonStatus):
     results: DatasetPrepResults | None = Field(None, description="Split counts once finished (from the workload).")
 
 
-IMMUTABLE_AFTER_START = ("source", "columns", "prompts", "split", "images", "bucket", "output")
+IMMUTABLE_AFTER_START = (
+    "source", "columns", "prompts", "split", "images", "bucket", "output",
+    "scheduling", "env", "envFrom", "extraVolumes",
+)

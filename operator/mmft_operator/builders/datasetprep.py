@@ -109,6 +109,7 @@ def build_dataprep_job(owner: Owner, spec: DatasetPrepSpec, settings: OperatorSe
         active_deadline_seconds=spec.active_deadline_seconds,
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         backoff_limit=spec.backoff_limit,
+        hatches=spec,
     )
     return build_workload_job(owner, pod, settings)
 
