@@ -325,8 +325,8 @@ class TensorBoardSettings(ApiModel):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         "ClusterIP", description="Service type. ClusterIP by default: reach it with kubectl port-forward."
     )
-    scheduling: PodScheduling = Field(
-        default_factory=PodScheduling,
+    scheduling: PodScheduling | None = Field(
+        None,
         description="Tolerations, affinity, priorityClassName and node selectors of the TensorBoard pod (a small "
         "CPU pod: spec.scheduling, meant for the GPU pods, does not apply to it).",
     )

@@ -503,25 +503,25 @@ class PodHatches(ApiModel):
 
     model_config = ApiModel.model_config | {"json_schema_extra": validations(*pod_hatch_rules())}
 
-    scheduling: PodScheduling = Field(
-        default_factory=PodScheduling,
+    scheduling: PodScheduling | None = Field(
+        None,
         description="Tolerations, affinity, priorityClassName and extra node selectors of the workload pods.",
     )
-    env: list[EnvVar] = Field(
-        default_factory=list,
+    env: list[EnvVar] | None = Field(
+        None,
         description="Environment variables of the workload container: plain values, or keys of Secrets and "
         "ConfigMaps. The operator's own names are refused.",
         max_length=64,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    env_from: list[EnvFromSource] = Field(
-        default_factory=list,
+    env_from: list[EnvFromSource] | None = Field(
+        None,
         description="Every key of these Secrets or ConfigMaps as variables; the operator's own variables win over "
         "same-named keys (Kubernetes gives env precedence over envFrom).",
         max_length=16,
     )
-    extra_volumes: list[ExtraVolume] = Field(
-        default_factory=list,
+    extra_volumes: list[ExtraVolume] | None = Field(
+        None,
         description="Volumes of your own mounted into the workload container. hostPath, the operator's volume "
         "names and mount paths (the bucket's, /scratch, /dev/shm, /etc/mmft, /outputs) are refused.",
         max_length=MAX_EXTRA_VOLUMES,
@@ -530,10 +530,10 @@ class PodHatches(ApiModel):
 
     @model_validator(mode="after")
     def _fenced_off(self) -> PodHatches:
-        mount_paths = [volume.mount_path for volume in self.extra_volumes]
+        mount_paths = [volume.mount_path for volume in self.extra_volumes or []]
         if len(set(mount_paths)) != len(mount_paths):
             raise ValueError("extraVolumes mount paths must be unique")
-        names = [volume.name for volume in self.extra_volumes]
+        names = [volume.name for volume in self.extra_volumes or []]
         if len(set(names)) != len(names):
             raise ValueError("extraVolumes names must be unique")
         bucket = getattr(self, "bucket", None)

@@ -133,9 +133,11 @@ def node_selector(accelerator: str, gpus: int, provisioning: str) -> dict[str, s
     return {**selector, **gke.PROVISIONING_NODE_SELECTOR[provisioning]}
 
 
-def apply_scheduling(pod_spec: dict[str, Any], scheduling: PodScheduling) -> None:
+def apply_scheduling(pod_spec: dict[str, Any], scheduling: PodScheduling | None) -> None:
     """Add the user's scheduling to the operator's: the API refuses the node selector keys the operator sets, so a
     merge never replaces one of them; tolerations are added after the operator's."""
+    if scheduling is None:
+        return
     if scheduling.node_selector:
         pod_spec["nodeSelector"] = {**scheduling.node_selector, **pod_spec.get("nodeSelector", {})}
     if scheduling.tolerations:
