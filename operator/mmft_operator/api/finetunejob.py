@@ -367,7 +367,8 @@ class FineTuneJobSpec(PodHatches):
     dataset: DatasetSource = Field(description="Training data.")
     training: TrainingSettings = Field(description="Axolotl training settings (maxSteps or numEpochs at least).")
     compute: ComputeSettings = Field(
-        default_factory=ComputeSettings, description="Accelerator, GPUs, nodes, provisioning (on demand, Spot, flex-start)."
+        default_factory=ComputeSettings,
+        description="Accelerator, GPUs, nodes, provisioning (on demand, Spot, flex-start).",
     )
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse (data, TensorBoard events).")
     output_volume: OutputVolume = Field(default_factory=OutputVolume, description="Checkpoint volume.")

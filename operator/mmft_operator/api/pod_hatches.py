@@ -67,7 +67,9 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Absolute, no trailing slash, no empty segment; "." and ".." segments are refused by a rule below.
 MOUNT_PATH_PATTERN = r"^(/[^/\x00]+)+$"
 _KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
-_LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+_LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 MAX_EXTRA_VOLUMES = 16
 
 
@@ -540,5 +542,7 @@ class PodHatches(ApiModel):
         if bucket is not None:
             for path in mount_paths:
                 if _overlaps(path, bucket.mount_path.rstrip("/")):
-                    raise ValueError(f"extraVolumes mountPath {path} overlaps spec.bucket.mountPath {bucket.mount_path}")
+                    raise ValueError(
+                        f"extraVolumes mountPath {path} overlaps spec.bucket.mountPath {bucket.mount_path}"
+                    )
         return self
