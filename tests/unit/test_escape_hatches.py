@@ -258,6 +258,7 @@ REFUSED = [
      "exactly one of value or valueFrom"),
     ({"env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}, "fieldRef"),
     ({"envFrom": [{"secretRef": {"name": "s"}, "prefix": "MMFT_"}]}, "prefix MMFT_ is the operator's"),
+    ({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}, "env names must be unique"),
     ({"extraVolumes": [{"name": "h", "mountPath": "/h", "hostPath": {"path": "/var"}}]},
      "hostPath volumes are refused: GKE Autopilot does not allow them"),
     ({"extraVolumes": [{"name": "output", "mountPath": "/data", "emptyDir": {}}]}, "the name is the operator's"),

@@ -535,6 +535,9 @@ class PodHatches(ApiModel):
         mount_paths = [volume.mount_path for volume in self.extra_volumes or []]
         if len(set(mount_paths)) != len(mount_paths):
             raise ValueError("extraVolumes mount paths must be unique")
+        env_names = [variable.name for variable in self.env or []]
+        if len(set(env_names)) != len(env_names):
+            raise ValueError("env names must be unique")
         names = [volume.name for volume in self.extra_volumes or []]
         if len(set(names)) != len(names):
             raise ValueError("extraVolumes names must be unique")
