@@ -243,6 +243,16 @@ def test_mlflow_basic_auth_needs_both_secrets_and_tracking_needs_a_backend() -> 
         FineTuneJobSpec.model_validate({**base, "tracking": {"wandb": {"project": "p", "apiKey": "inline"}}})
 
 
+def test_trainer_preflight_names_a_tracker_whose_package_the_image_lacks() -> None:
+    from mmft_trainer.config_rules import missing_tracker_packages
+
+    config = _axolotl_config(_render(_by_kind("FineTuneJob", "hatch-train")))
+    assert missing_tracker_packages(config, lambda package: True) == []
+    findings = missing_tracker_packages(config, lambda package: package == "wandb")
+    assert [finding.field for finding in findings] == ["use_mlflow"]
+    assert "mlflow Python package" in findings[0].message
+
+
 # ---- the operator's own names, refused ---------------------------------------------------------------------------
 
 
