@@ -292,6 +292,20 @@ def test_pydantic_refuses_what_the_operator_owns(kind: str, hatch: dict, message
         model.model_validate(spec)
 
 
+# The invalid corpus's hatch cases (tests/integration/invalid, refused there by the real API server).
+HATCH_CASES = sorted(
+    path for path in (Path(__file__).parents[1] / "integration" / "invalid").glob("*.yaml")
+    if 36 <= int(path.name.split("-", 1)[0]) <= 53
+)
+
+
+@pytest.mark.parametrize("path", HATCH_CASES, ids=lambda path: path.stem)
+def test_mmft_render_refuses_what_the_api_server_refuses(path: Path) -> None:
+    assert len(HATCH_CASES) == 18
+    with pytest.raises(ValidationError):
+        _render(yaml.safe_load(path.read_text()))
+
+
 def test_the_hatch_variants_themselves_are_valid() -> None:
     models = {"FineTuneJob": FineTuneJobSpec, "DatasetPrep": DatasetPrepSpec, "Evaluation": EvaluationSpec}
     for document in hatch_documents():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mmft_operator.accelerators import DEFAULT_ACCELERATOR
 from mmft_operator.contracts.progress import TrainingOutputs, TrainingProgress
@@ -264,6 +264,16 @@ class TrainingSettings(ApiModel):
         max_length=64,
         json_schema_extra=_reserved_override_schema,
     )
+
+    @field_validator("overrides")
+    @classmethod
+    def _no_reserved_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The API server's rule on reserved keys, for `mmft render`."""
+        reserved = reserved_override_keys()
+        for key in overrides:
+            if key in reserved:
+                raise ValueError(f"overrides.{key} is not allowed: set {reserved[key][1]} instead")
+        return overrides
 
 
 class ComputeSettings(WorkloadResources, ProvisioningChoice):
