@@ -24,6 +24,8 @@ RESERVATION_AFFINITY_LABEL = "cloud.google.com/reservation-affinity"
 
 Provisioning = Literal["onDemand", "spot", "flexStart"]
 PROVISIONING_MODELS: tuple[str, ...] = ("onDemand", "spot", "flexStart")
+# What a CPU-only pod can ask for: flex-start provisions accelerators only.
+CpuProvisioning = Literal["onDemand", "spot"]
 
 # Node selector that asks GKE for each provisioning model (on-demand is what a pod gets when it asks for nothing).
 PROVISIONING_NODE_SELECTOR: dict[str, dict[str, str]] = {

@@ -175,6 +175,19 @@ def test_evaluation_on_spot_and_flex_start() -> None:
         assert pod["nodeSelector"][label] == "true"
 
 
+def test_datasetprep_may_run_on_spot_but_not_flex_start() -> None:
+    document = _by_kind("DatasetPrep")
+    pod = _pod(_render(document), "Job", "hatch-prep-dataprep")
+    assert pod["nodeSelector"][gke.SPOT_LABEL] == "true" and gke.ACCELERATOR_LABEL not in pod["nodeSelector"]
+    assert [t["key"] for t in pod["tolerations"]] == [gke.SPOT_LABEL], "no GPU toleration on a CPU pod"
+    on_demand = copy.deepcopy(document)
+    del on_demand["spec"]["resources"]
+    pod = _pod(_render(on_demand), "Job", "hatch-prep-dataprep")
+    assert gke.SPOT_LABEL not in pod["nodeSelector"] and "tolerations" not in pod
+    with pytest.raises(ValidationError, match="provisioning"):
+        DatasetPrepSpec.model_validate({**document["spec"], "resources": {"provisioning": "flexStart"}})
+
+
 def test_flex_start_fits_seven_days_and_needs_a_gpu() -> None:
     base = _ftj()["spec"]
     FineTuneJobSpec.model_validate({**base, "compute": {"provisioning": "flexStart"},

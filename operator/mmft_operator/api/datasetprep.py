@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmft_operator.contracts.progress import DatasetPrepOutputs, DatasetPrepResults
+from mmft_operator.gke import CpuProvisioning
 from mmft_operator.seed_prompts import SEED_PROMPTS
 
 from .common import (
@@ -147,6 +148,16 @@ class DatasetPrepOutput(ApiModel):
     )
 
 
+class DatasetPrepResources(WorkloadResources):
+    """CPU, memory and ephemeral storage of the dataprep pod, and how its node is provisioned."""
+
+    provisioning: CpuProvisioning | None = Field(
+        None,
+        description="onDemand (default) or spot (cheaper; a preempted pod is retried without counting against "
+        "backoffLimit, and archive downloads resume). flexStart provisions GPUs only, so it is not offered here.",
+    )
+
+
 class DatasetPrepSpec(WorkloadJobSettings, PodHatches):
     """Desired state of a DatasetPrep. Immutable once the Job has started."""
 
@@ -159,7 +170,9 @@ class DatasetPrepSpec(WorkloadJobSettings, PodHatches):
     images: ImageSettings = Field(default_factory=ImageSettings, description="Processed image size and format.")
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse; outputs land here.")
     output: DatasetPrepOutput = Field(description="Output directory in the bucket.")
-    resources: WorkloadResources = Field(default_factory=WorkloadResources, description="CPU Job resources.")
+    resources: DatasetPrepResources = Field(
+        default_factory=DatasetPrepResources, description="CPU Job resources and provisioning."
+    )
 
 
 class DatasetPrepStatus(CommonStatus):

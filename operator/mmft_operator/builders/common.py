@@ -127,9 +127,10 @@ def gpu_tolerations(provisioning: str, gpu: bool = True) -> list[dict[str, str]]
     return tolerations + gke.provisioning_tolerations(provisioning)
 
 
-def node_selector(accelerator: str, gpus: int, provisioning: str) -> dict[str, str]:
-    """The operator's node selector: the card (none without a GPU: any general-purpose node) and the provisioning."""
-    selector = {gke.ACCELERATOR_LABEL: accelerator} if gpus else {}
+def node_selector(provisioning: str, accelerator: str | None = None) -> dict[str, str]:
+    """The operator's node selector: the GPU card, if the pod has GPUs (without: any general-purpose node), and the
+    provisioning model."""
+    selector = {gke.ACCELERATOR_LABEL: accelerator} if accelerator else {}
     return {**selector, **gke.PROVISIONING_NODE_SELECTOR[provisioning]}
 
 

@@ -93,6 +93,7 @@ def dataprep_command(spec: DatasetPrepSpec) -> list[str]:
 
 def build_dataprep_job(owner: Owner, spec: DatasetPrepSpec, settings: OperatorSettings) -> dict[str, Any]:
     resources = spec.resources
+    provisioning = resources.provisioning or "onDemand"
     pod = WorkloadPod(
         component=COMPONENT,
         command=dataprep_command(spec),
@@ -110,6 +111,8 @@ def build_dataprep_job(owner: Owner, spec: DatasetPrepSpec, settings: OperatorSe
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         backoff_limit=spec.backoff_limit,
         hatches=spec,
+        provisioning=provisioning,
+        node_selector=common.node_selector(provisioning),
     )
     return build_workload_job(owner, pod, settings)
 

@@ -140,7 +140,7 @@ def build_evaluation_job(
         gpus=compute.gpus,
         provisioning=provisioning,
         shm_size=common.shm_size_for(requests["memory"]),
-        node_selector=common.node_selector(compute.accelerator, compute.gpus, provisioning),
+        node_selector=common.node_selector(provisioning, compute.accelerator if compute.gpus else None),
         extra_env=[
             *common.hf_token_env(spec.hugging_face_token_secret_ref),
             {"name": "HF_HOME", "value": "/scratch/models"},

@@ -167,7 +167,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": spec.service_account_name,
-        "nodeSelector": common.node_selector(compute.accelerator, compute.gpus_per_node, provisioning),
+        "nodeSelector": common.node_selector(provisioning, compute.accelerator if compute.gpus_per_node else None),
         "tolerations": common.gpu_tolerations(provisioning, gpu=bool(compute.gpus_per_node)),
         "terminationGracePeriodSeconds": (
             gke.SPOT_GRACE_SECONDS if provisioning == "spot" else ON_DEMAND_GRACE_SECONDS
