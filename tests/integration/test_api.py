@@ -104,3 +104,23 @@ def test_run_shaping_fields_are_immutable_once_started_but_suspend_is_not(kubect
     assert refused.returncode != 0
     assert "spec.training" in refused.stderr and "cannot change after the run started" in refused.stderr
     kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+
+
+def test_every_escape_hatch_is_accepted_and_renders_children_the_api_server_accepts(kubectl, crds, namespace) -> None:
+    """The valid side of the hatches: the resources with every hatch set are stored as written, and every child the
+    operator renders from them passes the API server's own validation of Jobs, Deployments and pods (server-side
+    dry run: affinity, tolerations, env sources and volumes as the API server reads them)."""
+    from mmft_operator.render import render_documents
+
+    hatches = ROOT / "tests/unit/golden/inputs/escape-hatches.yaml"
+    kubectl("apply", "-n", namespace, "-f", str(hatches))
+    stored = json.loads(kubectl("get", "ftj", "hatch-train", "-n", namespace, "-o", "json").stdout)["spec"]
+    assert stored["scheduling"]["nodeSelector"]["cloud.google.com/reservation-affinity"] == "specific"
+    assert stored["tracking"]["wandb"]["apiKeySecretRef"] == {"name": "wandb", "key": "api-key"}
+    documents = [doc for doc in yaml.safe_load_all(hatches.read_text()) if doc]
+    children = render_documents(documents, namespace)
+    assert {child["kind"] for child in children} >= {"Job", "Deployment", "ConfigMap"}
+    result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                     input=yaml.safe_dump_all(children), check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == len(children)

@@ -20,6 +20,8 @@ CASES = {
     "finetunejob-l4-minimal": [GOLDEN / "inputs/finetunejob-l4-minimal.yaml"],
     # No GPU (gpusPerNode 0, gpus 0): the pipeline the local cluster's real node runs (hack/demo.sh).
     "localcluster-tiny-pipeline": sorted((ROOT / "deploy/localcluster/samples/tiny-pipeline").glob("[!k]*.yaml")),
+    # Every escape hatch (scheduling, env, extra volumes, provisioning, tracking) on all three kinds.
+    "escape-hatches": [GOLDEN / "inputs/escape-hatches.yaml"],
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,20 @@ BOUNDS: dict[str, Bound] = {
 ADAPTERS = ("lora", "qlora")
 LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow")
 LOCAL_DS_TYPES = ("json", "csv", "parquet", "arrow", "text")
+
+
+# Axolotl's switches for experiment trackers and the package each one imports when training starts.
+TRACKER_PACKAGES = {"use_wandb": "wandb", "use_mlflow": "mlflow"}
+
+
+def missing_tracker_packages(config: dict, installed: Callable[[str], bool]) -> list[Finding]:
+    """Trackers the config turns on whose package this image lacks: found before the model loads, not at step 0."""
+    return [
+        Finding(option, f"needs the {package} Python package, which this trainer image does not have; install it in "
+                        "the image or remove the tracker from spec.tracking")
+        for option, package in TRACKER_PACKAGES.items()
+        if config.get(option) and not installed(package)
+    ]
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str:

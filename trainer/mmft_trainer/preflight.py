@@ -9,6 +9,7 @@ instantiated on the meta device (no weights are read).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from .config_rules import (
     bound_violations,
     dataset_file_problems,
     enum_violations,
+    missing_tracker_packages,
     target_module_problems,
     unknown_keys,
 )
@@ -75,8 +77,12 @@ def run_preflight(config_path: Path) -> PreflightResult:
     if result.findings:
         return result
     # Independent of each other, so both report at once.
-    result.findings = _runtime_findings(normalized) + _model_findings(normalized)
+    result.findings = _runtime_findings(normalized) + _tracker_findings(normalized) + _model_findings(normalized)
     return result
+
+
+def _tracker_findings(config: dict) -> list[Finding]:
+    return missing_tracker_packages(config, lambda package: importlib.util.find_spec(package) is not None)
 
 
 def _unknown_key_findings(raw: dict) -> list[Finding]:

@@ -19,9 +19,12 @@ class TypedKey:
     json_type: str  # the key's JSON type, declared in the CRD so CEL can refuse it in overrides
 
     def read(self, training: Any) -> Any:
-        """The field's value in ``training`` (a TrainingSettings)."""
+        """The field's value in ``training`` (a TrainingSettings, or TrackingSettings for TRACKING_KEYS); None when
+        a block on the way is unset."""
         value = training
         for name in self.field.split("."):
+            if value is None:
+                return None
             value = getattr(value, name)
         return value
 
@@ -54,4 +57,16 @@ TYPED_KEYS: tuple[TypedKey, ...] = (
     TypedKey("image_resize_algorithm", "image_resize_algorithm", "string"),
     TypedKey("logging_steps", "logging_steps", "integer"),
     TypedKey("seed", "seed", "integer"),
+)
+
+# The non-secret settings of spec.tracking (TrackingSettings), each under its Axolotl key. The field path starts at
+# spec.tracking; a run name left empty takes the FineTuneJob's name. Credentials have no key here: they reach the
+# trainer as environment variables from Secrets only (builders/finetunejob.py).
+TRACKING_KEYS: tuple[TypedKey, ...] = (
+    TypedKey("wandb_project", "wandb.project", "string"),
+    TypedKey("wandb_entity", "wandb.entity", "string"),
+    TypedKey("wandb_name", "wandb.run_name", "string"),
+    TypedKey("mlflow_tracking_uri", "mlflow.tracking_uri", "string"),
+    TypedKey("mlflow_experiment_name", "mlflow.experiment_name", "string"),
+    TypedKey("mlflow_run_name", "mlflow.run_name", "string"),
 )

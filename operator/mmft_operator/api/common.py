@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from mmft_operator.accelerators import LABELS
+from mmft_operator.gke import FLEX_START_MAX_RUN_SECONDS, Provisioning
 
 GROUP = "mmft.io"
 VERSION = "v1alpha1"
@@ -252,3 +253,74 @@ class WorkloadJobSettings(ApiModel):
     retry: Retry = 0
     backoff_limit: int = Field(2, description="Retries of the Job.", ge=0, le=20)
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")
+
+
+class ProvisioningChoice(ApiModel):
+    """How GKE provisions the workload's node: on demand, Spot, or flex-start (Dynamic Workload Scheduler)."""
+
+    provisioning: Provisioning | None = Field(
+        None,
+        description="onDemand (default), spot (cheaper, preemptible: 25 s notice; preemptions resume from the last "
+        "checkpoint and do not count against retries) or flexStart (GPUs obtained when capacity frees up, for at "
+        f"most {FLEX_START_MAX_RUN_SECONDS // 86400} days: activeDeadlineSeconds must fit). Empty: onDemand, or "
+        "spot when the deprecated spot is true.",
+    )
+    spot: bool | None = Field(
+        None, description="Deprecated: use provisioning: spot. true means provisioning spot; refused with provisioning."
+    )
+
+    @model_validator(mode="after")
+    def _spot_or_provisioning(self) -> ProvisioningChoice:
+        if self.spot and self.provisioning is not None:
+            raise ValueError(
+                "spot is deprecated and cannot be combined with provisioning: remove spot and set provisioning: spot"
+            )
+        return self
+
+    def check_flex_start_has_gpus(self, gpus: int, gpus_field: str) -> None:
+        if self.provisioning == "flexStart" and gpus == 0:
+            raise ValueError(f"provisioning flexStart obtains GPUs: {gpus_field} 0 (no GPU) cannot use it")
+
+    @property
+    def provisioning_model(self) -> str:
+        """The provisioning model in effect (the deprecated spot switch read as provisioning spot)."""
+        if self.provisioning is not None:
+            return self.provisioning
+        return "spot" if self.spot else "onDemand"
+
+
+def provisioning_rules(gpus_field: str) -> list[dict[str, str]]:
+    """Rules of a compute block with a ProvisioningChoice; `gpus_field` names its GPU count."""
+    return [
+        cel(
+            "!(has(self.spot) && self.spot && has(self.provisioning))",
+            "spot is deprecated and cannot be combined with provisioning: remove spot and set provisioning: spot",
+            field_path=".spot",
+            reason="FieldValueForbidden",
+        ),
+        cel(
+            f"!has(self.provisioning) || self.provisioning != 'flexStart' || self.{gpus_field} != 0",
+            f"provisioning flexStart obtains GPUs: {gpus_field} 0 (no GPU) cannot use it",
+            field_path=".provisioning",
+        ),
+    ]
+
+
+def flex_start_deadline_rule(deadline_field: str = "activeDeadlineSeconds") -> dict[str, str]:
+    """Spec-level: a flex-start node lives at most seven days, so the Job's deadline must fit in them."""
+    return cel(
+        f"!has(self.compute.provisioning) || self.compute.provisioning != 'flexStart' || "
+        f"self.{deadline_field} <= {FLEX_START_MAX_RUN_SECONDS}",
+        f"provisioning flexStart runs at most {FLEX_START_MAX_RUN_SECONDS} s (7 days): "
+        f"{deadline_field} must be at most {FLEX_START_MAX_RUN_SECONDS}",
+        field_path=f".{deadline_field}",
+    )
+
+
+def check_flex_start_deadline(provisioning: str, deadline_seconds: int) -> None:
+    """The same check for `mmft render` (pydantic)."""
+    if provisioning == "flexStart" and deadline_seconds > FLEX_START_MAX_RUN_SECONDS:
+        raise ValueError(
+            f"provisioning flexStart runs at most {FLEX_START_MAX_RUN_SECONDS} s (7 days): activeDeadlineSeconds "
+            f"must be at most {FLEX_START_MAX_RUN_SECONDS}"
+        )

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmft_operator.contracts.progress import DatasetPrepOutputs, DatasetPrepResults
+from mmft_operator.gke import CpuProvisioning
 from mmft_operator.seed_prompts import SEED_PROMPTS
 
 from .common import (
@@ -19,6 +20,7 @@ from .common import (
     cel,
     validations,
 )
+from .pod_hatches import PodHatches
 
 _HTTP_URL = r"^https?://[^\s]+$"
 _SOURCE_LOCATION = r"^(/[^\x00]+|gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?|https?://[^\s]+)$"
@@ -146,8 +148,20 @@ class DatasetPrepOutput(ApiModel):
     )
 
 
-class DatasetPrepSpec(WorkloadJobSettings):
+class DatasetPrepResources(WorkloadResources):
+    """CPU, memory and ephemeral storage of the dataprep pod, and how its node is provisioned."""
+
+    provisioning: CpuProvisioning | None = Field(
+        None,
+        description="onDemand (default) or spot (cheaper; a preempted pod is retried without counting against "
+        "backoffLimit, and archive downloads resume). flexStart provisions GPUs only, so it is not offered here.",
+    )
+
+
+class DatasetPrepSpec(WorkloadJobSettings, PodHatches):
     """Desired state of a DatasetPrep. Immutable once the Job has started."""
+
+    model_config = PodHatches.model_config
 
     source: DatasetPrepSource = Field(description="Raw images and labels.")
     columns: ColumnMapping = Field(default_factory=ColumnMapping, description="CSV column mapping.")
@@ -156,7 +170,9 @@ class DatasetPrepSpec(WorkloadJobSettings):
     images: ImageSettings = Field(default_factory=ImageSettings, description="Processed image size and format.")
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse; outputs land here.")
     output: DatasetPrepOutput = Field(description="Output directory in the bucket.")
-    resources: WorkloadResources = Field(default_factory=WorkloadResources, description="CPU Job resources.")
+    resources: DatasetPrepResources = Field(
+        default_factory=DatasetPrepResources, description="CPU Job resources and provisioning."
+    )
 
 
 class DatasetPrepStatus(CommonStatus):
@@ -169,4 +185,7 @@ class DatasetPrepStatus(CommonStatus):
     results: DatasetPrepResults | None = Field(None, description="Split counts once finished (from the workload).")
 
 
-IMMUTABLE_AFTER_START = ("source", "columns", "prompts", "split", "images", "bucket", "output")
+IMMUTABLE_AFTER_START = (
+    "source", "columns", "prompts", "split", "images", "bucket", "output",
+    "scheduling", "env", "envFrom", "extraVolumes",
+)

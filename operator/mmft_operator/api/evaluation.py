@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmft_operator.accelerators import DEFAULT_ACCELERATOR
 from mmft_operator.contracts.progress import EvaluationOutputs, ModelResult, ScoringProgress
@@ -19,12 +19,17 @@ from .common import (
     CommonStatus,
     GcsBucket,
     LocalObjectReference,
+    ProvisioningChoice,
     SecretKeySelector,
     WorkloadJobSettings,
     WorkloadResources,
     cel,
+    check_flex_start_deadline,
+    flex_start_deadline_rule,
+    provisioning_rules,
     validations,
 )
+from .pod_hatches import PodHatches, pod_hatch_rules
 
 
 class EvaluationDataset(ApiModel):
@@ -156,7 +161,7 @@ class ThresholdPolicy(ApiModel):
     target_recall: float | None = Field(None, description="Recall to reach for policy TargetRecall.", gt=0, le=1)
 
 
-class EvaluationCompute(WorkloadResources):
+class EvaluationCompute(WorkloadResources, ProvisioningChoice):
     """GPU for the evaluation pod."""
 
     model_config = ApiModel.model_config | {
@@ -166,6 +171,7 @@ class EvaluationCompute(WorkloadResources):
                 "gpus 0 (no GPU) needs cpu and memory: there is no accelerator to size the pod from",
                 field_path=".gpus",
             ),
+            *provisioning_rules("gpus"),
         )
     }
 
@@ -175,11 +181,19 @@ class EvaluationCompute(WorkloadResources):
         description="GPUs for the evaluation pod. 0: no GPU, the CPU of a general-purpose node (toy models, tests, "
         "the local cluster's real node); accelerator is then ignored and cpu and memory are required.",
     )
-    spot: bool = Field(False, description="Run on Spot capacity.")
+
+    @model_validator(mode="after")
+    def _flex_start_needs_gpus(self) -> EvaluationCompute:
+        self.check_flex_start_has_gpus(self.gpus, "gpus")
+        return self
 
 
-class EvaluationSpec(WorkloadJobSettings):
+class EvaluationSpec(WorkloadJobSettings, PodHatches):
     """Desired state of an Evaluation. Immutable once the Job has started."""
+
+    model_config = PodHatches.model_config | {
+        "json_schema_extra": validations(*pod_hatch_rules(), flex_start_deadline_rule())
+    }
 
     dataset: EvaluationDataset = Field(description="Labelled data to score.")
     models: list[ModelUnderTest] = Field(
@@ -203,6 +217,11 @@ class EvaluationSpec(WorkloadJobSettings):
     hugging_face_token_secret_ref: SecretKeySelector | None = Field(
         None, description="Secret holding a Hugging Face token (gated models). Passed as HF_TOKEN."
     )
+
+    @model_validator(mode="after")
+    def _flex_start_deadline(self) -> EvaluationSpec:
+        check_flex_start_deadline(self.compute.provisioning_model, self.active_deadline_seconds)
+        return self
 
 
 class ModelMetrics(ModelResult):
@@ -238,4 +257,7 @@ class EvaluationStatus(CommonStatus):
     )
 
 
-IMMUTABLE_AFTER_START = ("dataset", "models", "scoring", "threshold", "bucket", "outputPath", "outputUri", "compute")
+IMMUTABLE_AFTER_START = (
+    "dataset", "models", "scoring", "threshold", "bucket", "outputPath", "outputUri", "compute",
+    "scheduling", "env", "envFrom", "extraVolumes",
+)

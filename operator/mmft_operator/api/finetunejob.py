@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from mmft_operator.accelerators import DEFAULT_ACCELERATOR
 from mmft_operator.contracts.progress import TrainingOutputs, TrainingProgress
 
-from .axolotl_keys import TYPED_KEYS
+from .axolotl_keys import TRACKING_KEYS, TYPED_KEYS
 from .common import (
     ABSOLUTE_PATH_PATTERN,
     GCS_URI_PATTERN,
@@ -22,13 +22,19 @@ from .common import (
     LocalObjectReference,
     PinnedImage,
     PodMetadata,
+    ProvisioningChoice,
     Quantity,
     Retry,
     SecretKeySelector,
     WorkloadResources,
     cel,
+    check_flex_start_deadline,
+    flex_start_deadline_rule,
+    provisioning_rules,
     validations,
 )
+from .pod_hatches import PodHatches, PodScheduling, pod_hatch_rules
+from .tracking import TrackingSettings
 
 # Gemma 3's language model in current transformers lives at model.language_model.layers.N (the seed's
 # `language_model.model.layers...` regex matches no module).
@@ -46,6 +52,8 @@ OPERATOR_OWNED_KEYS: dict[str, tuple[str, str]] = {
     "hub_token": ("string", "a Secret (never in the spec)"),
     "wandb_api_key": ("string", "a Secret (never in the spec)"),
     "use_tensorboard": ("boolean", "spec.tensorboard"),
+    "use_wandb": ("boolean", "spec.tracking.wandb"),
+    "use_mlflow": ("boolean", "spec.tracking.mlflow"),
     "tensorboard_log_dir": ("string", "the operator (TensorBoard syncs to the bucket)"),
 }
 
@@ -53,17 +61,27 @@ OPERATOR_OWNED_KEYS: dict[str, tuple[str, str]] = {
 def reserved_override_keys() -> dict[str, tuple[str, str]]:
     """Every key refused in spec.training.overrides: key -> (JSON type, where to set it instead)."""
     typed = {typed_key.key: (typed_key.json_type, _api_path(typed_key.field)) for typed_key in TYPED_KEYS}
-    return {**OPERATOR_OWNED_KEYS, **typed}
+    tracking = {
+        typed_key.key: (typed_key.json_type, _api_path(typed_key.field, TrackingSettings, "spec.tracking"))
+        for typed_key in TRACKING_KEYS
+    }
+    return {**OPERATOR_OWNED_KEYS, **typed, **tracking}
 
 
-def _api_path(field: str) -> str:
+def _api_path(field: str, root: type[ApiModel] | None = None, prefix: str = "spec.training") -> str:
     """spec.training.lora.r for "lora.r": the field's path as a user writes it (camelCase aliases)."""
-    model, names = TrainingSettings, []
+    model, names = root or TrainingSettings, []
     for name in field.split("."):
         info = model.model_fields[name]
         names.append(info.alias or name)
-        model = info.annotation
-    return "spec.training." + ".".join(names)
+        model = _model_of(info.annotation)
+    return f"{prefix}." + ".".join(names)
+
+
+def _model_of(annotation: Any) -> Any:
+    """The model of an optional field (`X | None` -> X)."""
+    members = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+    return members[0] if len(members) == 1 else annotation
 
 
 def _reserved_override_schema(schema: dict[str, Any]) -> None:
@@ -250,8 +268,18 @@ class TrainingSettings(ApiModel):
         json_schema_extra=_reserved_override_schema,
     )
 
+    @field_validator("overrides")
+    @classmethod
+    def _no_reserved_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The API server's rule on reserved keys, for `mmft render`."""
+        reserved = reserved_override_keys()
+        for key in overrides:
+            if key in reserved:
+                raise ValueError(f"overrides.{key} is not allowed: set {reserved[key][1]} instead")
+        return overrides
 
-class ComputeSettings(WorkloadResources):
+
+class ComputeSettings(WorkloadResources, ProvisioningChoice):
     """Where and on what the trainer runs."""
 
     model_config = ApiModel.model_config | {
@@ -266,6 +294,7 @@ class ComputeSettings(WorkloadResources):
                 "gpusPerNode 0 (no GPU) trains in one process on one node: nodes must be 1",
                 field_path=".nodes",
             ),
+            *provisioning_rules("gpusPerNode"),
         )
     }
 
@@ -279,11 +308,11 @@ class ComputeSettings(WorkloadResources):
         "cpu and memory are required.",
     )
     nodes: int = Field(1, description="Nodes; more than one runs an Indexed Job with torchrun rendezvous.", ge=1, le=64)
-    spot: bool = Field(
-        False,
-        description="Run on Spot capacity. Preemptions (25 s notice on Autopilot) resume from the last "
-        "checkpoint and do not count against retries.",
-    )
+
+    @model_validator(mode="after")
+    def _flex_start_needs_gpus(self) -> ComputeSettings:
+        self.check_flex_start_has_gpus(self.gpus_per_node, "gpusPerNode")
+        return self
 
 
 class OutputVolume(ApiModel):
@@ -317,6 +346,11 @@ class TensorBoardSettings(ApiModel):
         "operator's MMFT_TENSORBOARD_TTL_SECONDS_AFTER_FINISHED (1 day). Raise it later to bring a removed "
         "TensorBoard back (docs/tensorboard.md).",
     )
+    scheduling: PodScheduling | None = Field(
+        None,
+        description="Tolerations, affinity, priorityClassName and node selectors of the TensorBoard pod (a small "
+        "CPU pod: spec.scheduling, meant for the GPU pods, does not apply to it).",
+    )
 
 
 class ExportSettings(ApiModel):
@@ -332,8 +366,12 @@ class ExportSettings(ApiModel):
     )
 
 
-class FineTuneJobSpec(ApiModel):
+class FineTuneJobSpec(PodHatches):
     """Desired state of a FineTuneJob. Fields that shape the run are immutable once it has started."""
+
+    model_config = PodHatches.model_config | {
+        "json_schema_extra": validations(*pod_hatch_rules(), flex_start_deadline_rule())
+    }
 
     base_model: str = Field(
         description="Hugging Face model id (e.g. google/gemma-3-4b-it) or an absolute path inside the pod.",
@@ -349,7 +387,10 @@ class FineTuneJobSpec(ApiModel):
     )
     dataset: DatasetSource = Field(description="Training data.")
     training: TrainingSettings = Field(description="Axolotl training settings (maxSteps or numEpochs at least).")
-    compute: ComputeSettings = Field(default_factory=ComputeSettings, description="Accelerator, GPUs, nodes, Spot.")
+    compute: ComputeSettings = Field(
+        default_factory=ComputeSettings,
+        description="Accelerator, GPUs, nodes, provisioning (on demand, Spot, flex-start).",
+    )
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse (data, TensorBoard events).")
     output_volume: OutputVolume = Field(default_factory=OutputVolume, description="Checkpoint volume.")
     hugging_face_token_secret_ref: SecretKeySelector | None = Field(
@@ -362,6 +403,9 @@ class FineTuneJobSpec(ApiModel):
         max_length=253,
     )
     tensorboard: TensorBoardSettings = Field(default_factory=TensorBoardSettings, description="TensorBoard.")
+    tracking: TrackingSettings | None = Field(
+        None, description="Also log metrics to Weights & Biases or MLflow (credentials by Secret reference only)."
+    )
     export: ExportSettings | None = Field(None, description="Upload the adapter/merged model to Cloud Storage.")
     active_deadline_seconds: int = Field(
         7 * 24 * 3600, description="Maximum run time of the training Job in seconds.", ge=60, le=30 * 24 * 3600
@@ -382,6 +426,11 @@ class FineTuneJobSpec(ApiModel):
         max_length=63,
     )
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra pod labels and annotations.")
+
+    @model_validator(mode="after")
+    def _flex_start_deadline(self) -> FineTuneJobSpec:
+        check_flex_start_deadline(self.compute.provisioning_model, self.active_deadline_seconds)
+        return self
 
 
 class FineTuneProgress(TrainingProgress):
@@ -447,4 +496,5 @@ class FineTuneJobStatus(CommonStatus):
 
 IMMUTABLE_AFTER_START = (
     "baseModel", "baseModelSize", "dataset", "training", "compute", "bucket", "outputVolume", "export",
+    "scheduling", "env", "envFrom", "extraVolumes", "tracking",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mmft_operator.api.axolotl_keys import TYPED_KEYS
+from mmft_operator.api.axolotl_keys import TRACKING_KEYS, TYPED_KEYS
 from mmft_operator.api.finetunejob import FineTuneJobSpec
 from mmft_operator.training_defaults import LIGER_PLUGIN, model_shape, plan
 
@@ -32,7 +32,8 @@ def effective_warmup_steps(spec: FineTuneJobSpec) -> int:
     return min(100, training.max_steps // 10)
 
 
-def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[str, Any]:
+def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths, run_name: str | None = None) -> dict[str, Any]:
+    """The config; `run_name` (the FineTuneJob's name) names the tracking run when spec.tracking leaves it empty."""
     training = spec.training
     # Overriding `plugins` replaces the Liger set wholesale (its keys need the plugin), and the plan must know.
     liger = "plugins" not in training.overrides
@@ -115,7 +116,31 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
         config.update(
             plugins=[LIGER_PLUGIN], liger_rms_norm=True, liger_rope=True, liger_fused_linear_cross_entropy=True
         )
+    config.update(tracking_config(spec, run_name))
     config.update(training.overrides)
+    return config
+
+
+def tracking_config(spec: FineTuneJobSpec, run_name: str | None) -> dict[str, Any]:
+    """The non-secret settings of spec.tracking under their Axolotl keys (api/axolotl_keys.TRACKING_KEYS)."""
+    tracking = spec.tracking
+    if tracking is None:
+        return {}
+    config: dict[str, Any] = {}
+    if tracking.wandb is not None:
+        config["use_wandb"] = True
+    if tracking.mlflow is not None:
+        config["use_mlflow"] = True
+    defaults = {"wandb_name": run_name, "mlflow_run_name": run_name}
+    for typed in TRACKING_KEYS:
+        block = getattr(tracking, typed.field.split(".", 1)[0])
+        if block is None:
+            continue
+        value = typed.read(tracking)
+        if value is None:
+            value = defaults.get(typed.key)
+        if value is not None:
+            config[typed.key] = value
     return config
 
 

@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mmft_operator import naming
+from mmft_operator import gke, naming
 from mmft_operator.api.common import API_VERSION, GcsBucket, PodMetadata
+from mmft_operator.api.pod_hatches import PodHatches, PodScheduling
 from mmft_operator.contracts import progress
 from mmft_operator.settings import OperatorSettings
 
@@ -120,14 +121,46 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def gpu_tolerations(spot: bool, gpu: bool = True) -> list[dict[str, str]]:
+def gpu_tolerations(provisioning: str, gpu: bool = True) -> list[dict[str, str]]:
     # Autopilot adds these itself; GKE Standard and other clusters with tainted GPU/Spot pools need them spelled out.
     tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}] if gpu else []
-    if spot:
-        tolerations.append(
-            {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
-        )
-    return tolerations
+    return tolerations + gke.provisioning_tolerations(provisioning)
+
+
+def node_selector(provisioning: str, accelerator: str | None = None) -> dict[str, str]:
+    """The operator's node selector: the GPU card, if the pod has GPUs (without: any general-purpose node), and the
+    provisioning model."""
+    selector = {gke.ACCELERATOR_LABEL: accelerator} if accelerator else {}
+    return {**selector, **gke.PROVISIONING_NODE_SELECTOR[provisioning]}
+
+
+def apply_scheduling(pod_spec: dict[str, Any], scheduling: PodScheduling | None) -> None:
+    """Add the user's scheduling to the operator's: the API refuses the node selector keys the operator sets, so a
+    merge never replaces one of them; tolerations are added after the operator's."""
+    if scheduling is None:
+        return
+    if scheduling.node_selector:
+        pod_spec["nodeSelector"] = {**scheduling.node_selector, **pod_spec.get("nodeSelector", {})}
+    if scheduling.tolerations:
+        tolerations = [toleration.to_wire() for toleration in scheduling.tolerations]
+        pod_spec["tolerations"] = [*pod_spec.get("tolerations", []), *tolerations]
+    if scheduling.affinity is not None:
+        pod_spec["affinity"] = scheduling.affinity.to_wire()
+    if scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = scheduling.priority_class_name
+
+
+def apply_hatches(pod_spec: dict[str, Any], container: dict[str, Any], hatches: PodHatches) -> None:
+    """The spec's escape hatches on a workload pod and its main container. The API keeps them off the operator's
+    names and paths; the operator's env entries come first and so win over envFrom (Kubernetes' precedence)."""
+    apply_scheduling(pod_spec, hatches.scheduling)
+    if hatches.env:
+        container["env"] = [*container.get("env", []), *(variable.to_wire() for variable in hatches.env)]
+    if hatches.env_from:
+        container["envFrom"] = [source.to_wire() for source in hatches.env_from]
+    if hatches.extra_volumes:
+        container["volumeMounts"] = [*container.get("volumeMounts", []), *(v.mount() for v in hatches.extra_volumes)]
+        pod_spec["volumes"] = [*pod_spec.get("volumes", []), *(v.volume() for v in hatches.extra_volumes)]
 
 
 def shm_volume(size_limit: str) -> dict[str, Any]:

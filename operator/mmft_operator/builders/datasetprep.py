@@ -93,6 +93,7 @@ def dataprep_command(spec: DatasetPrepSpec) -> list[str]:
 
 def build_dataprep_job(owner: Owner, spec: DatasetPrepSpec, settings: OperatorSettings) -> dict[str, Any]:
     resources = spec.resources
+    provisioning = resources.provisioning or "onDemand"
     pod = WorkloadPod(
         component=COMPONENT,
         command=dataprep_command(spec),
@@ -109,6 +110,9 @@ def build_dataprep_job(owner: Owner, spec: DatasetPrepSpec, settings: OperatorSe
         active_deadline_seconds=spec.active_deadline_seconds,
         backoff_limit=spec.backoff_limit,
         attempt=spec.retry,
+        hatches=spec,
+        provisioning=provisioning,
+        node_selector=common.node_selector(provisioning),
     )
     return build_workload_job(owner, pod, settings)
 

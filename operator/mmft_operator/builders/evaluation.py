@@ -118,10 +118,7 @@ def build_evaluation_job(
 ) -> dict[str, Any]:
     compute = spec.compute
     card = profile(compute.accelerator)
-    # No GPU: any general-purpose node, so no accelerator to select.
-    node_selector = {"cloud.google.com/gke-accelerator": compute.accelerator} if compute.gpus else {}
-    if compute.spot:
-        node_selector["cloud.google.com/gke-spot"] = "true"
+    provisioning = compute.provisioning_model
     requests = common.resource_requests(
         compute.cpu or str(card.cpu_per_gpu * compute.gpus),
         compute.memory or f"{card.memory_gib_per_gpu * compute.gpus}Gi",
@@ -139,10 +136,11 @@ def build_evaluation_job(
         active_deadline_seconds=spec.active_deadline_seconds,
         backoff_limit=spec.backoff_limit,
         attempt=spec.retry,
+        hatches=spec,
         gpus=compute.gpus,
-        spot=compute.spot,
+        provisioning=provisioning,
         shm_size=common.shm_size_for(requests["memory"]),
-        node_selector=node_selector,
+        node_selector=common.node_selector(provisioning, compute.accelerator if compute.gpus else None),
         extra_env=[
             *common.hf_token_env(spec.hugging_face_token_secret_ref),
             {"name": "HF_HOME", "value": "/scratch/models"},

@@ -7,9 +7,10 @@ from typing import Any
 
 import yaml
 
-from mmft_operator import naming
+from mmft_operator import gke, naming
 from mmft_operator.accelerators import profile
 from mmft_operator.api.finetunejob import FineTuneJobSpec
+from mmft_operator.api.tracking import TrackingSettings
 from mmft_operator.contracts.exit_codes import FAIL_AT_ONCE
 from mmft_operator.settings import OperatorSettings
 
@@ -24,7 +25,6 @@ CONFIG_DIR = "/etc/mmft"
 CONFIG_FILE = "axolotl.yaml"
 TRAINER_CONTAINER = "trainer"
 REPORT_FILE = f"{OUTPUT_MOUNT}/mmft/report.json"
-SPOT_GRACE_SECONDS = 25  # Autopilot gives Spot pods at most 25 s, whatever the pod asks for.
 ON_DEMAND_GRACE_SECONDS = 120
 
 
@@ -59,7 +59,7 @@ def tensorboard_dir(spec: FineTuneJobSpec, owner: Owner) -> str:
 
 
 def build_config_map(owner: Owner, spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[str, Any]:
-    rendered = yaml.safe_dump(build_axolotl_config(spec, dataset), sort_keys=False, width=120)
+    rendered = yaml.safe_dump(build_axolotl_config(spec, dataset, run_name=owner.name), sort_keys=False, width=120)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -120,12 +120,29 @@ def _requests(spec: FineTuneJobSpec) -> dict[str, str]:
     )
 
 
-def _node_selector(spec: FineTuneJobSpec) -> dict[str, str]:
-    # No GPU: any general-purpose node, so no accelerator to select.
-    selector = {"cloud.google.com/gke-accelerator": spec.compute.accelerator} if spec.compute.gpus_per_node else {}
-    if spec.compute.spot:
-        selector["cloud.google.com/gke-spot"] = "true"
-    return selector
+def tracking_env(tracking: TrackingSettings | None) -> list[dict[str, Any]]:
+    """Credentials of spec.tracking as variables from their Secrets (never in the Axolotl ConfigMap), and the W&B
+    server, which wandb reads only from the environment."""
+    if tracking is None:
+        return []
+    env: list[dict[str, Any]] = []
+    if tracking.wandb is not None:
+        env.append(_secret_env("WANDB_API_KEY", tracking.wandb.api_key_secret_ref))
+        if tracking.wandb.base_url:
+            env.append({"name": "WANDB_BASE_URL", "value": tracking.wandb.base_url})
+    if tracking.mlflow is not None:
+        for name, ref in (
+            ("MLFLOW_TRACKING_TOKEN", tracking.mlflow.token_secret_ref),
+            ("MLFLOW_TRACKING_USERNAME", tracking.mlflow.username_secret_ref),
+            ("MLFLOW_TRACKING_PASSWORD", tracking.mlflow.password_secret_ref),
+        ):
+            if ref is not None:
+                env.append(_secret_env(name, ref))
+    return env
+
+
+def _secret_env(name: str, ref: Any) -> dict[str, Any]:  # noqa: ANN401 - a SecretKeySelector
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
 def _resources(requests: dict[str, str], gpus: int) -> dict[str, Any]:
@@ -144,13 +161,17 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
         {"name": "AXOLOTL_DO_NOT_TRACK", "value": "1"},
         {"name": "PYTORCH_CUDA_ALLOC_CONF", "value": "expandable_segments:True"},
         {"name": "NCCL_DEBUG", "value": "WARN"},
+        *tracking_env(spec.tracking),
     ]
+    provisioning = compute.provisioning_model
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": spec.service_account_name,
-        "nodeSelector": _node_selector(spec),
-        "tolerations": common.gpu_tolerations(spec.compute.spot, gpu=bool(compute.gpus_per_node)),
-        "terminationGracePeriodSeconds": SPOT_GRACE_SECONDS if compute.spot else ON_DEMAND_GRACE_SECONDS,
+        "nodeSelector": common.node_selector(provisioning, compute.accelerator if compute.gpus_per_node else None),
+        "tolerations": common.gpu_tolerations(provisioning, gpu=bool(compute.gpus_per_node)),
+        "terminationGracePeriodSeconds": (
+            gke.SPOT_GRACE_SECONDS if provisioning == "spot" else ON_DEMAND_GRACE_SECONDS
+        ),
         "securityContext": common.pod_security_context(settings),
         "containers": [
             {
@@ -177,6 +198,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
             common.shm_volume(common.shm_size_for(requests["memory"])),
         ],
     }
+    common.apply_hatches(pod_spec, pod_spec["containers"][0], spec)
     # No ttlSecondsAfterFinished: the operator sets it by outcome once status records the outcome, so the Job is
     # never collected before its verdict is kept.
     job_spec: dict[str, Any] = {
@@ -234,6 +256,14 @@ def build_rendezvous_service(owner: Owner, settings: OperatorSettings) -> dict[s
 
 def build_tensorboard_deployment(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -> dict[str, Any]:
     name = naming.tensorboard(owner.name)
+    deployment = _tensorboard_deployment(owner, spec, settings, name)
+    common.apply_scheduling(deployment["spec"]["template"]["spec"], spec.tensorboard.scheduling)
+    return deployment
+
+
+def _tensorboard_deployment(
+    owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings, name: str
+) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

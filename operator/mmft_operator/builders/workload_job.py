@@ -7,6 +7,7 @@ from typing import Any
 
 from mmft_operator import naming
 from mmft_operator.api.common import GcsBucket, PodMetadata
+from mmft_operator.api.pod_hatches import PodHatches
 from mmft_operator.contracts.exit_codes import FAIL_AT_ONCE
 from mmft_operator.settings import OperatorSettings
 
@@ -29,8 +30,10 @@ class WorkloadPod:
     active_deadline_seconds: int
     backoff_limit: int
     attempt: int  # spec.retry: stamped on the Job so a replaced attempt's Job is never judged as the new one
+    # The spec's escape hatches (scheduling, env, envFrom, extra volumes).
+    hatches: PodHatches
     gpus: int = 0
-    spot: bool = False
+    provisioning: str = "onDemand"
     # Memory-backed /dev/shm for PyTorch data-loader workers; None keeps the container default.
     shm_size: str | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
@@ -65,8 +68,10 @@ def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSetting
         pod_spec["volumes"].append(common.shm_volume(pod.shm_size))
     if pod.node_selector:
         pod_spec["nodeSelector"] = dict(pod.node_selector)
-    if pod.gpus:
-        pod_spec["tolerations"] = common.gpu_tolerations(pod.spot)
+    tolerations = common.gpu_tolerations(pod.provisioning, gpu=bool(pod.gpus))
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    common.apply_hatches(pod_spec, container, pod.hatches)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
