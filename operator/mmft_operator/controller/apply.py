@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating
@@ -32,8 +33,12 @@ def reconcile(
     name: str,
     verify_children: bool = False,
     retrying: bool = False,
+    recheck: Callable[[float], None] | None = None,
 ) -> dict[str, Any] | None:
     """Bring one resource's children and status up to date; returns its status, or None once it is gone.
+
+    `recheck(seconds)` is called when status will change by time alone (a grace period running out): nothing in
+    the cluster changes then to trigger the reconcile that notices.
 
     Children whose combined hash matches `status.childrenHash` are not read again unless `verify_children` (the
     periodic resync) asks for it: an event-driven reconcile with nothing to change reads only the watch cache and
@@ -44,7 +49,10 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None  # owner references cascade the deletion; nothing outside the cluster to clean
         try:
-            return _reconcile_once(observer, reconciler, settings, clock(), body, verify_children, retrying)
+            status_plan = _reconcile_once(observer, reconciler, settings, clock(), body, verify_children, retrying)
+            if status_plan.recheck_after is not None and recheck is not None:
+                recheck(status_plan.recheck_after)
+            return status_plan.status
         except NamespaceTerminating:
             return None
         except ApiError as error:
@@ -62,7 +70,7 @@ def _reconcile_once(
     body: dict[str, Any],
     verify_children: bool,
     retrying: bool,
-) -> dict[str, Any]:
+) -> StatusPlan:
     meta = body["metadata"]
     parsed = engine.parse(reconciler, body)
     job, references = None, []
@@ -72,15 +80,30 @@ def _reconcile_once(
         references = engine.references_needed(reconciler, parsed, body, job)
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
                   retrying)
+    if parsed.spec is not None:
+        world = _with_uses(observer, world, parsed)
     plan = engine.plan_children(reconciler, world, parsed)
     applied = _apply_children(observer.kube, plan)
     if plan.invalid_status is not None:
         status_plan = engine.plan_status(reconciler, world, plan, applied, [], None)
     else:
         pods = observer.pods(meta["namespace"], applied.job["metadata"]["name"]) if applied.job is not None else []
+        world = replace(world, events=tuple(observer.events(meta["namespace"], applied.job, pods)))
         status_plan = engine.plan_status(reconciler, world, plan, applied, pods, observer.report(plan.owner))
     _apply_status(observer, body, status_plan, now)
-    return status_plan.status
+    return status_plan
+
+
+def _with_uses(observer: Observer, world: World, parsed: engine.Parsed) -> World:
+    """The world plus what the resource uses besides its Job: its ServiceAccount (where the Workload Identity check
+    applies) and its Deployments."""
+    namespace = parsed.owner.namespace
+    service_account = None
+    if world.settings.checks_workload_identity:
+        service_account = observer.service_account(namespace, parsed.spec.service_account_name)
+    deployments = {name: deployment for name in observer.deployment_names(parsed.owner)
+                   if (deployment := observer.deployment(parsed.owner, name)) is not None}
+    return replace(world, service_account=service_account, deployments=deployments)
 
 
 def _apply_children(kube: Kube, plan: ChildrenPlan) -> engine.AppliedChildren:

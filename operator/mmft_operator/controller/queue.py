@@ -8,7 +8,9 @@ instead of one per event.
 
 from __future__ import annotations
 
+import heapq
 import threading
+import time
 from collections.abc import Callable
 
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -26,6 +28,11 @@ class WorkQueue:
         # Triggers that arrived while the key was being worked on; value: whether any asked to verify children.
         self._pending: dict[Key, bool] = {}
         self._failures: dict[Key, int] = {}
+        # Keys to submit at a later time (monotonic seconds), and the thread that does it once one is asked for.
+        self._later: dict[Key, float] = {}
+        self._due: list[tuple[float, Key]] = []
+        self._later_changed = threading.Condition()
+        self._later_thread: threading.Thread | None = None
 
     def submit(self, key: Key, verify_children: bool = False) -> None:
         """Run the work for `key` on the calling thread, or leave a note for the pass already running it."""
@@ -49,6 +56,31 @@ class WorkQueue:
             with self._guard:
                 self._running.discard(key)
                 self._pending.pop(key, None)
+
+    def submit_after(self, key: Key, seconds: float) -> None:
+        """Submit `key` once `seconds` have passed (a grace period running out). One thread waits for all of them,
+        whatever their number; a key already due earlier keeps its earlier time."""
+        due = time.monotonic() + max(0.0, seconds)
+        with self._later_changed:
+            if self._later.get(key, float("inf")) <= due:
+                return
+            self._later[key] = due
+            heapq.heappush(self._due, (due, key))
+            if self._later_thread is None:
+                self._later_thread = threading.Thread(target=self._submit_when_due, name="mmft-recheck", daemon=True)
+                self._later_thread.start()
+            self._later_changed.notify()
+
+    def _submit_when_due(self) -> None:
+        while True:
+            with self._later_changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._later_changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                due, key = heapq.heappop(self._due)
+                if self._later.get(key) != due:
+                    continue  # superseded by an earlier time for the same key
+                del self._later[key]
+            self.submit(key)
 
     def backoff_seconds(self, key: Key, error: Exception) -> float:
         """Exponential (1 s doubling to 30 s), or the API server's Retry-After when it asks for longer."""

@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ from mmft_operator import naming
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import REPORT_KEY, WorkloadReport
 from mmft_operator.settings import OperatorSettings
-from mmft_operator.status import workload
+from mmft_operator.status import identity, workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,13 @@ class World:
     settings: OperatorSettings
     verify_children: bool = False  # the periodic resync: ensure children even when childrenHash matches
     retrying: bool = False  # the previous attempt failed: read before creating
+    # Warning events about the Job and its pods that the objects themselves do not show (status/workload.py).
+    events: tuple[workload.WorkloadEvent, ...] = ()
+    # The spec's ServiceAccount as observed; None when it does not exist. Read only where the Workload Identity
+    # check applies (OperatorSettings.checks_workload_identity).
+    service_account: dict[str, Any] | None = None
+    # The resource's own Deployments as observed, by name (the TensorBoard Deployment's availability).
+    deployments: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +103,8 @@ class StatusPlan:
     status: dict[str, Any]  # the status the resource has once the plan is applied
     patch: dict[str, Any] | None = None  # the merge patch of the status subresource; None: nothing changed
     event: Event | None = None
+    # Seconds after which status changes by time alone (a grace period runs out): reconcile again then.
+    recheck_after: float | None = None
 
 
 def applied_children(plan: ChildrenPlan, job: dict[str, Any] | None, conflict: str | None) -> AppliedChildren:
@@ -153,6 +162,10 @@ class KindReconciler:
         return []
 
     def extra_status(self, owner: Owner, spec, observed: Observed) -> dict[str, Any]:
+        return {}
+
+    def child_conditions(self, owner: Owner, spec, world: World) -> dict[str, ConditionUpdate | None]:  # noqa: ANN001
+        """Conditions about children other than the Job (by type); None removes a condition that no longer applies."""
         return {}
 
     def success_message(self, observed: Observed) -> str:
@@ -257,7 +270,7 @@ def plan_status(
         report,
         workload.judge(
             applied.job, pods, world.now, world.settings.unschedulable_grace_seconds,
-            reconciler.out_of_memory_advice,
+            reconciler.out_of_memory_advice, world.events, world.settings.start_failure_grace_seconds,
         ),
     )
     new_status = _compose(
@@ -266,7 +279,29 @@ def plan_status(
     )
     if applied.children_hash is not None:
         new_status["childrenHash"] = applied.children_hash
-    return _status_plan(body, new_status, world.now)
+    _add_observed_conditions(reconciler, world, plan, new_status)
+    return replace(_status_plan(body, new_status, world.now), recheck_after=observed.verdict.stalls_in)
+
+
+def _add_observed_conditions(reconciler: KindReconciler, world: World, plan: ChildrenPlan,
+                             new_status: dict[str, Any]) -> None:
+    """The conditions about what the resource uses besides its Job (its ServiceAccount, its other children),
+    after the others; a condition that no longer applies is removed."""
+    updates = {
+        **identity.workload_identity_conditions(
+            plan.spec.service_account_name, world.service_account, world.settings.checks_workload_identity
+        ),
+        **reconciler.child_conditions(plan.owner, plan.spec, world),
+    }
+    if not updates:
+        return
+    conditions = new_status["conditions"]
+    owned = [condition for condition in conditions if condition["type"] in updates]
+    merged = merge_conditions(owned, [update for update in updates.values() if update is not None],
+                              world.body["metadata"].get("generation", 1), world.now)
+    new_status["conditions"] = [c for c in conditions if c["type"] not in updates] + [
+        c for c in merged if updates.get(c["type"]) is not None
+    ]
 
 
 def _own_job(body: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:
