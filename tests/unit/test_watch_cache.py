@@ -155,3 +155,14 @@ def test_the_owner_of_a_pod_and_the_users_of_a_service_account_come_from_the_ind
     assert cache.owners_using_service_account("ml", "trainer") == [("DatasetPrep", "d")]
     assert cache.owners_using_service_account("ml", "default") == [("DatasetPrep", "f")]
     assert cache.service_account("ml", "trainer") == {"metadata": {"name": "trainer"}}
+
+
+def test_an_index_empty_when_attached_is_still_read_once_the_watch_fills_it() -> None:
+    class EmptyFirst(dict):
+        """Like kopf's Index: a Mapping that is empty (falsy) until the watch fills it."""
+
+    events = EmptyFirst()
+    cache = WatchCache()
+    cache.attach({}, {}, {}, events=events)
+    events[("ml", "Job", "j")] = ["an event"]
+    assert cache.events("ml", "Job", "j") == ["an event"]

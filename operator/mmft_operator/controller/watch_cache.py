@@ -156,7 +156,8 @@ class WatchCache:
                events: Mapping | None = None, deployments: Mapping | None = None,
                service_accounts: Mapping | None = None) -> None:
         self._owners = owners or {}
-        self._watched = (events or {}, deployments or {}, service_accounts or {})
+        # `is None`, not `or`: an index that is empty now (no Warning event yet) is still the one kopf fills later.
+        self._watched = tuple({} if index is None else index for index in (events, deployments, service_accounts))
         self._indexes = (jobs, pods, reports)
 
     @property
