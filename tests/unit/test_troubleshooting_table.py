@@ -65,8 +65,9 @@ def _reasons_in(node: ast.AST) -> set[str]:
         return found
     if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and node.value.elts:
         return _literals(node.value.elts[0])
+    pairs = zip(node.keys, node.values, strict=True) if isinstance(node, ast.Dict) else ()
     if isinstance(node, ast.Dict) and node.keys and all(
-        key is not None and _literals(key) and _literals(value) for key, value in zip(node.keys, node.values)
+        key is not None and _literals(key) and _literals(value) for key, value in pairs
     ):
         return set().union(*(_literals(value) for value in node.values))
     return set()

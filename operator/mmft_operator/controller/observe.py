@@ -13,8 +13,8 @@ from typing import Any
 from mmft_operator import naming
 from mmft_operator.api.common import API_VERSION
 from mmft_operator.builders.common import Owner
-from mmft_operator.contracts.progress import WorkloadReport
 from mmft_operator.builders.finetunejob import KIND as FINETUNEJOB
+from mmft_operator.contracts.progress import WorkloadReport
 from mmft_operator.kube import Kube, Ref, path
 from mmft_operator.reconcile.engine import Reference, read_report
 from mmft_operator.status.workload import WorkloadEvent

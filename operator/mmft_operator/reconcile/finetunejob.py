@@ -173,7 +173,7 @@ def tensorboard_condition(deployment: dict[str, Any] | None) -> ConditionUpdate:
                       if condition.get("type") == "Available"), None)
     if available is None:
         return ConditionUpdate(TENSORBOARD_CONDITION, None, "TensorBoardStarting",
-                               "the Deployment controller has not reported the TensorBoard Deployment's availability yet")
+                               "the Deployment controller has not reported the Deployment's availability yet")
     status = {"True": True, "False": False}.get(available.get("status"))
     return ConditionUpdate(TENSORBOARD_CONDITION, status, available.get("reason") or "TensorBoardStarting",
                            available.get("message", ""))
