@@ -138,16 +138,26 @@ def test_only_start_failure_warnings_about_jobs_and_pods_are_kept_in_both_event_
     assert event_entry({**job_controller, "involvedObject": {"kind": "ReplicaSet", "name": "r"}}) is None
 
 
+class _Store:
+    """Like kopf's index Store: iterable, not subscriptable."""
+
+    def __init__(self, *values: object) -> None:
+        self._values = values
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self._values)
+
+
 def test_the_owner_of_a_pod_and_the_users_of_a_service_account_come_from_the_indexes() -> None:
     cache = WatchCache()
     labels = {"mmft.io/owner-kind": "datasetprep", "mmft.io/owner-name": "d"}
     cache.attach(
         {("ml", "d-dataprep"): [{"metadata": {"name": "d-dataprep", "labels": labels}}]},
-        {("ml", "d-dataprep"): [{"metadata": {"name": "d-dataprep-x1"}}]},
+        {("ml", "d-dataprep"): _Store({"metadata": {"name": "d-dataprep-x1"}})},
         {},
-        {"DatasetPrep": {("ml", "d"): [{"spec": {"serviceAccountName": "trainer"}}],
-                         ("other", "e"): [{"spec": {"serviceAccountName": "trainer"}}],
-                         ("ml", "f"): [{"spec": {}}]}},
+        {"DatasetPrep": {("ml", "d"): _Store({"spec": {"serviceAccountName": "trainer"}}),
+                         ("other", "e"): _Store({"spec": {"serviceAccountName": "trainer"}}),
+                         ("ml", "f"): _Store({"spec": {}})}},
         service_accounts={("ml", "trainer"): [{"metadata": {"name": "trainer"}}]},
     )
     assert cache.owner_of_pod("ml", "d-dataprep-x1") == labels

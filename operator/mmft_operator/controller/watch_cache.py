@@ -198,7 +198,8 @@ class WatchCache:
         """(kind, name) of every watched resource in `namespace` whose pods run as ServiceAccount `name`."""
         found = []
         for kind, index in self._owners.items():
-            for (owner_namespace, owner_name), entries in self._read(lambda index=index: list(index.items())):
+            owners = self._read(lambda index=index: [(key, list(store)) for key, store in index.items()])
+            for (owner_namespace, owner_name), entries in owners:
                 spec = (entries[0] if entries else {}).get("spec") or {}
                 if owner_namespace == namespace and spec.get("serviceAccountName", "default") == name:
                     found.append((kind, owner_name))
