@@ -80,4 +80,3 @@ def evaluation_dependencies(namespace: str, name: str, spec: Any) -> dict | None
         if job_ref:
             keys[("FineTuneJob", namespace, job_ref["name"])] = name
     return keys or None
-

@@ -187,7 +187,7 @@ class WatchCache:
 
     def owner_of_pod(self, namespace: str, pod_name: str) -> dict[str, str] | None:
         """The labels of the Job that made the pod (they name its owner), or None for a pod not watched."""
-        pods = self._read(lambda: list(self._indexes[1].items()))
+        pods = self._read(lambda: [(key, list(store)) for key, store in self._indexes[1].items()])
         for (pod_namespace, job_name), entries in pods:
             if pod_namespace == namespace and any(entry["metadata"].get("name") == pod_name for entry in entries):
                 job = self.job(namespace, job_name)

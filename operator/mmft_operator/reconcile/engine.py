@@ -293,8 +293,6 @@ def _add_observed_conditions(reconciler: KindReconciler, world: World, plan: Chi
         ),
         **reconciler.child_conditions(plan.owner, plan.spec, world),
     }
-    if not updates:
-        return
     conditions = new_status["conditions"]
     owned = [condition for condition in conditions if condition["type"] in updates]
     merged = merge_conditions(owned, [update for update in updates.values() if update is not None],
