@@ -69,6 +69,39 @@ def workload_reports(namespace: str, name: str, body: kopf.Body, **_: Any):
     return {(namespace, name): watch_cache.report_entry(body)} if watch_cache.is_report(name) else None
 
 
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def managed_deployments(namespace: str, name: str, body: kopf.Body, **_: Any):
+    return {(namespace, name): watch_cache.deployment_entry(body)}
+
+
+# Warning events only (kopf_integration.configure's field selector); the index keeps start-failure reasons only.
+@kopf.index("", "v1", "events")
+def start_failure_events(body: kopf.Body, **_: Any):
+    entry = watch_cache.event_entry(body)
+    return {entry[0]: entry[1]} if entry is not None else None
+
+
+@kopf.index("", "v1", "serviceaccounts")
+def service_accounts(namespace: str, name: str, body: kopf.Body, **_: Any):
+    return {(namespace, name): watch_cache.service_account_entry(body)}
+
+
+@kopf.on.event("", "v1", "events")
+def warning_event(type: str | None, body: kopf.Body, **indexes: Any) -> None:
+    RUNTIME.attach_cache(indexes)
+    entry = watch_cache.event_entry(body) if type in ("ADDED", "MODIFIED") else None
+    if entry is not None:
+        namespace, kind, name = entry[0]
+        RUNTIME.warning_event(namespace, kind, name)
+
+
+@kopf.on.event("", "v1", "serviceaccounts")
+def service_account_changed(type: str | None, namespace: str, name: str, **indexes: Any) -> None:
+    RUNTIME.attach_cache(indexes)
+    if type is not None:  # not the initial listing: every owner's own listing event reads it from the cache
+        RUNTIME.service_account_changed(namespace, name)
+
+
 def _on_owner(kind: str):
     def handler(
         type: str,
@@ -103,6 +136,7 @@ for _info in ALL_KINDS:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
 @kopf.on.event("", "v1", "configmaps", labels=MANAGED)
 def child_changed(type: str | None, namespace: str, labels: dict[str, str], body: kopf.Body, **indexes: Any) -> None:

@@ -34,6 +34,15 @@ class OperatorSettings:
     # A failed run's logs are what its owner needs next, so they stay longer.
     succeeded_job_ttl_seconds: int = 24 * 3600
     failed_job_ttl_seconds: int = 7 * 24 * 3600
+    # A pod refused at creation (PodRejected) or unable to mount its volumes (VolumeMountFailed) this long marks its
+    # resource Stalled. Both can clear by themselves: a quota frees up, a policy is fixed, and a ReadWriteOnce disk
+    # still attached to a deleted pod's node is force-detached after 6 minutes; the kubelet retries mounts with a
+    # backoff of up to about 2 minutes. 10 minutes covers one force-detach and the mount retry after it.
+    start_failure_grace_seconds: int = 600
+    # Warn (condition WorkloadIdentity) when a resource's ServiceAccount lacks the iam.gke.io/gcp-service-account
+    # annotation. Applies only where pods mount buckets with GKE's Cloud Storage FUSE driver (bucket_volume gcsfuse);
+    # turn it off where IAM grants roles to the Kubernetes ServiceAccounts directly.
+    workload_identity_check: bool = True
     rendezvous_port: int = 29500
     tensorboard_port: int = 6006
     # Prometheus metrics of the operator itself; 0 turns the endpoint off.
@@ -62,6 +71,10 @@ class OperatorSettings:
     def bucket_host_dir(self) -> str | None:
         return self.bucket_volume.removeprefix("hostPath:") if self.bucket_volume != "gcsfuse" else None
 
+    @property
+    def checks_workload_identity(self) -> bool:
+        return self.workload_identity_check and self.bucket_volume == "gcsfuse"
+
     def watch_namespaces(self) -> list[str]:
         return [name for name in self.namespaces.split(",") if name]
 
@@ -72,5 +85,18 @@ class OperatorSettings:
         for field in fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw is not None:
-                overrides[field.name] = int(raw) if field.type in (int, "int") else raw
+                overrides[field.name] = _parse(field.name, field.type, raw)
         return replace(cls(), **overrides)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse(name: str, type_: object, raw: str) -> int | bool | str:
+    if type_ in (int, "int"):
+        return int(raw)
+    if type_ in (bool, "bool"):
+        if raw.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: use true or false")
+        return raw.lower() in _TRUE
+    return raw

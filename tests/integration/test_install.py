@@ -82,6 +82,10 @@ def test_rbac_names_exact_resources_and_verbs_without_wildcards() -> None:
         ("patch", "finetunejobs.mmft.io", "no"),
         ("create", "clusterroles.rbac.authorization.k8s.io", "no"),
         ("create", "pods", "no"),
+        ("watch", "events", "yes"),
+        ("watch", "serviceaccounts", "yes"),
+        ("watch", "deployments.apps", "yes"),
+        ("patch", "serviceaccounts", "no"),
     ],
 )
 def test_operator_account_can_do_what_it_needs_and_nothing_else(kubectl, installed, verb, resource, allowed) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from mmft_operator.reconcile import engine
 from mmft_operator.reconcile.engine import ChildrenPlan, KindReconciler, Reference, StatusPlan, World
 from mmft_operator.reconcile.lifecycle import CONTROLLER_UID_LABEL
 from mmft_operator.settings import OperatorSettings
+from mmft_operator.status.workload import WorkloadEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "deploy/samples/gemma3-melanoma"
@@ -95,12 +96,18 @@ def run(
     verify_children: bool = False,
     retrying: bool = False,
     now: dt.datetime = NOW,
+    events: tuple[WorkloadEvent, ...] = (),
+    service_account: dict[str, Any] | None = None,
+    deployments: dict[str, dict[str, Any]] | None = None,
+    settings: OperatorSettings = SETTINGS,
 ) -> Outcome:
-    """Both planning steps, with the children applied as controller/apply.py applies them."""
+    """Both planning steps, with the children applied as controller/apply.py applies them. `events`,
+    `service_account` and `deployments` are what the controller observed besides the Job (controller/apply.py)."""
     parsed = engine.parse(reconciler, body)
     references = engine.references_needed(reconciler, parsed, body, observed_job)
     fetched = {ref: (referenced or {}).get(ref) for ref in references}
-    world = World(body, observed_job, fetched, now, SETTINGS, verify_children, retrying)
+    world = World(body, observed_job, fetched, now, settings, verify_children, retrying,
+                  service_account=service_account, deployments=deployments or {})
     plan = engine.plan_children(reconciler, world, parsed)
     applied_job = plan.job
     if conflict is None and applied_job is None:
@@ -113,6 +120,7 @@ def run(
     if suspend is not None:
         applied_job = {**applied_job, "spec": {**applied_job["spec"], "suspend": suspend}}
     applied = engine.applied_children(plan, applied_job, conflict)
+    world = replace(world, events=events)  # read with the pods, after the children were applied
     status = engine.plan_status(reconciler, world, plan, applied, pods or [], report)
     return Outcome(references, plan, applied, suspend, status)
 

@@ -156,6 +156,8 @@ def test_once_its_ttl_ran_out_the_tensorboard_leaves_the_set_is_deleted_and_stat
     assert outcome.status.status["tensorboard"] == {"state": "Removed", "removeAt": "2026-12-01T11:50:00Z"}
     assert outcome.status.status["phase"] == "Succeeded"
     assert outcome.status.requeue_at is None
+    # Gone by design: no TensorBoardAvailable condition claims it is missing.
+    assert "TensorBoardAvailable" not in {c["type"] for c in outcome.status.status["conditions"]}
     assert {f"{ref.kind}/{ref.name}" for ref in deletions(outcome, existing(all_children()))} == TENSORBOARD
     # Converged afterwards: the next pass finds nothing to ensure, delete or write.
     removed = with_status(body, outcome.status.status)

@@ -51,3 +51,13 @@ def test_a_bucket_volume_the_operator_does_not_know_is_refused_naming_the_variab
 
 def test_integer_settings_are_parsed() -> None:
     assert OperatorSettings.from_environment({"MMFT_METRICS_PORT": "0"}).metrics_port == 0
+
+
+def test_switches_are_parsed_from_true_or_false_and_anything_else_is_refused_naming_the_variable() -> None:
+    assert OperatorSettings.from_environment({"MMFT_WORKLOAD_IDENTITY_CHECK": "false"}).workload_identity_check is False
+    assert OperatorSettings.from_environment({"MMFT_WORKLOAD_IDENTITY_CHECK": "True"}).checks_workload_identity
+    hostpath = OperatorSettings.from_environment({"MMFT_BUCKET_VOLUME": "hostPath:/b"})
+    assert not hostpath.checks_workload_identity, "no Cloud Storage FUSE, no Workload Identity check"
+    with pytest.raises(ValueError, match="MMFT_WORKLOAD_IDENTITY_CHECK"):
+        OperatorSettings.from_environment({"MMFT_WORKLOAD_IDENTITY_CHECK": "maybe"})
+    assert OperatorSettings.from_environment({"MMFT_START_FAILURE_GRACE_SECONDS": "5"}).start_failure_grace_seconds == 5

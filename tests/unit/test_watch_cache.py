@@ -116,3 +116,63 @@ def test_owner_reads_the_newer_of_the_watch_and_the_operators_own_write() -> Non
     cache.wrote(_owner("16", "Succeeded"))
     assert cache.owner("FineTuneJob", "ns", "o") is None  # not watched (deleted): the API has to say
     assert cache.owner("Evaluation", "ns", "o") is None
+
+
+def test_only_start_failure_warnings_about_jobs_and_pods_are_kept_in_both_event_apis_shapes() -> None:
+    from mmft_operator.controller.watch_cache import event_entry
+    from mmft_operator.status.workload import WorkloadEvent
+
+    kubelet = {"metadata": {"namespace": "ml"}, "type": "Warning", "reason": "FailedMount", "message": "no bucket",
+               "involvedObject": {"kind": "Pod", "namespace": "ml", "name": "p", "uid": "u"},
+               "firstTimestamp": "2026-12-01T11:00:00Z", "lastTimestamp": "2026-12-01T11:04:00Z", "count": 3}
+    assert event_entry(kubelet) == (("ml", "Pod", "p"), WorkloadEvent(
+        "Pod", "p", "u", "FailedMount", "no bucket", "2026-12-01T11:00:00Z", "2026-12-01T11:04:00Z"))
+    # events.k8s.io/v1 as read through core/v1: no first/lastTimestamp, a MicroTime and a series.
+    job_controller = {"metadata": {"namespace": "ml"}, "type": "Warning", "reason": "FailedCreate", "message": "no",
+                      "involvedObject": {"kind": "Job", "namespace": "ml", "name": "j", "uid": "v"},
+                      "eventTime": "2026-12-01T11:00:00.123456Z",
+                      "series": {"count": 2, "lastObservedTime": "2026-12-01T11:02:00.5Z"}}
+    _, event = event_entry(job_controller)
+    assert (event.first_seen, event.last_seen) == ("2026-12-01T11:00:00Z", "2026-12-01T11:02:00Z")
+    assert event_entry({**kubelet, "reason": "BackOff"}) is None
+    assert event_entry({**job_controller, "involvedObject": {"kind": "ReplicaSet", "name": "r"}}) is None
+
+
+class _Store:
+    """Like kopf's index Store: iterable, not subscriptable."""
+
+    def __init__(self, *values: object) -> None:
+        self._values = values
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self._values)
+
+
+def test_the_owner_of_a_pod_and_the_users_of_a_service_account_come_from_the_indexes() -> None:
+    cache = WatchCache()
+    labels = {"mmft.io/owner-kind": "datasetprep", "mmft.io/owner-name": "d"}
+    cache.attach(
+        {("ml", "d-dataprep"): [{"metadata": {"name": "d-dataprep", "labels": labels}}]},
+        {("ml", "d-dataprep"): _Store({"metadata": {"name": "d-dataprep-x1"}})},
+        {},
+        {"DatasetPrep": {("ml", "d"): _Store({"spec": {"serviceAccountName": "trainer"}}),
+                         ("other", "e"): _Store({"spec": {"serviceAccountName": "trainer"}}),
+                         ("ml", "f"): _Store({"spec": {}})}},
+        service_accounts={("ml", "trainer"): [{"metadata": {"name": "trainer"}}]},
+    )
+    assert cache.owner_of_pod("ml", "d-dataprep-x1") == labels
+    assert cache.owner_of_pod("ml", "unknown") is None
+    assert cache.owners_using_service_account("ml", "trainer") == [("DatasetPrep", "d")]
+    assert cache.owners_using_service_account("ml", "default") == [("DatasetPrep", "f")]
+    assert cache.service_account("ml", "trainer") == {"metadata": {"name": "trainer"}}
+
+
+def test_an_index_empty_when_attached_is_still_read_once_the_watch_fills_it() -> None:
+    class EmptyFirst(dict):
+        """Like kopf's Index: a Mapping that is empty (falsy) until the watch fills it."""
+
+    events = EmptyFirst()
+    cache = WatchCache()
+    cache.attach({}, {}, {}, events=events)
+    events[("ml", "Job", "j")] = ["an event"]
+    assert cache.events("ml", "Job", "j") == ["an event"]

@@ -85,3 +85,22 @@ def test_a_requeue_runs_the_key_once_its_time_comes_and_an_earlier_time_replaces
     time.sleep(0.5)
     assert len(ran[KEY]) == 1 and len(ran[("FineTuneJob", "ml", "past")]) == 1
     assert queue._delayed.pending() == {}
+
+
+def test_a_later_submission_runs_once_at_its_time_and_an_earlier_time_for_the_same_key_wins() -> None:
+    ran: list[tuple[tuple, float]] = []
+    done = threading.Event()
+
+    def work(key, verify, retrying):  # noqa: ANN001
+        ran.append((key, time.monotonic()))
+        done.set()
+
+    queue = WorkQueue(work)
+    asked = time.monotonic()
+    queue.submit_after(KEY, 30.0)
+    queue.submit_after(KEY, 0.2)  # the grace of a newer verdict runs out sooner
+    queue.submit_after(KEY, 5.0)  # a later time than one already due changes nothing
+    assert done.wait(10), "the later submission never ran"
+    time.sleep(0.5)
+    assert [key for key, _ in ran] == [KEY], "one pass for the key, at the earliest time asked"
+    assert ran[0][1] - asked >= 0.2

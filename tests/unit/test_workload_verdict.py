@@ -130,3 +130,72 @@ def test_pod_startup_stages_come_from_the_newest_pods_own_timestamps() -> None:
     pending = pod("Pending", created="2026-11-29T11:20:00Z")
     assert pod_startup([newest, pending], "trainer") == {}, "stages not reached are left out"
 
+
+
+# -- Warning events the Job and pod objects do not show (issue 19.4) ---------------------------------------------
+
+JOB_UID, POD_UID = "job-uid", "pod-uid"
+REFUSAL = ('Error creating: pods "x-train-abcde" is forbidden: ValidatingAdmissionPolicy \'autopilot-limits\' '
+           "denied request: the CPU request exceeds the maximum for this compute class")
+
+
+def identified(obj, uid):  # noqa: ANN001, ANN201
+    obj["metadata"]["uid"] = uid
+    return obj
+
+
+def event(kind, reason, message, first="2026-11-29T11:58:00Z", last=None, uid=None):  # noqa: ANN001, ANN201
+    from mmft_operator.status.workload import WorkloadEvent
+
+    return WorkloadEvent(kind=kind, name="x", uid=uid or (JOB_UID if kind == "Job" else POD_UID), reason=reason,
+                         message=message, first_seen=first, last_seen=last or first)
+
+
+def test_a_pod_refused_at_creation_is_pod_rejected_with_the_admission_message_then_stalled() -> None:
+    refused = [event("Job", "FailedCreate", REFUSAL, first="2026-11-29T11:58:00Z", last="2026-11-29T11:59:30Z")]
+    fresh = judge(identified(job(), JOB_UID), [], NOW, 900, events=refused, start_failure_grace_seconds=600)
+    assert (fresh.phase, fresh.reason, fresh.message, fresh.stalled) == ("Pending", "PodRejected", REFUSAL, False)
+    assert fresh.stalls_in == 480.0, "the grace counts from the first refusal: 2 of 10 minutes passed"
+    late = judge(identified(job(), JOB_UID), [], NOW + dt.timedelta(minutes=8), 900, events=refused,
+                 start_failure_grace_seconds=600)
+    assert (late.reason, late.stalled, late.stalls_in) == ("PodRejected", True, None)
+
+
+def test_a_refusal_of_an_earlier_job_or_before_the_newest_pod_no_longer_counts() -> None:
+    earlier_job = [event("Job", "FailedCreate", REFUSAL, uid="an-earlier-job")]
+    assert judge(identified(job(), JOB_UID), [], NOW, 900, events=earlier_job).reason == "Starting"
+    refused = [event("Job", "FailedCreate", REFUSAL, first="2026-11-29T11:50:00Z")]
+    created_since = identified(pod("Pending", created="2026-11-29T11:55:00Z"), POD_UID)
+    assert judge(identified(job(), JOB_UID), [created_since], NOW, 900, events=refused).reason == "Starting"
+    running = identified(pod("Running", created="2026-11-29T11:40:00Z"), POD_UID)
+    assert judge(identified(job(), JOB_UID), [running], NOW, 900, events=refused).reason == "Running"
+
+
+def test_a_failed_mount_or_attach_is_volume_mount_failed_with_the_events_message_then_stalled() -> None:
+    creating = identified(pod("Pending", waiting={"reason": "ContainerCreating"}), POD_UID)
+    for reason, message in (
+        ("FailedMount", 'MountVolume.SetUp failed for volume "gcs" : bucket "b" does not exist'),
+        ("FailedAttachVolume", 'Multi-Attach error for volume "pvc-1" Volume is already exclusively attached to '
+                               "one node and can't be attached to another"),
+    ):
+        failures = [event("Pod", reason, message)]
+        fresh = judge(identified(job(), JOB_UID), [creating], NOW, 900, events=failures,
+                      start_failure_grace_seconds=600)
+        assert (fresh.reason, fresh.stalled) == ("VolumeMountFailed", False)
+        assert fresh.message == f"{reason}: {message}"
+        late = judge(identified(job(), JOB_UID), [creating], NOW + dt.timedelta(minutes=10), 900,
+                     events=failures, start_failure_grace_seconds=600)
+        assert (late.reason, late.stalled) == ("VolumeMountFailed", True)
+    other_pod = [event("Pod", "FailedMount", "m", uid="a-deleted-pod")]
+    assert judge(identified(job(), JOB_UID), [creating], NOW, 900, events=other_pod).reason == "Starting"
+    mounted = identified(pod("Running"), POD_UID)
+    assert judge(identified(job(), JOB_UID), [mounted], NOW, 900,
+                 events=[event("Pod", "FailedMount", "m")]).reason == "Running"
+
+
+def test_unschedulable_says_when_its_grace_runs_out() -> None:
+    unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no node",
+                     "lastTransitionTime": "2026-11-29T11:55:00Z"}
+    verdict = judge(job(), [pod("Pending", conditions=[unschedulable])], NOW, 600)
+    assert verdict.stalls_in == 300.0
+    assert judge(job(), [pod("Pending", waiting={"reason": "ErrImagePull"})], NOW, 600).stalls_in is None

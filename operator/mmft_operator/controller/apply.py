@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating, Ref
@@ -73,6 +74,8 @@ def _reconcile_once(
         references = engine.references_needed(reconciler, parsed, body, job)
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
                   retrying)
+    if parsed.spec is not None:
+        world = _with_uses(observer, world, parsed)
     plan = engine.plan_children(reconciler, world, parsed)
     existing = observer.children(plan.owner, engine.children_to_observe(reconciler, plan))
     plan.delete = engine.plan_deletions(plan, existing)
@@ -83,6 +86,7 @@ def _reconcile_once(
         status_plan = engine.plan_status(reconciler, world, plan, applied, [], None)
     else:
         pods = observer.pods(meta["namespace"], applied.job["metadata"]["name"]) if applied.job is not None else []
+        world = replace(world, events=tuple(observer.events(meta["namespace"], applied.job, pods)))
         status_plan = engine.plan_status(reconciler, world, plan, applied, pods, observer.report(plan.owner))
     _apply_status(observer, body, status_plan, now)
     ttl = engine.job_ttl_change(plan, status_plan, applied.job, settings)
@@ -93,6 +97,18 @@ def _reconcile_once(
             if error.status != 404:  # gone already: there is nothing left to keep
                 raise
     return status_plan
+
+
+def _with_uses(observer: Observer, world: World, parsed: engine.Parsed) -> World:
+    """The world plus what the resource uses besides its Job: its ServiceAccount (where the Workload Identity check
+    applies) and its Deployments."""
+    namespace = parsed.owner.namespace
+    service_account = None
+    if world.settings.checks_workload_identity:
+        service_account = observer.service_account(namespace, parsed.spec.service_account_name)
+    deployments = {name: deployment for name in observer.deployment_names(parsed.owner)
+                   if (deployment := observer.deployment(parsed.owner, name)) is not None}
+    return replace(world, service_account=service_account, deployments=deployments)
 
 
 def _apply_children(kube: Kube, plan: ChildrenPlan) -> engine.AppliedChildren:

@@ -18,7 +18,11 @@ LISTING_PAGE = 200
 MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 MANAGED_SELECTOR = ",".join(f"{key}={value}" for key, value in MANAGED.items())
 # The children the operator watches (group, version, plural): the watch cache and the triggers of their owners.
-CHILD_RESOURCES = [("batch", "v1", "jobs"), ("", "v1", "pods"), ("", "v1", "configmaps")]
+CHILD_RESOURCES = [("batch", "v1", "jobs"), ("", "v1", "pods"), ("", "v1", "configmaps"), ("apps", "v1", "deployments")]
+# Events carry no labels: the watch takes the cluster's Warning events only (the API server filters), and the watch
+# cache's index keeps only the reasons that say a workload pod cannot start (watch_cache.event_entry).
+EVENTS = ("", "v1", "events")
+WARNING_EVENTS_SELECTOR = "type=Warning"
 _KIND_BY_LABEL = {info.kind.lower(): info.kind for info in ALL_KINDS}
 
 
@@ -48,6 +52,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # pod and ConfigMap of the cluster, keeps a memory for each and holds start-up until all are indexed.
     for children in CHILD_RESOURCES:
         settings.watching.label_selectors[children] = MANAGED_SELECTOR
+    settings.watching.field_selectors[EVENTS] = WARNING_EVENTS_SELECTOR
     # The initial listing in pages: a page's bodies lose their managedFields (kopf_patches) before the next is read,
     # instead of all 2,000 pods of a listing being parsed at once, managedFields and all.
     settings.watching.chunk_size = LISTING_PAGE

@@ -14,11 +14,13 @@ from typing import Any
 from mmft_operator import naming
 from mmft_operator.api.common import API_VERSION
 from mmft_operator.builders.common import Owner
+from mmft_operator.builders.finetunejob import KIND as FINETUNEJOB
 from mmft_operator.contracts.progress import WorkloadReport
-from mmft_operator.kube import Kube, Ref
+from mmft_operator.kube import Kube, Ref, path
 from mmft_operator.reconcile.engine import Reference, read_report
+from mmft_operator.status.workload import WorkloadEvent
 
-from .watch_cache import WatchCache
+from .watch_cache import WatchCache, event_entry
 
 
 class Observer:
@@ -62,3 +64,36 @@ class Observer:
 
     def referenced(self, namespace: str, references: list[Reference]) -> dict[Reference, dict[str, Any] | None]:
         return {ref: self.kube.get(Ref(API_VERSION, ref.kind, namespace, ref.name)) for ref in references}
+
+    def events(self, namespace: str, job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[WorkloadEvent]:
+        """Warning events saying the Job cannot create its pod or a pod cannot mount its volumes (the verdict keeps
+        those of the current Job's and pods' uids). Before the watch cache is ready: one API call per object."""
+        if job is None:
+            return []
+        subjects = [("Job", job["metadata"]["name"])] + [("Pod", pod["metadata"]["name"]) for pod in pods]
+        if self.cache.ready:
+            return [event for kind, name in subjects for event in self.cache.events(namespace, kind, name)]
+        found = []
+        for kind, name in subjects:
+            selector = f"type=Warning,involvedObject.kind={kind},involvedObject.name={name}"
+            listed = self.kube.request("GET", path("v1", "Event", namespace), query={"fieldSelector": selector})
+            found += [entry[1] for item in listed.get("items", []) if (entry := event_entry(item)) is not None]
+        return found
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.cache.ready:
+            return self.cache.service_account(namespace, name)
+        return self.kube.get(Ref("v1", "ServiceAccount", namespace, name))
+
+    def deployment_names(self, owner: Owner) -> list[str]:
+        """The Deployments a resource may own: a FineTuneJob's TensorBoard."""
+        return [naming.tensorboard(owner.name)] if owner.kind == FINETUNEJOB else []
+
+    def deployment(self, owner: Owner, name: str) -> dict[str, Any] | None:
+        """The owner's Deployment `name` as last watched; one owned by someone else counts as missing."""
+        if self.cache.ready:
+            deployment = self.cache.deployment(owner.namespace, name)
+        else:
+            deployment = self.kube.get(Ref("apps/v1", "Deployment", owner.namespace, name))
+        references = ((deployment or {}).get("metadata") or {}).get("ownerReferences") or []
+        return deployment if any(ref.get("uid") == owner.uid for ref in references) else None

@@ -33,7 +33,8 @@ class WorkQueue:
         self._delayed = DelayedSubmits(self.submit)
 
     def submit_after(self, key: Key, seconds: float) -> None:
-        """Submit `key` once `seconds` have passed (a planner's requeue_at: a retained child's TTL runs out)."""
+        """Submit `key` once `seconds` have passed (a planner's requeue_at: a retained child's TTL or a grace period
+        runs out)."""
         self._delayed.after(key, seconds)
 
     def submit(self, key: Key, verify_children: bool = False) -> None:

@@ -21,7 +21,7 @@ from mmft_operator.kube import ApiError, Kube
 from mmft_operator.reconcile.kinds import RECONCILERS
 from mmft_operator.settings import OperatorSettings
 
-from . import apply, kopf_patches
+from . import apply, kopf_integration, kopf_patches
 from .leader import LeaderLease, become_leader
 from .observe import Observer
 from .queue import Key, WorkQueue
@@ -79,7 +79,24 @@ class Runtime:
         if not self.cache.ready:
             owners = {info.kind: indexes[f"owners_{info.singular}"] for info in ALL_KINDS}
             self.cache.attach(indexes["managed_jobs"], indexes["managed_job_pods"], indexes["workload_reports"],
-                              owners)
+                              owners, indexes["start_failure_events"], indexes["managed_deployments"],
+                              indexes["service_accounts"])
+
+    def warning_event(self, namespace: str, kind: str, name: str) -> None:
+        """A start-failure Warning event about a Job or pod: reconcile the mmft resource it belongs to, if any.
+        Events carry no labels: the owner comes from the watched Job's labels."""
+        if kind == "Job":
+            labels = ((self.cache.job(namespace, name) or {}).get("metadata") or {}).get("labels")
+        else:
+            labels = self.cache.owner_of_pod(namespace, name)
+        owner = kopf_integration.owner_of_child(labels or {})
+        if owner is not None:
+            self.reconcile(owner[0], namespace, owner[1])
+
+    def service_account_changed(self, namespace: str, name: str) -> None:
+        """The Workload Identity condition of every resource running as this ServiceAccount may change."""
+        for kind, owner in self.cache.owners_using_service_account(namespace, name):
+            self.reconcile(kind, namespace, owner)
 
     def is_echo(self, kind: str, body: Mapping[str, Any]) -> bool:
         """The event shows the version this operator itself just wrote: nothing new to react to."""

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mmft_operator.reconcile.lifecycle import CONTROLLER_UID_LABEL
+from mmft_operator.status.identity import GCP_SERVICE_ACCOUNT_ANNOTATION
+from mmft_operator.status.workload import START_FAILURE_EVENT_REASONS, WorkloadEvent
 
 REPORT_SUFFIX = "-report"
 # kopf's index stores may change size while a worker thread reads them: retry the read instead of failing it.
@@ -42,7 +44,7 @@ def pod_entry(body: Mapping[str, Any]) -> dict[str, Any]:
     # The Job's UID label only: a replaced Job's terminating pods share its name (reconcile/lifecycle.py pods_of).
     uid_label = _pick(meta.get("labels") or {}, CONTROLLER_UID_LABEL)
     return {
-        "metadata": {**_pick(meta, "name", "creationTimestamp", "deletionTimestamp"),
+        "metadata": {**_pick(meta, "name", "uid", "creationTimestamp", "deletionTimestamp"),
                      **({"labels": uid_label} if uid_label else {})},
         "status": dict(body.get("status") or {}),
     }
@@ -53,6 +55,47 @@ def report_entry(body: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": _pick(body.get("metadata", {}), "name", "ownerReferences"),
         "data": dict(body.get("data") or {}),
     }
+
+
+def deployment_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A child Deployment (TensorBoard): whether it is available, as its controller reports it."""
+    return {
+        "metadata": _pick(body.get("metadata", {}), "name", "uid", "generation", "ownerReferences"),
+        "status": _pick(body.get("status") or {}, "observedGeneration", "replicas", "availableReplicas",
+                        "conditions"),
+    }
+
+
+def service_account_entry(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A ServiceAccount: only the Workload Identity annotation is read (status/identity.py)."""
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    return {"metadata": {"name": body.get("metadata", {}).get("name"),
+                         "annotations": _pick(annotations, GCP_SERVICE_ACCOUNT_ANNOTATION)}}
+
+
+def event_entry(body: Mapping[str, Any]) -> tuple[tuple[str, str, str], WorkloadEvent] | None:
+    """A Warning event that says a workload pod cannot start (FailedCreate on a Job, FailedMount or
+    FailedAttachVolume on a pod), keyed by (namespace, kind, name) of the object it is about; None for any other.
+
+    Both event APIs land here: core/v1 fields (involvedObject, first/lastTimestamp, count) as the kubelet and the
+    Job controller write them, and events.k8s.io's (eventTime, series) as read through core/v1."""
+    involved = body.get("involvedObject") or {}
+    kind = involved.get("kind")
+    if body.get("reason") not in START_FAILURE_EVENT_REASONS or kind not in ("Job", "Pod"):
+        return None
+    series = body.get("series") or {}
+    first = body.get("firstTimestamp") or body.get("eventTime") or ""
+    last = body.get("lastTimestamp") or series.get("lastObservedTime") or first
+    event = WorkloadEvent(kind=kind, name=involved.get("name", ""), uid=involved.get("uid", ""),
+                          reason=body["reason"], message=body.get("message") or "",
+                          first_seen=_seconds(first), last_seen=_seconds(last))
+    namespace = involved.get("namespace") or body.get("metadata", {}).get("namespace", "")
+    return (namespace, kind, event.name), event
+
+
+def _seconds(stamp: str) -> str:
+    """RFC 3339 to whole seconds (an events.k8s.io MicroTime has microseconds), as the verdict compares them."""
+    return f"{stamp[:19]}Z" if len(stamp) >= 19 else stamp
 
 
 def owner_entry(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,6 +122,8 @@ def slim(group: str, plural: str, body: dict[str, Any]) -> None:
         body.pop("spec", None)
     elif (group, plural) == ("batch", "jobs"):
         body["spec"] = _pick(body.get("spec") or {}, "suspend", "ttlSecondsAfterFinished")
+    elif (group, plural) == ("apps", "deployments"):
+        body.pop("spec", None)
     elif (group, plural) == ("", "configmaps") and not is_report(body.get("metadata", {}).get("name", "")):
         body.pop("data", None)
         body.pop("binaryData", None)
@@ -106,13 +151,18 @@ class WatchCache:
     def __init__(self) -> None:
         self._indexes: tuple[Mapping, Mapping, Mapping] | None = None
         self._owners: dict[str, Mapping] = {}
+        self._watched: tuple[Mapping, Mapping, Mapping] = ({}, {}, {})  # events, deployments, service accounts
         # The operator's own last status write per owner, until the watch shows it: a reconcile triggered by a
         # child right after a write would otherwise start from the status before it, and its patch would conflict.
         self._written: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._written_lock = threading.Lock()
 
-    def attach(self, jobs: Mapping, pods: Mapping, reports: Mapping, owners: dict[str, Mapping] | None = None) -> None:
+    def attach(self, jobs: Mapping, pods: Mapping, reports: Mapping, owners: dict[str, Mapping] | None = None,
+               events: Mapping | None = None, deployments: Mapping | None = None,
+               service_accounts: Mapping | None = None) -> None:
         self._owners = owners or {}
+        # `is None`, not `or`: an index that is empty now (no Warning event yet) is still the one kopf fills later.
+        self._watched = tuple({} if index is None else index for index in (events, deployments, service_accounts))
         self._indexes = (jobs, pods, reports)
 
     @property
@@ -127,6 +177,38 @@ class WatchCache:
 
     def report(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._one(2, (namespace, name))
+
+    def events(self, namespace: str, kind: str, name: str) -> list[WorkloadEvent]:
+        """The start-failure Warning events about the object (every uid: the verdict keeps the current one's)."""
+        return self._read(lambda: list(self._watched[0].get((namespace, kind, name), [])))
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        entries = self._read(lambda: list(self._watched[1].get((namespace, name), [])))
+        return entries[0] if entries else None
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        entries = self._read(lambda: list(self._watched[2].get((namespace, name), [])))
+        return entries[0] if entries else None
+
+    def owner_of_pod(self, namespace: str, pod_name: str) -> dict[str, str] | None:
+        """The labels of the Job that made the pod (they name its owner), or None for a pod not watched."""
+        pods = self._read(lambda: [(key, list(store)) for key, store in self._indexes[1].items()])
+        for (pod_namespace, job_name), entries in pods:
+            if pod_namespace == namespace and any(entry["metadata"].get("name") == pod_name for entry in entries):
+                job = self.job(namespace, job_name)
+                return (job or {}).get("metadata", {}).get("labels")
+        return None
+
+    def owners_using_service_account(self, namespace: str, name: str) -> list[tuple[str, str]]:
+        """(kind, name) of every watched resource in `namespace` whose pods run as ServiceAccount `name`."""
+        found = []
+        for kind, index in self._owners.items():
+            owners = self._read(lambda index=index: [(key, list(store)) for key, store in index.items()])
+            for (owner_namespace, owner_name), entries in owners:
+                spec = (entries[0] if entries else {}).get("spec") or {}
+                if owner_namespace == namespace and spec.get("serviceAccountName", "default") == name:
+                    found.append((kind, owner_name))
+        return found
 
     def owner(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A copy of the owner as last watched or written by the operator, whichever is newer; None if not watched

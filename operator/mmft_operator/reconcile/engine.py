@@ -29,7 +29,7 @@ from mmft_operator import naming
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import REPORT_KEY, WorkloadReport
 from mmft_operator.settings import OperatorSettings
-from mmft_operator.status import workload
+from mmft_operator.status import identity, workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
 
 from . import lifecycle
@@ -60,6 +60,13 @@ class World:
     settings: OperatorSettings
     verify_children: bool = False  # the periodic resync: ensure children even when childrenHash matches
     retrying: bool = False  # the previous attempt failed: read before creating
+    # Warning events about the Job and its pods that the objects themselves do not show (status/workload.py).
+    events: tuple[workload.WorkloadEvent, ...] = ()
+    # The spec's ServiceAccount as observed; None when it does not exist. Read only where the Workload Identity
+    # check applies (OperatorSettings.checks_workload_identity).
+    service_account: dict[str, Any] | None = None
+    # The resource's own Deployments as observed, by name (the TensorBoard Deployment's availability).
+    deployments: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,7 +112,9 @@ class StatusPlan:
     status: dict[str, Any]  # the status the resource has once the plan is applied
     patch: dict[str, Any] | None = None  # the merge patch of the status subresource; None: nothing changed
     event: Event | None = None
-    requeue_at: dt.datetime | None = None  # reconcile again at this time (a retained child's TTL runs out)
+    # Reconcile again at this time: status changes by time alone (a retained child's TTL or a grace period runs out)
+    # and nothing in the cluster changes then to trigger the pass that notices.
+    requeue_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,13 @@ class KindReconciler:
         return []
 
     def extra_status(self, owner: Owner, spec, observed: Observed) -> dict[str, Any]:
+        return {}
+
+    def child_conditions(  # noqa: ANN001
+        self, owner: Owner, spec, world: World, retired: bool
+    ) -> dict[str, ConditionUpdate | None]:
+        """Conditions about children other than the Job (by type); None removes a condition that no longer applies.
+        `retired`: the children kept after the run are past their TTL and gone by design."""
         return {}
 
     def success_message(self, observed: Observed) -> str:
@@ -328,22 +344,27 @@ def plan_status(
     if plan.invalid_status is not None:
         return _status_plan(body, plan.invalid_status, world.now)
     generation = body["metadata"].get("generation", 1)
+    stalls_in = None
     if plan.stage == lifecycle.FINAL and applied.job is None:
         # The finished Job is gone: nothing to recompute the verdict from, and no reason to.
         new_status = lifecycle.final_status(status, None)
         new_status["observedGeneration"] = generation
     else:
-        new_status = _compose_attempt(reconciler, world, plan, applied, pods, report)
+        new_status, stalls_in = _compose_attempt(reconciler, world, plan, applied, pods, report)
         if plan.stage == lifecycle.FINAL:
             new_status = lifecycle.final_status(status, new_status)
     if applied.children_hash is not None:
         new_status["childrenHash"] = applied.children_hash
     _add_job_retained(reconciler, world, plan, applied.job, new_status)
+    _add_observed_conditions(reconciler, world, plan, new_status)
     retention_status, requeue_at = _after_run(reconciler, world, plan, new_status)
     if reconciler.retention_status_key:
         # Derived on every pass from the spec and the completion time: a final status never keeps an old one.
         new_status.pop(reconciler.retention_status_key, None)
     new_status.update(retention_status)
+    if stalls_in is not None:
+        stalls_at = world.now + dt.timedelta(seconds=stalls_in)
+        requeue_at = stalls_at if requeue_at is None else min(requeue_at, stalls_at)
     return replace(_status_plan(body, new_status, world.now), requeue_at=requeue_at)
 
 
@@ -418,8 +439,9 @@ def _compose_attempt(
     applied: AppliedChildren,
     pods: list[dict[str, Any]],
     report: WorkloadReport | None,
-) -> dict[str, Any]:
-    """The status of the current attempt, judged from its own Job and that Job's pods only."""
+) -> tuple[dict[str, Any], float | None]:
+    """The status of the current attempt, judged from its own Job and that Job's pods only, and the seconds until
+    it turns Stalled by time alone (a grace period running out), if it will."""
     status = world.body.get("status") or {}
     job, replaced = applied.job, plan.replaced_job
     if job is not None and lifecycle.job_attempt(job) < plan.attempt:
@@ -431,7 +453,8 @@ def _compose_attempt(
         verdict = lifecycle.replacing_verdict(plan.attempt, replaced)
     else:
         verdict = workload.judge(
-            job, pods, world.now, world.settings.unschedulable_grace_seconds, reconciler.out_of_memory_advice
+            job, pods, world.now, world.settings.unschedulable_grace_seconds, reconciler.out_of_memory_advice,
+            world.events, world.settings.start_failure_grace_seconds,
         )
     if status.get("attempt", 0) != plan.attempt:
         # A new attempt: the failed attempt's times are not this one's (_compose keeps recorded times otherwise).
@@ -442,7 +465,7 @@ def _compose_attempt(
     )
     if job is not None or replaced is not None or "attempt" in status:
         new_status["attempt"] = plan.attempt
-    return new_status
+    return new_status, verdict.stalls_in
 
 
 def _add_job_retained(
@@ -458,6 +481,25 @@ def _add_job_retained(
     new_status["conditions"] = merge_conditions(
         new_status.get("conditions") or [], [update], world.body["metadata"].get("generation", 1), world.now
     )
+
+
+def _add_observed_conditions(reconciler: KindReconciler, world: World, plan: ChildrenPlan,
+                             new_status: dict[str, Any]) -> None:
+    """The conditions about what the resource uses besides its Job (its ServiceAccount, its other children),
+    after the others; a condition that no longer applies is removed."""
+    updates = {
+        **identity.workload_identity_conditions(
+            plan.spec.service_account_name, world.service_account, world.settings.checks_workload_identity
+        ),
+        **reconciler.child_conditions(plan.owner, plan.spec, world, plan.retired),
+    }
+    conditions = new_status["conditions"]
+    owned = [condition for condition in conditions if condition["type"] in updates]
+    merged = merge_conditions(owned, [update for update in updates.values() if update is not None],
+                              world.body["metadata"].get("generation", 1), world.now)
+    new_status["conditions"] = [c for c in conditions if c["type"] not in updates] + [
+        c for c in merged if updates.get(c["type"]) is not None
+    ]
 
 
 def _own_job(body: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:

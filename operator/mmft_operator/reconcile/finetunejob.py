@@ -14,9 +14,10 @@ from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate
 
-from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced, RetainedAfterRun
+from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced, RetainedAfterRun, World
 
 _PAST_PREFLIGHT = {"Running", "Saving", "Exporting", "Completed"}
+TENSORBOARD_CONDITION = "TensorBoardAvailable"
 
 
 class FineTuneJobReconciler(KindReconciler):
@@ -105,6 +106,14 @@ class FineTuneJobReconciler(KindReconciler):
             status["startup"] = startup
         return status
 
+    def child_conditions(
+        self, owner: Owner, spec: FineTuneJobSpec, world: World, retired: bool
+    ) -> dict[str, ConditionUpdate | None]:
+        if not spec.tensorboard.enabled or retired:
+            # Off, or removed after the run by design (status.tensorboard says when): nothing to be available.
+            return {TENSORBOARD_CONDITION: None}
+        return {TENSORBOARD_CONDITION: tensorboard_condition(world.deployments.get(naming.tensorboard(owner.name)))}
+
     def success_message(self, observed: Observed) -> str:
         report = workload.kind_report(TrainingReport, observed.report)
         if report is not None and report.outputs is not None and report.outputs.adapterUri:
@@ -171,3 +180,19 @@ def dataset_prerequisite(spec, referenced: Referenced) -> Prerequisite:  # noqa:
     return Prerequisite(
         "DatasetReady", True, "DatasetSucceeded", f"using the splits of DatasetPrep {ref.name}", resolved=resolved
     )
+
+
+def tensorboard_condition(deployment: dict[str, Any] | None) -> ConditionUpdate:
+    """The TensorBoard Deployment's own Available condition, reason and message as the Deployment controller wrote
+    them (e.g. MinimumReplicasUnavailable while its pod cannot start)."""
+    if deployment is None:
+        return ConditionUpdate(TENSORBOARD_CONDITION, False, "TensorBoardNotCreated",
+                               "the TensorBoard Deployment does not exist yet")
+    available = next((condition for condition in (deployment.get("status") or {}).get("conditions") or []
+                      if condition.get("type") == "Available"), None)
+    if available is None:
+        return ConditionUpdate(TENSORBOARD_CONDITION, None, "TensorBoardStarting",
+                               "the Deployment controller has not reported the Deployment's availability yet")
+    status = {"True": True, "False": False}.get(available.get("status"))
+    return ConditionUpdate(TENSORBOARD_CONDITION, status, available.get("reason") or "TensorBoardStarting",
+                           available.get("message", ""))

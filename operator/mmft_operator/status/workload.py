@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,6 +27,27 @@ _STUCK_WAITING = {
 }
 
 
+# Warning events that say a pod cannot start although the Job and pod objects do not show it: the Job controller's
+# admission refusal (no pod appears) and the kubelet's / attach-detach controller's volume failures (the pod stays
+# ContainerCreating). The controller passes these in (WorkloadEvent); docs/troubleshooting.md says what to do.
+POD_CREATE_FAILED = "FailedCreate"
+VOLUME_FAILURES = ("FailedMount", "FailedAttachVolume")
+START_FAILURE_EVENT_REASONS = (POD_CREATE_FAILED, *VOLUME_FAILURES)
+
+
+@dataclass(frozen=True)
+class WorkloadEvent:
+    """A Warning event about the workload's Job or one of its pods, as the controller observed it."""
+
+    kind: str  # the involved object's kind: "Job" or "Pod"
+    name: str
+    uid: str  # the involved object's uid: an event about an earlier object of the same name is not this one's
+    reason: str
+    message: str
+    first_seen: str  # RFC 3339, seconds
+    last_seen: str
+
+
 @dataclass(frozen=True)
 class WorkloadVerdict:
     phase: str
@@ -36,6 +58,9 @@ class WorkloadVerdict:
     completion_time: str | None = None
     preemptions: int = 0
     failures: int = 0
+    # Seconds until this verdict turns Stalled by time alone (a grace period running out): the controller looks
+    # again then, since nothing in the cluster changes to trigger it. None: time alone changes nothing.
+    stalls_in: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -110,12 +135,39 @@ def _pending_problem(pods: list[dict[str, Any]]) -> tuple[str, str, str] | None:
     return None
 
 
+def _start_failure(
+    job: dict[str, Any], pods: list[dict[str, Any]], events: Sequence[WorkloadEvent]
+) -> tuple[str, str, str] | None:
+    """(reason, message, since) when a Warning event says the pod cannot be created or cannot mount its volumes."""
+    job_uid = job["metadata"].get("uid")
+    active = [pod for pod in pods if pod.get("status", {}).get("phase") in (None, "Pending")]
+    refusals = [event for event in events
+                if event.kind == "Job" and event.uid == job_uid and event.reason == POD_CREATE_FAILED]
+    newest_pod = max((pod["metadata"].get("creationTimestamp", "") for pod in active), default="")
+    if refusals:
+        last = max(refusals, key=lambda event: event.last_seen)
+        # A pod created after the last refusal means the refusal no longer applies (the policy or quota changed).
+        if last.last_seen >= newest_pod:
+            first = min(event.first_seen for event in refusals)
+            return "PodRejected", last.message, first
+    for pod in active:
+        uid = pod["metadata"].get("uid")
+        failures = [event for event in events
+                    if event.kind == "Pod" and event.uid == uid and event.reason in VOLUME_FAILURES]
+        if failures:
+            last = max(failures, key=lambda event: event.last_seen)
+            return "VolumeMountFailed", f"{last.reason}: {last.message}", min(e.first_seen for e in failures)
+    return None
+
+
 def judge(
     job: dict[str, Any] | None,
     pods: list[dict[str, Any]],
     now: dt.datetime,
     unschedulable_grace_seconds: int,
     out_of_memory_advice: str = DEFAULT_OUT_OF_MEMORY_ADVICE,
+    events: Sequence[WorkloadEvent] = (),
+    start_failure_grace_seconds: int = 0,
 ) -> WorkloadVerdict:
     if job is None:
         return WorkloadVerdict(PENDING, "Creating", "creating the workload Job")
@@ -152,11 +204,17 @@ def judge(
     if running:
         return WorkloadVerdict(RUNNING, "Running", f"{len(running)} pod(s) running", **common)
 
+    start_failure = _start_failure(job, pods, events)
+    if start_failure:
+        reason, message, since = start_failure
+        return _waiting_verdict(reason, message, since, now, start_failure_grace_seconds, common)
+
     problem = _pending_problem(pods)
     if problem:
         reason, message, since = problem
-        stalled = reason != "Unschedulable" or _older_than(since, now, unschedulable_grace_seconds)
-        return WorkloadVerdict(PENDING, reason, message, stalled=stalled, **common)
+        if reason == "Unschedulable":
+            return _waiting_verdict(reason, message, since, now, unschedulable_grace_seconds, common)
+        return WorkloadVerdict(PENDING, reason, message, stalled=True, **common)
     if preemptions:
         return WorkloadVerdict(
             PENDING,
@@ -167,11 +225,21 @@ def judge(
     return WorkloadVerdict(PENDING, "Starting", "waiting for the workload pod to start", **common)
 
 
-def _older_than(since: str, now: dt.datetime, seconds: int) -> bool:
+def _waiting_verdict(
+    reason: str, message: str, since: str, now: dt.datetime, grace_seconds: int, common: dict[str, Any]
+) -> WorkloadVerdict:
+    """Pending for a reason that may still resolve by itself: Stalled once it has lasted `grace_seconds`."""
+    left = _seconds_left(since, now, grace_seconds)
+    return WorkloadVerdict(PENDING, reason, message, stalled=left <= 0, stalls_in=left if left > 0 else None,
+                           **common)
+
+
+def _seconds_left(since: str, now: dt.datetime, seconds: int) -> float:
+    """Seconds until `seconds` have passed since `since` (0 or less: they have; an unknown start counts from now)."""
     if not since:
-        return seconds <= 0
+        return float(seconds)
     started = dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-    return (now - started).total_seconds() >= seconds
+    return seconds - (now - started).total_seconds()
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
