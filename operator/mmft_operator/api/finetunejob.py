@@ -284,7 +284,8 @@ class ComputeSettings(WorkloadResources):
 
 
 class OutputVolume(ApiModel):
-    """The PersistentVolumeClaim holding checkpoints and the final adapter."""
+    """The PersistentVolumeClaim of a single-node run, holding checkpoints and the final adapter. Several nodes
+    cannot share one: their checkpoints go to the bucket (docs/trainer.md, Where checkpoints are)."""
 
     size: Quantity = Field("100Gi", description="Capacity of the output volume.")
     storage_class_name: str = Field(
@@ -324,6 +325,18 @@ class ExportSettings(ApiModel):
 class FineTuneJobSpec(ApiModel):
     """Desired state of a FineTuneJob. Fields that shape the run are immutable once it has started."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.outputVolume) || !has(self.compute) || !has(self.compute.nodes) || self.compute.nodes == 1",
+                "outputVolume is a ReadWriteOnce disk that only one node can attach: with compute.nodes > 1 the "
+                "checkpoints go to the bucket (<mountPath>/mmft/<namespace>/<name>/run) and scratch to each pod's "
+                "ephemeral storage (compute.ephemeralStorage); remove outputVolume",
+                field_path=".outputVolume",
+            ),
+        )
+    }
+
     base_model: str = Field(
         description="Hugging Face model id (e.g. google/gemma-3-4b-it) or an absolute path inside the pod.",
         min_length=1,
@@ -340,7 +353,11 @@ class FineTuneJobSpec(ApiModel):
     training: TrainingSettings = Field(description="Axolotl training settings (maxSteps or numEpochs at least).")
     compute: ComputeSettings = Field(default_factory=ComputeSettings, description="Accelerator, GPUs, nodes, Spot.")
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse (data, TensorBoard events).")
-    output_volume: OutputVolume = Field(default_factory=OutputVolume, description="Checkpoint volume.")
+    output_volume: OutputVolume | None = Field(
+        None,
+        description="Checkpoint volume of a single-node run (a ReadWriteOnce PersistentVolumeClaim). Empty: 100Gi "
+        "of standard-rwo. Refused with compute.nodes > 1, whose ranks checkpoint to the bucket.",
+    )
     hugging_face_token_secret_ref: SecretKeySelector | None = Field(
         None, description="Secret holding a Hugging Face token (gated models such as Gemma). Passed as HF_TOKEN."
     )
@@ -384,7 +401,10 @@ class FineTuneJobOutputs(TrainingOutputs):
     """Where the run's results are: the locations the operator chose, then what the trainer reported."""
 
     exportUri: str | None = Field(None, description="gs:// URI the trainer exports under (spec.export.uri or default).")
-    checkpointVolume: str | None = Field(None, description="PersistentVolumeClaim holding the checkpoints.")
+    checkpointVolume: str | None = Field(
+        None, description="PersistentVolumeClaim holding the checkpoints of a single-node run (outputDir is on it); "
+        "empty for several nodes, whose outputDir is on the bucket."
+    )
 
 
 class StartupStages(ApiModel):

@@ -32,7 +32,7 @@ def effective_warmup_steps(spec: FineTuneJobSpec) -> int:
     return min(100, training.max_steps // 10)
 
 
-def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[str, Any]:
+def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths, output_dir: str = RUN_DIR) -> dict[str, Any]:
     training = spec.training
     # Overriding `plugins` replaces the Liger set wholesale (its keys need the plugin), and the plan must know.
     liger = "plugins" not in training.overrides
@@ -103,7 +103,7 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[s
             "dataloader_num_workers": card.dataloader_num_workers,
             "dataloader_pin_memory": True,
             "use_tensorboard": True,
-            "output_dir": RUN_DIR,
+            "output_dir": output_dir,
         }
     )
     if card.torch_compile:
