@@ -236,6 +236,17 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
     if multi_node:
         job_spec.update({"completionMode": "Indexed", "completions": compute.nodes, "parallelism": compute.nodes})
         pod_spec["subdomain"] = naming.rendezvous_service(owner.name)
+        # One rank per node, as compute.nodes says: two ranks on one node would share its GPUs' PCIe and NICs.
+        pod_spec["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": naming.selector(KIND, owner.name, TRAINER)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
         # A rank that stopped because a peer was lost (preempted, its node gone) is replaced without spending a
         # retry, so the whole gang starts again and resumes from the newest complete checkpoint on the bucket.
         job_spec["podFailurePolicy"]["rules"].insert(
