@@ -1,33 +1,13 @@
-"""The gang launcher (mmft_trainer.gang): real torchrun agents and workers on this machine, exit codes the Job's
-podFailurePolicy acts on."""
+"""The gang launcher's exit codes (mmft_trainer.gang), which the Job's podFailurePolicy acts on. Real torchrun
+agents and workers: tests/ml/test_trainer_gang_torchrun.py."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import pytest
 from mmft_operator.contracts.exit_codes import CONFIG_INVALID, GANG_RESTART, OUT_OF_MEMORY
-
 from mmft_trainer.gang import OTHER_FAILURE, exit_code_for_workers
 from mmft_trainer.preemption import PREEMPTED_EXIT_CODE
-
-pytest.importorskip("torch")
-
-# A worker that exits with its rank's code, after sleeping MMFT_TEST_SLEEP seconds unless its agent goes away first
-# (torchrun starts workers in their own session: a killed agent would leave them behind).
-WORKER = """
-import os, sys, time
-codes = [int(code) for code in sys.argv[1].split(",")]
-agent, until = os.getppid(), time.monotonic() + float(os.environ.get("MMFT_TEST_SLEEP", "0"))
-while time.monotonic() < until and os.getppid() == agent:
-    time.sleep(0.2)
-sys.exit(codes[int(os.environ["RANK"])])
-"""
 
 
 def test_workers_stopped_for_the_gang_ask_for_a_gang_restart():
@@ -40,90 +20,3 @@ def test_a_workers_own_failure_keeps_its_code_or_spends_a_retry():
     assert exit_code_for_workers([OUT_OF_MEMORY]) == OUT_OF_MEMORY
     assert exit_code_for_workers([PREEMPTED_EXIT_CODE, -signal.SIGABRT]) == OTHER_FAILURE
     assert exit_code_for_workers([1]) == OTHER_FAILURE
-
-
-def _launcher(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mmft_trainer.gang", *args],
-                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def _finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode, output
-
-
-@pytest.mark.parametrize(("codes", "expected"), [
-    ("0,0", 0),
-    ("143,143", GANG_RESTART),
-    ("143,78", CONFIG_INVALID),
-    ("0,3", OTHER_FAILURE),
-])
-def test_torchrun_workers_exit_codes_become_the_pods(tmp_path: Path, codes: str, expected: int):
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
-    process = _launcher("--standalone", "--nproc-per-node=2", "--monitor-interval=0.1", str(worker), codes,
-                        start_new_session=True)
-    returncode, output = _finish(process)
-    assert returncode == expected, output
-
-
-def test_losing_the_rendezvous_host_makes_the_other_rank_ask_for_a_gang_restart(tmp_path: Path):
-    """Two agents (two "nodes") rendezvous on this machine; the host of the store (index 0) is killed without
-    notice, as a lost node is: the other agent stops its workers and exits GANG_RESTART instead of hanging."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
-    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
-              "--rdzv-id=test", "--max-restarts=0", "--monitor-interval=0.1"]
-    env = {"MMFT_TEST_SLEEP": "600"}
-    host = _launcher(*common, "--node-rank=0", str(worker), "0,0", env=env, start_new_session=True)
-    other = None
-    try:
-        time.sleep(1.0)  # the host binds the store first
-        other = _launcher(*common, "--node-rank=1", str(worker), "0,0", env=env, start_new_session=True)
-        # Both workers running means the rendezvous completed: wait for the worker processes to exist.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _worker_count(tmp_path) < 2:
-            time.sleep(0.5)
-        assert _worker_count(tmp_path) == 2, "the two agents never started their workers"
-        os.killpg(host.pid, signal.SIGKILL)  # the index-0 pod's node is gone: agent, store and worker at once
-        returncode, output = _finish(other, timeout=180)
-        assert returncode == GANG_RESTART, output
-        assert "rendezvous lost" in output
-    finally:
-        for process in (host, other):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for pid in _workers(tmp_path):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _worker_count(tmp_path: Path) -> int:
-    return len(_workers(tmp_path))
-
-
-def _workers(tmp_path: Path) -> list[int]:
-    """Processes running this test's worker script (only this test starts them: the path is its own tmp_path)."""
-    script = str(tmp_path / "worker.py")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if script.encode() in cmdline and b"-m" not in cmdline:
-            pids.append(int(entry.name))
-    return pids
