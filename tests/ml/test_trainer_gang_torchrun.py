@@ -114,3 +114,67 @@ def _workers(tmp_path: Path) -> list[int]:
         if script.encode() in cmdline and b"-m" not in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+# Records each start as starts/<rank>-<pid>, then waits for the file `finish` (or for its agent to go away).
+RESTARTABLE_WORKER = """
+import os, sys, time
+from pathlib import Path
+here = Path(__file__).parent
+(here / "starts").mkdir(exist_ok=True)
+(here / "starts" / f"{os.environ['RANK']}-{os.getpid()}").touch()
+agent = os.getppid()
+while not (here / "finish").exists() and os.getppid() == agent:
+    time.sleep(0.2)
+sys.exit(0)
+"""
+
+
+def test_a_lost_rank_whose_replacement_rejoins_leaves_no_rank_hanging_and_spends_no_retry(tmp_path: Path):
+    """The node of index 1 is lost without notice and its replacement starts. The index-0 agent (host of the
+    rendezvous) sees the replacement once the lost node misses its heartbeats and restarts its workers (torchrun's
+    membership change). Either the new round runs to the end (exit 0) or, as seen with torch 2.13, the new round's
+    store wait times out and both launchers exit GANG_RESTART, so the Job replaces both pods for free. Never a hang,
+    never exit 1 (a spent retry)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    worker = tmp_path / "worker.py"
+    worker.write_text(RESTARTABLE_WORKER)
+    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+              "--rdzv-id=test", "--max-restarts=0", "--monitor-interval=0.1"]
+    starts = tmp_path / "starts"
+
+    def started(rank: int) -> int:
+        return len(list(starts.glob(f"{rank}-*"))) if starts.is_dir() else 0
+
+    host = _launcher(*common, "--node-rank=0", str(worker), start_new_session=True)
+    processes = [host]
+    try:
+        time.sleep(1.0)
+        processes.append(_launcher(*common, "--node-rank=1", str(worker), start_new_session=True))
+        deadline = time.monotonic() + 180
+        while not (started(0) == 1 and started(1) == 1):
+            assert time.monotonic() < deadline, "the two ranks never started"
+            time.sleep(0.3)
+        os.killpg(processes[1].pid, signal.SIGKILL)  # index 1's node is gone
+        processes[1].wait()
+        replacement = _launcher(*common, "--node-rank=1", str(worker), start_new_session=True)
+        processes.append(replacement)
+        deadline = time.monotonic() + 300
+        while host.poll() is None or replacement.poll() is None:
+            assert time.monotonic() < deadline, "a rank hangs after its peer was replaced"
+            if started(0) == 2 and started(1) == 2:
+                (tmp_path / "finish").touch()  # the gang started again in place: let it finish
+            time.sleep(0.3)
+        results = [_finish(process) for process in (host, replacement)]
+        assert {code for code, _ in results} in ({0}, {GANG_RESTART}), [output[-3000:] for _, output in results]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for pid in _workers(tmp_path):
+            os.kill(pid, signal.SIGKILL)
