@@ -177,3 +177,24 @@ def test_tensorboard_sync_copies_new_and_grown_event_files_only(tmp_path):
     assert sync.sync_once() == 1
     assert (target / "runs" / "Nov29" / "events.out.tfevents.1.host").read_bytes() == b"ab"
     assert not (target / "adapter_model.safetensors").exists()
+
+
+def test_tensorboard_sync_reads_the_logging_dir_transformers_writes_to(tmp_path, monkeypatch):
+    """Several nodes: output_dir is on the bucket and the event files on the pod's scratch (TENSORBOARD_LOGGING_DIR)."""
+    from types import SimpleNamespace
+
+    from mmft_trainer.reporting import RunReporter
+    from mmft_trainer.runner import _start_tensorboard_sync
+
+    scratch, bucket_run, target = tmp_path / "scratch" / "tensorboard", tmp_path / "bucket" / "run", tmp_path / "tb"
+    scratch.mkdir(parents=True)
+    (scratch / "events.out.tfevents.1.rank0").write_bytes(b"scalars")
+    (bucket_run / "runs").mkdir(parents=True)
+    (bucket_run / "runs" / "events.out.tfevents.0.old").write_bytes(b"not these")
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(scratch))
+    monkeypatch.setenv("RANK", "0")
+    args = SimpleNamespace(tensorboard_sync_dir=str(target), tensorboard_sync_interval=3600.0)
+    sync = _start_tensorboard_sync(args, bucket_run, RunReporter(None))
+    sync.stop()
+    assert (target / "events.out.tfevents.1.rank0").read_bytes() == b"scalars"
+    assert not (target / "runs").exists()

@@ -33,6 +33,9 @@ class MmftCallback(TrainerCallback):
         self._peak_gpu_gib = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not same_on_every_rank(state.global_step, args.device):
+            # Each rank picks the newest complete checkpoint itself; ranks that disagree would train out of step.
+            raise RuntimeError(f"the ranks resumed from different checkpoints (this one at step {state.global_step})")
         samples_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         self.throughput = Throughput(samples_per_step)
         self.throughput.start(state.global_step)
@@ -78,8 +81,11 @@ class MmftCallback(TrainerCallback):
             self.reporter.progress(**fields)
 
     def on_save(self, args, state, control, **kwargs):
-        # on_save runs after the Trainer wrote model, optimizer, scheduler, RNG and trainer state.
+        # on_save runs after the Trainer wrote model, optimizer, scheduler, RNG and trainer state, but each rank
+        # writes its own part (its RNG state; its shards when sharded): only once every rank has closed its files
+        # (on GCS Fuse: uploaded them) is the checkpoint complete.
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        wait_for_every_rank(args.device)
         if state.is_world_process_zero and checkpoint.is_dir():
             mark_complete(checkpoint, state.global_step)
             self.reporter.progress(force=True, lastCheckpoint=str(checkpoint))
@@ -88,3 +94,31 @@ class MmftCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.guard.training = False
+
+
+def _distributed():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 else None
+
+
+def wait_for_every_rank(device) -> None:  # noqa: ANN001 - torch.device
+    """Return once every rank has called this (a collective on the training backend, like the rest of the step)."""
+    dist = _distributed()
+    if dist is None:
+        return
+    import torch
+
+    dist.all_reduce(torch.zeros(1, device=device))
+
+
+def same_on_every_rank(value: int, device) -> bool:  # noqa: ANN001 - torch.device
+    dist = _distributed()
+    if dist is None:
+        return True
+    import torch
+
+    low, high = torch.tensor([value], device=device), torch.tensor([-value], device=device)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MIN)
+    return int(low.item()) == -int(high.item())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ OUTPUT_MANIFEST = "mmft-outputs.json"
 # a node lost during the upload) goes straight to export instead of resuming from the final checkpoint, which made
 # the Trainer run steps past max_steps (progress "5/4").
 TRAINING_COMPLETE_MARKER = "mmft-training-complete.json"
+TENSORBOARD_LOGGING_DIR = "TENSORBOARD_LOGGING_DIR"
 # Once training ran, libraries may leave non-daemon threads behind (telemetry once hung a finished run 9+ minutes).
 EXIT_GRACE_SECONDS = 120.0
 
@@ -125,7 +127,10 @@ def _start_tensorboard_sync(args, output_dir: Path, reporter: RunReporter):
     from .tensorboard_sync import TensorBoardSync
 
     reporter.output("tensorboardDir", str(args.tensorboard_sync_dir))
-    sync = TensorBoardSync(output_dir, Path(args.tensorboard_sync_dir), args.tensorboard_sync_interval)
+    # transformers writes event files to TENSORBOARD_LOGGING_DIR when set (a multi-node run sets it to the pod's
+    # own disk, its output_dir being on the bucket), else under output_dir.
+    events = Path(os.environ.get(TENSORBOARD_LOGGING_DIR) or output_dir)
+    sync = TensorBoardSync(events, Path(args.tensorboard_sync_dir), args.tensorboard_sync_interval)
     sync.start()
     return sync
 

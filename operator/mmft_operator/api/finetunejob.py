@@ -316,7 +316,8 @@ class ComputeSettings(WorkloadResources, ProvisioningChoice):
 
 
 class OutputVolume(ApiModel):
-    """The PersistentVolumeClaim holding checkpoints and the final adapter."""
+    """The PersistentVolumeClaim of a single-node run, holding checkpoints and the final adapter. Several nodes
+    cannot share one: their checkpoints go to the bucket (docs/trainer.md, Where checkpoints are)."""
 
     size: Quantity = Field("100Gi", description="Capacity of the output volume.")
     storage_class_name: str = Field(
@@ -370,7 +371,17 @@ class FineTuneJobSpec(PodHatches):
     """Desired state of a FineTuneJob. Fields that shape the run are immutable once it has started."""
 
     model_config = PodHatches.model_config | {
-        "json_schema_extra": validations(*pod_hatch_rules(), flex_start_deadline_rule())
+        "json_schema_extra": validations(
+            *pod_hatch_rules(),
+            flex_start_deadline_rule(),
+            cel(
+                "!has(self.outputVolume) || !has(self.compute) || !has(self.compute.nodes) || self.compute.nodes == 1",
+                "outputVolume is a ReadWriteOnce disk that only one node can attach: with compute.nodes > 1 the "
+                "checkpoints go to the bucket (<mountPath>/mmft/<namespace>/<name>/run) and scratch to each pod's "
+                "ephemeral storage (compute.ephemeralStorage); remove outputVolume",
+                field_path=".outputVolume",
+            ),
+        )
     }
 
     base_model: str = Field(
@@ -392,7 +403,11 @@ class FineTuneJobSpec(PodHatches):
         description="Accelerator, GPUs, nodes, provisioning (on demand, Spot, flex-start).",
     )
     bucket: GcsBucket = Field(description="Cloud Storage bucket mounted with GCS Fuse (data, TensorBoard events).")
-    output_volume: OutputVolume = Field(default_factory=OutputVolume, description="Checkpoint volume.")
+    output_volume: OutputVolume | None = Field(
+        None,
+        description="Checkpoint volume of a single-node run (a ReadWriteOnce PersistentVolumeClaim). Empty: 100Gi "
+        "of standard-rwo. Refused with compute.nodes > 1, whose ranks checkpoint to the bucket.",
+    )
     hugging_face_token_secret_ref: SecretKeySelector | None = Field(
         None, description="Secret holding a Hugging Face token (gated models such as Gemma). Passed as HF_TOKEN."
     )
@@ -443,7 +458,10 @@ class FineTuneJobOutputs(TrainingOutputs):
     """Where the run's results are: the locations the operator chose, then what the trainer reported."""
 
     exportUri: str | None = Field(None, description="gs:// URI the trainer exports under (spec.export.uri or default).")
-    checkpointVolume: str | None = Field(None, description="PersistentVolumeClaim holding the checkpoints.")
+    checkpointVolume: str | None = Field(
+        None, description="PersistentVolumeClaim holding the checkpoints of a single-node run (outputDir is on it); "
+        "empty for several nodes, whose outputDir is on the bucket."
+    )
 
 
 class StartupStages(ApiModel):

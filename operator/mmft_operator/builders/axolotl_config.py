@@ -32,7 +32,9 @@ def effective_warmup_steps(spec: FineTuneJobSpec) -> int:
     return min(100, training.max_steps // 10)
 
 
-def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths, run_name: str | None = None) -> dict[str, Any]:
+def build_axolotl_config(
+    spec: FineTuneJobSpec, dataset: DatasetPaths, output_dir: str = RUN_DIR, run_name: str | None = None
+) -> dict[str, Any]:
     """The config; `run_name` (the FineTuneJob's name) names the tracking run when spec.tracking leaves it empty."""
     training = spec.training
     # Overriding `plugins` replaces the Liger set wholesale (its keys need the plugin), and the plan must know.
@@ -104,7 +106,7 @@ def build_axolotl_config(spec: FineTuneJobSpec, dataset: DatasetPaths, run_name:
             "dataloader_num_workers": card.dataloader_num_workers,
             "dataloader_pin_memory": True,
             "use_tensorboard": True,
-            "output_dir": RUN_DIR,
+            "output_dir": output_dir,
         }
     )
     if card.torch_compile:

@@ -1,5 +1,11 @@
-"""Children of a FineTuneJob: Axolotl ConfigMap, output PVC, trainer Job (Indexed for several nodes), rendezvous
-Service, TensorBoard Deployment and Service, and the report ConfigMap with the Role that lets the pod write it."""
+"""Children of a FineTuneJob: Axolotl ConfigMap, output PVC (one node), trainer Job (Indexed for several nodes),
+rendezvous Service, TensorBoard Deployment and Service, and the report ConfigMap with the Role that lets the pod write
+it.
+
+Where checkpoints go: one node writes them to its own ReadWriteOnce PVC (a local disk, and only one pod mounts it).
+Several nodes cannot share such a claim (a second node cannot attach it), and every rank must read the checkpoint it
+resumes from, so their checkpoints go to the bucket through the GCS Fuse mount every pod already has, and each pod
+gets an emptyDir on its node's ephemeral storage for scratch (model download, TensorBoard events, the report)."""
 
 from __future__ import annotations
 
@@ -9,13 +15,13 @@ import yaml
 
 from mmft_operator import gke, naming
 from mmft_operator.accelerators import profile
-from mmft_operator.api.finetunejob import FineTuneJobSpec
+from mmft_operator.api.finetunejob import FineTuneJobSpec, OutputVolume
 from mmft_operator.api.tracking import TrackingSettings
-from mmft_operator.contracts.exit_codes import FAIL_AT_ONCE
+from mmft_operator.contracts.exit_codes import FAIL_AT_ONCE, GANG_RESTART
 from mmft_operator.settings import OperatorSettings
 
 from . import common
-from .axolotl_config import OUTPUT_MOUNT, DatasetPaths, build_axolotl_config
+from .axolotl_config import OUTPUT_MOUNT, RUN_DIR, DatasetPaths, build_axolotl_config
 from .common import Owner
 
 KIND = "FineTuneJob"
@@ -25,12 +31,24 @@ CONFIG_DIR = "/etc/mmft"
 CONFIG_FILE = "axolotl.yaml"
 TRAINER_CONTAINER = "trainer"
 REPORT_FILE = f"{OUTPUT_MOUNT}/mmft/report.json"
+# Several nodes: TensorBoard writes its event files on the pod's own disk (the env var transformers reads), and the
+# trainer syncs them to the bucket; written through GCS Fuse they would only appear when the file is closed.
+TENSORBOARD_EVENTS_DIR = f"{OUTPUT_MOUNT}/tensorboard"
+OUTPUT_VOLUME = "output"
+SCRATCH_VOLUME = "scratch"
 ON_DEMAND_GRACE_SECONDS = 120
 
 
 def bucket_run_dir(spec: FineTuneJobSpec, owner: Owner) -> str:
     """Per-run folder on the mounted bucket: TensorBoard events and (by default) the exported model."""
     return f"{spec.bucket.mount_path}/mmft/{owner.namespace}/{owner.name}"
+
+
+def checkpoint_dir(spec: FineTuneJobSpec, owner: Owner) -> str:
+    """Axolotl's output_dir, where checkpoint-N directories go: readable by every rank of the run."""
+    if spec.compute.nodes > 1:
+        return f"{bucket_run_dir(spec, owner)}/run"
+    return RUN_DIR
 
 
 def export_uri(spec: FineTuneJobSpec, owner: Owner) -> str:
@@ -59,7 +77,8 @@ def tensorboard_dir(spec: FineTuneJobSpec, owner: Owner) -> str:
 
 
 def build_config_map(owner: Owner, spec: FineTuneJobSpec, dataset: DatasetPaths) -> dict[str, Any]:
-    rendered = yaml.safe_dump(build_axolotl_config(spec, dataset, run_name=owner.name), sort_keys=False, width=120)
+    config = build_axolotl_config(spec, dataset, output_dir=checkpoint_dir(spec, owner), run_name=owner.name)
+    rendered = yaml.safe_dump(config, sort_keys=False, width=120)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -69,14 +88,15 @@ def build_config_map(owner: Owner, spec: FineTuneJobSpec, dataset: DatasetPaths)
 
 
 def build_output_pvc(owner: Owner, spec: FineTuneJobSpec) -> dict[str, Any]:
+    output_volume = spec.output_volume or OutputVolume()
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": common.metadata(owner, naming.output_pvc(owner.name), TRAINER),
         "spec": {
             "accessModes": ["ReadWriteOnce"],
-            "storageClassName": spec.output_volume.storage_class_name,
-            "resources": {"requests": {"storage": str(spec.output_volume.size)}},
+            "storageClassName": output_volume.storage_class_name,
+            "resources": {"requests": {"storage": str(output_volume.size)}},
         },
     }
 
@@ -95,7 +115,9 @@ def trainer_command(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSetti
     compute = spec.compute
     if compute.nodes == 1 and compute.gpus_per_node <= 1:  # one process: on one GPU, or on the CPU
         return ["mmft", *train_args]
-    launcher = ["torchrun", f"--nproc-per-node={compute.gpus_per_node}"]
+    # torchrun's own command line, run by mmft's gang launcher, which turns a failure caused by a lost peer into
+    # GANG_RESTART and keeps a worker's own exit code (78, 87 ...) that torchrun would report as 1.
+    launcher = ["python", "-m", "mmft_trainer.gang", f"--nproc-per-node={compute.gpus_per_node}"]
     if compute.nodes == 1:
         launcher += ["--standalone"]
     else:
@@ -154,6 +176,7 @@ def _resources(requests: dict[str, str], gpus: int) -> dict[str, Any]:
 def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -> dict[str, Any]:
     compute = spec.compute
     requests = _requests(spec)
+    multi_node = compute.nodes > 1
     env = [
         *common.workload_env(owner, REPORT_FILE, settings),
         *common.hf_token_env(spec.hugging_face_token_secret_ref),
@@ -164,6 +187,11 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
         *tracking_env(spec.tracking),
     ]
     provisioning = compute.provisioning_model
+    if multi_node:
+        env.append({"name": "TENSORBOARD_LOGGING_DIR", "value": TENSORBOARD_EVENTS_DIR})
+        output_volume = {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": requests["ephemeral-storage"]}}
+    else:
+        output_volume = {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": naming.output_pvc(owner.name)}}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": spec.service_account_name,
@@ -185,7 +213,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [
                     {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                    {"name": "output", "mountPath": OUTPUT_MOUNT},
+                    {"name": output_volume["name"], "mountPath": OUTPUT_MOUNT},
                     common.gcsfuse_mount(spec.bucket),
                     common.shm_mount(),
                 ],
@@ -193,7 +221,7 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": naming.config_map(owner.name)}},
-            {"name": "output", "persistentVolumeClaim": {"claimName": naming.output_pvc(owner.name)}},
+            output_volume,
             common.gcsfuse_volume(spec.bucket, settings),
             common.shm_volume(common.shm_size_for(requests["memory"])),
         ],
@@ -228,9 +256,29 @@ def build_trainer_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSet
             "spec": pod_spec,
         },
     }
-    if compute.nodes > 1:
+    if multi_node:
         job_spec.update({"completionMode": "Indexed", "completions": compute.nodes, "parallelism": compute.nodes})
         pod_spec["subdomain"] = naming.rendezvous_service(owner.name)
+        # One rank per node, as compute.nodes says: two ranks on one node would share its GPUs' PCIe and NICs.
+        pod_spec["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": naming.selector(KIND, owner.name, TRAINER)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
+        # A rank that stopped because a peer was lost (preempted, its node gone) is replaced without spending a
+        # retry, so the whole gang starts again and resumes from the newest complete checkpoint on the bucket.
+        job_spec["podFailurePolicy"]["rules"].insert(
+            1,
+            {
+                "action": "Ignore",
+                "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In", "values": [GANG_RESTART]},
+            },
+        )
     labels = {}
     if spec.queue_name:
         labels["kueue.x-k8s.io/queue-name"] = spec.queue_name
@@ -342,10 +390,11 @@ def build_children(
         common.build_report_config_map(owner, TRAINER),
         common.build_report_role(owner, TRAINER),
         common.build_report_role_binding(owner, TRAINER, spec.service_account_name),
-        build_output_pvc(owner, spec),
     ]
     if spec.compute.nodes > 1:
         children.append(build_rendezvous_service(owner, settings))
+    else:
+        children.append(build_output_pvc(owner, spec))
     if spec.tensorboard.enabled:
         children += [
             build_tensorboard_deployment(owner, spec, settings),

@@ -10,6 +10,11 @@ DATA_INVALID = 65
 # the container's memory limit is OOMKilled instead). The same config on the same card fails the same way again.
 OUT_OF_MEMORY = 87
 
+# sysexits.h EX_TEMPFAIL: this rank of a multi-node run stopped because another rank was lost (preempted, its node
+# gone, the rendezvous host gone), not because of anything of its own; the Job replaces it without spending a retry
+# and the whole gang starts again from the newest complete checkpoint.
+GANG_RESTART = 75
+
 # Deterministic failures: the Job's podFailurePolicy fails at once on these, spending no retry on a GPU.
 FAIL_AT_ONCE = (DATA_INVALID, CONFIG_INVALID, OUT_OF_MEMORY)
 

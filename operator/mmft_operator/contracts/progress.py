@@ -63,7 +63,11 @@ class TrainingOutputs(_Contract):
     """Where the trainer put what it made: ``WorkloadReport.outputs`` of a FineTuneJob, copied into
     ``status.outputs`` (the operator adds the locations it chose itself)."""
 
-    outputDir: str | None = Field(None, description="Checkpoint directory in the trainer pod (the output volume).")
+    outputDir: str | None = Field(
+        None,
+        description="Checkpoint directory in the trainer pod: on the output volume for one node, on the bucket's "
+        "GCS Fuse mount (<mountPath>/mmft/<namespace>/<name>/run) for several.",
+    )
     tensorboardDir: str | None = Field(None, description="Directory the trainer syncs TensorBoard event files to.")
     adapterUri: str | None = Field(None, description="gs:// URI of the exported LoRA adapter.")
     mergedUri: str | None = Field(None, description="gs:// URI of the exported merged model.")

@@ -80,8 +80,10 @@ class FineTuneJobReconciler(KindReconciler):
         outputs = {
             "exportUri": builders.export_uri(spec, owner),
             "tensorboardDir": builders.tensorboard_dir(spec, owner),
-            "checkpointVolume": naming.output_pvc(owner.name),
+            "outputDir": builders.checkpoint_dir(spec, owner),
         }
+        if spec.compute.nodes == 1:  # several nodes have no claim: their checkpoints are on the bucket
+            outputs["checkpointVolume"] = naming.output_pvc(owner.name)
         status: dict[str, Any] = {
             "preemptions": observed.verdict.preemptions,
             "failures": observed.verdict.failures,
