@@ -114,8 +114,7 @@ def _admitted(kubectl, namespace, pod) -> dict:
 def test_requests_below_the_minimum_are_raised_and_limits_set_to_requests(kubectl, namespace, rule):
     # Memory at a quarter of the minimum CPU's GiB keeps the general-purpose ratio out of the picture.
     resources = _admitted(kubectl, namespace, _pod({"cpu": "1m", "memory": "1Mi", "ephemeral-storage": "1Mi"}, rule))
-    minimum_cpu_millis = int(float(rule.minimum["cpu"].removesuffix("m")) * (1 if "m" in rule.minimum["cpu"] else 1000))
-    assert resources["requests"]["cpu"] == f"{minimum_cpu_millis}m"
+    assert _millicores(resources["requests"]["cpu"]) == _millicores(rule.minimum["cpu"])
     for resource in ("memory", "ephemeral-storage"):
         assert _bytes(resources["requests"][resource]) >= _bytes(rule.minimum[resource])
     for resource in RESOURCES:
@@ -137,7 +136,7 @@ def test_memory_above_the_ratio_raises_cpu(kubectl, namespace):
     _, high = GENERAL_PURPOSE_RULE.memory_per_cpu
     resources = _admitted(kubectl, namespace, _pod({"cpu": "1", "memory": "13Gi"}))
     # 13 GiB need 13 / 6.5 = 2 vCPUs.
-    assert resources["requests"]["cpu"] == f"{int(13 / high * 1000)}m"
+    assert _millicores(resources["requests"]["cpu"]) == int(13 / high * 1000)
     assert resources["requests"]["memory"] == "13Gi"
 
 
@@ -157,6 +156,10 @@ def test_gpu_pods_have_no_ratio(kubectl, namespace):
 def test_kube_system_pods_are_outside_the_simulation(kubectl):
     result = _create(kubectl, "kube-system", _pod({"cpu": "1000"}))
     assert result.returncode == 0, result.stderr
+
+
+def _millicores(quantity: str) -> int:
+    return int(quantity.removesuffix("m")) if quantity.endswith("m") else int(float(quantity) * 1000)
 
 
 def _bytes(quantity: str) -> int:
