@@ -39,10 +39,10 @@ def _cel(value: str) -> str:
 
 def _quantity_map(which: str) -> str:
     """A CEL map from rule key to the row's minimum or maximum of each resource, as floats (cores, bytes)."""
-    return "{" + ", ".join(
-        f"{_cel(rule.key)}: {{{', '.join(f'{_cel(r)}: quantity({_cel(getattr(rule, which)[r])}).asApproximateFloat()' for r in RESOURCES)}}}"
-        for rule in RULES
-    ) + "}"
+    def row(values: dict[str, str]) -> str:
+        return ", ".join(f"{_cel(r)}: quantity({_cel(values[r])}).asApproximateFloat()" for r in RESOURCES)
+
+    return "{" + ", ".join(f"{_cel(rule.key)}: {{{row(getattr(rule, which))}}}" for rule in RULES) + "}"
 
 
 def _shared_variables() -> list[dict[str, str]]:
@@ -130,9 +130,8 @@ def _mutation_variables() -> list[dict[str, str]]:
         container = f"object.spec.containers[{index}]"
         for resource in RESOURCES:
             name = f"{_VARIABLE[resource].lower()}{index}"
-            variables.append(
-                {"name": name, "expression": f"object.spec.containers.size() > {index} ? ({_request(container, resource)}) : -1.0"}
-            )
+            present = f"object.spec.containers.size() > {index}"
+            variables.append({"name": name, "expression": f"{present} ? ({_request(container, resource)}) : -1.0"})
             # Raised to the row's minimum (a request it does not make stays absent).
             variables.append(
                 {
@@ -263,7 +262,8 @@ def _total(resource: str) -> str:
         "(has(object.spec.initContainers) ? object.spec.initContainers.filter(c, has(c.restartPolicy) && "
         f"c.restartPolicy == 'Always').map(c, {request}) : [])"
     )
-    return f"([0.0] + object.spec.containers.map(c, {request}) + {sidecars}).sum() + variables.sidecar{_VARIABLE[resource]}"
+    containers = f"object.spec.containers.map(c, {request})"
+    return f"([0.0] + {containers} + {sidecars}).sum() + variables.sidecar{_VARIABLE[resource]}"
 
 
 def _warden(constraint: str, detail: str) -> str:
