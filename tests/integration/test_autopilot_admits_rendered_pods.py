@@ -1,5 +1,6 @@
 """Every pod the operator renders passes the local cluster's simulated Autopilot admission
-(docs/autopilot-admission.md): the samples, and a FineTuneJob and an Evaluation on each accelerator of the API at each GPU count Autopilot offers.
+(docs/autopilot-admission.md): the samples, and a FineTuneJob and an Evaluation on each accelerator of the API at
+each GPU count Autopilot offers.
 
 RENDERED_SPECS is the list to extend with more variants (a field, a setting): each entry is a set of mmft resources;
 each pod template they render is created, as a pod, through the real API server.
