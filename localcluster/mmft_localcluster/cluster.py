@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from mmft_localcluster import components, gke_nodes, node, pki
+from mmft_localcluster import autopilot_admission, components, gke_nodes, node, pki
 from mmft_localcluster.components import ComponentFiles, Ports
 from mmft_localcluster.node import NodeError, RealNode
 from mmft_localcluster.paths import BUILD_SCRIPT, Binaries, default_state_dir, kubectl_path, read_versions
@@ -113,6 +113,8 @@ class LocalCluster:
             self.processes.start("kube-apiserver", components.apiserver_command(binaries, files, ports, node_ip))
             self._wait("kube-apiserver", deadline, lambda: self._apiserver_ready(files, ports))
             phases["apiserver_ready"] = round(time.monotonic() - started, 2)
+            # Before any pod: the simulated Autopilot admission (docs/autopilot-admission.md) judges them all.
+            self.create(autopilot_admission.manifests())
             self.processes.start("kube-controller-manager", components.controller_manager_command(binaries, files))
             self.processes.start("kube-scheduler", components.scheduler_command(binaries, files))
             self.processes.start("kwok", components.kwok_command(binaries, files))
@@ -125,6 +127,7 @@ class LocalCluster:
             self._wait("kwok", deadline, self._nodes_ready)
             phases["nodes_schedulable"] = round(time.monotonic() - started, 2)
             self._wait("kube-controller-manager", deadline, self._default_service_account_exists)
+            self._wait("kube-apiserver", deadline, self._autopilot_admission_active)
             if self.real_node:
                 self._start_real_node(files, ports, deadline)
                 phases["real_node_ready"] = round(time.monotonic() - started, 2)
@@ -291,6 +294,18 @@ class LocalCluster:
         context = ssl.create_default_context(cafile=str(files.pki.ca_cert))
         context.load_cert_chain(files.pki.client_cert(pki.ADMIN), files.pki.client_key(pki.ADMIN))
         return _http_ok(f"https://127.0.0.1:{ports.apiserver}/readyz", context)
+
+    def _autopilot_admission_active(self) -> bool:
+        """Whether both policies act: a dry-run pod below the minimum comes back raised, one above the maximum is
+        refused (the API server loads new policies a moment after they are created)."""
+        probe = json.dumps(autopilot_admission.probe_pod())
+        result = self.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=probe, check=False)
+        if result.returncode == 0:
+            return False
+        refused = autopilot_admission.VALIDATING_POLICY in result.stderr
+        mutated = self.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
+                               input=json.dumps(autopilot_admission.probe_pod(over_maximum=False)), check=False)
+        return refused and mutated.returncode == 0 and autopilot_admission.probe_was_raised(json.loads(mutated.stdout))
 
     def _nodes_ready(self) -> bool:
         """Ready, and the node lifecycle controller has lifted its not-ready taint (until then nothing schedules)."""

@@ -23,7 +23,8 @@ class OperatorSettings:
     run_as_group: int = 1000
     gcsfuse_sidecar_cpu: str = "2"
     gcsfuse_sidecar_memory: str = "4Gi"
-    gcsfuse_sidecar_ephemeral_storage: str = "10Gi"
+    # 5Gi (the driver's default): general-purpose Autopilot pods may ask 10Gi in all, this included.
+    gcsfuse_sidecar_ephemeral_storage: str = "5Gi"
     # A pod that stays unschedulable this long marks its resource Stalled (Autopilot needs minutes to add a GPU node).
     unschedulable_grace_seconds: int = 900
     # How long a finished FineTuneJob's TensorBoard keeps running when its spec does not say

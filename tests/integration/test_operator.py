@@ -197,7 +197,8 @@ def test_oom_killed_is_reported_as_such(kubectl, namespace, operator) -> None:
 def test_gpu_type_no_node_has_is_surfaced_as_unschedulable(kubectl, namespace, operator) -> None:
     _prepare_namespace(kubectl, namespace)
     document = _finetunejob("no-such-gpu")
-    document["spec"]["compute"].update({"accelerator": "nvidia-h100-mega-80gb", "spot": True})
+    # Eight GPUs: the count Autopilot offers for this card (a single one is refused at admission, not unschedulable).
+    document["spec"]["compute"].update({"accelerator": "nvidia-h100-mega-80gb", "gpusPerNode": 8, "spot": True})
     _apply(kubectl, namespace, document)
     stalled = wait_for(
         lambda: (

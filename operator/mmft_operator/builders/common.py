@@ -243,5 +243,10 @@ def build_report_role_binding(owner: Owner, component: str, service_account: str
     }
 
 
+# Ephemeral storage of a workload pod without a GPU that names none: a general-purpose Autopilot pod may ask 10Gi in
+# all, the FUSE sidecar's share included (mmft_operator.autopilot_rules).
+NO_GPU_EPHEMERAL_STORAGE = "4Gi"
+
+
 def resource_requests(cpu: str, memory: str, ephemeral_storage: str) -> dict[str, str]:
     return {"cpu": str(cpu), "memory": str(memory), "ephemeral-storage": str(ephemeral_storage)}

@@ -15,7 +15,10 @@ KIND = "DatasetPrep"
 COMPONENT = "dataprep"
 DEFAULT_CPU = "8"
 DEFAULT_MEMORY = "32Gi"
-DEFAULT_EPHEMERAL_STORAGE = "100Gi"  # archives are downloaded and extracted on local scratch
+DEFAULT_EPHEMERAL_STORAGE = "2Gi"
+# Archives are downloaded and extracted on /scratch: a claim of its own, since a general-purpose Autopilot pod may ask
+# at most 10Gi of ephemeral storage (mmft_operator.autopilot_rules).
+SCRATCH_VOLUME_SIZE = "100Gi"
 
 
 def output_dir(spec: DatasetPrepSpec) -> str:
@@ -107,6 +110,7 @@ def build_dataprep_job(owner: Owner, spec: DatasetPrepSpec, settings: OperatorSe
             resources.ephemeral_storage or DEFAULT_EPHEMERAL_STORAGE,
         ),
         report_file=f"{output_dir(spec)}/report.json",
+        scratch_volume_size=SCRATCH_VOLUME_SIZE,
         active_deadline_seconds=spec.active_deadline_seconds,
         backoff_limit=spec.backoff_limit,
         attempt=spec.retry,

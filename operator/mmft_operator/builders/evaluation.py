@@ -122,7 +122,7 @@ def build_evaluation_job(
     requests = common.resource_requests(
         compute.cpu or str(card.cpu_per_gpu * compute.gpus),
         compute.memory or f"{card.memory_gib_per_gpu * compute.gpus}Gi",
-        compute.ephemeral_storage or "50Gi",
+        compute.ephemeral_storage or ("50Gi" if compute.gpus else common.NO_GPU_EPHEMERAL_STORAGE),
     )
     pod = WorkloadPod(
         component=COMPONENT,

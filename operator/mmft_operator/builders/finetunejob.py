@@ -138,7 +138,8 @@ def _requests(spec: FineTuneJobSpec) -> dict[str, str]:
     return common.resource_requests(
         spec.compute.cpu or str(card.cpu_per_gpu * gpus),
         spec.compute.memory or f"{card.memory_gib_per_gpu * gpus}Gi",
-        spec.compute.ephemeral_storage or f"{card.ephemeral_storage_gib}Gi",
+        spec.compute.ephemeral_storage
+        or (f"{card.ephemeral_storage_gib}Gi" if gpus else common.NO_GPU_EPHEMERAL_STORAGE),
     )
 
 

@@ -37,7 +37,18 @@ class WorkloadPod:
     # Memory-backed /dev/shm for PyTorch data-loader workers; None keeps the container default.
     shm_size: str | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
+    # A claim of this size (generic ephemeral volume, deleted with the pod) for /scratch; None: an emptyDir, which
+    # counts against the pod's ephemeral storage (at most 10Gi on Autopilot's general-purpose pods, FUSE sidecar's
+    # share included: mmft_operator.autopilot_rules).
+    scratch_volume_size: str | None = None
     extra_env: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _scratch_volume(size: str | None) -> dict[str, Any]:
+    if size is None:
+        return {"name": "scratch", "emptyDir": {}}
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    return {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": claim}}}
 
 
 def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSettings) -> dict[str, Any]:
@@ -61,7 +72,7 @@ def build_workload_job(owner: Owner, pod: WorkloadPod, settings: OperatorSetting
         "serviceAccountName": pod.service_account_name,
         "securityContext": common.pod_security_context(settings),
         "containers": [container],
-        "volumes": [common.gcsfuse_volume(pod.bucket, settings), {"name": "scratch", "emptyDir": {}}],
+        "volumes": [common.gcsfuse_volume(pod.bucket, settings), _scratch_volume(pod.scratch_volume_size)],
     }
     if pod.shm_size:
         container["volumeMounts"].append(common.shm_mount())
