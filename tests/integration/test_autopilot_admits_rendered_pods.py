@@ -47,6 +47,8 @@ RENDERED_SPECS: dict[str, list[dict]] = {
     "localcluster-tiny-pipeline": _sample("deploy/localcluster/samples/tiny-pipeline"),
     "finetunejob-multinode": _documents(GOLDEN_INPUTS / "finetunejob-multinode.yaml"),
     "finetunejob-l4-minimal": _documents(GOLDEN_INPUTS / "finetunejob-l4-minimal.yaml"),
+    # Every escape hatch set (scheduling, env, extra volumes, flexStart and spot provisioning), on all three kinds.
+    "escape-hatches": _documents(GOLDEN_INPUTS / "escape-hatches.yaml"),
     **{
         f"{label}-x{gpus}": _on_accelerator(_sample("deploy/samples/gemma3-melanoma"), label, gpus)
         for label, card in PROFILES.items()
@@ -72,6 +74,11 @@ def test_every_rendered_pod_is_admitted(kubectl, namespace, case):
     assert pods, f"{case} renders no pod"
     for account in sorted({pod["spec"].get("serviceAccountName", "default") for pod in pods} - {"default"}):
         kubectl("create", "serviceaccount", account, "-n", namespace)
+    # A PriorityClass a variant names must exist (the API server's Priority admission refuses the pod otherwise),
+    # as a cluster admin would have made it; cluster-scoped, so made once and kept.
+    for priority_class in sorted({pod["spec"].get("priorityClassName") for pod in pods} - {None}):
+        if kubectl("get", "priorityclass", priority_class, check=False).returncode != 0:
+            kubectl("create", "priorityclass", priority_class, "--value=1000")
     for pod in pods:
         result = kubectl("create", "-n", namespace, "-o", "json", "-f", "-", input=json.dumps(pod), check=False)
         assert result.returncode == 0, f"{case}: {pod['metadata']['generateName']} refused: {result.stderr}"
