@@ -181,6 +181,11 @@ class CommonStatus(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     start_time: dt.datetime | None = Field(None, description="When the workload Job was created.")
+    run_started_time: dt.datetime | None = Field(
+        None,
+        description="When a pod of the workload Job first started running; the fields that shape the run lock "
+        "then. Kept once set.",
+    )
     completion_time: dt.datetime | None = Field(None, description="When the workload finished (succeeded or failed).")
     children: list[str] = Field(
         default_factory=list, description="Objects this resource owns, as Kind/name (deleted with it)."

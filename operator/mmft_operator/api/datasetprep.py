@@ -147,7 +147,7 @@ class DatasetPrepOutput(ApiModel):
 
 
 class DatasetPrepSpec(WorkloadJobSettings):
-    """Desired state of a DatasetPrep. Immutable once the Job has started."""
+    """Desired state of a DatasetPrep. Locked once its first pod runs; bucket and output once the Job exists."""
 
     source: DatasetPrepSource = Field(description="Raw images and labels.")
     columns: ColumnMapping = Field(default_factory=ColumnMapping, description="CSV column mapping.")
@@ -169,4 +169,7 @@ class DatasetPrepStatus(CommonStatus):
     results: DatasetPrepResults | None = Field(None, description="Split counts once finished (from the workload).")
 
 
-IMMUTABLE_AFTER_START = ("source", "columns", "prompts", "split", "images", "bucket", "output")
+# Locked once a pod of the run started (status.runStartedTime): until then a change replaces the waiting Job.
+IMMUTABLE_AFTER_START = ("source", "columns", "prompts", "split", "images")
+# Locked once the Job exists (status.startTime): where its output lands is in status.outputs from then on.
+IMMUTABLE_ONCE_JOB_EXISTS = ("bucket", "output")

@@ -179,7 +179,7 @@ class EvaluationCompute(WorkloadResources):
 
 
 class EvaluationSpec(WorkloadJobSettings):
-    """Desired state of an Evaluation. Immutable once the Job has started."""
+    """Desired state of an Evaluation. Locked once its first pod runs; its inputs once the Job exists."""
 
     dataset: EvaluationDataset = Field(description="Labelled data to score.")
     models: list[ModelUnderTest] = Field(
@@ -238,4 +238,7 @@ class EvaluationStatus(CommonStatus):
     )
 
 
-IMMUTABLE_AFTER_START = ("dataset", "models", "scoring", "threshold", "bucket", "outputPath", "outputUri", "compute")
+# Locked once a pod of the run started (status.runStartedTime): until then a change replaces the waiting Job.
+IMMUTABLE_AFTER_START = ("scoring", "threshold", "compute")
+# Locked once the Job exists (status.startTime): the dataset and models were resolved with them.
+IMMUTABLE_ONCE_JOB_EXISTS = ("dataset", "models", "bucket", "outputPath", "outputUri")

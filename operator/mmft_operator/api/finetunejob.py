@@ -322,7 +322,7 @@ class ExportSettings(ApiModel):
 
 
 class FineTuneJobSpec(ApiModel):
-    """Desired state of a FineTuneJob. Fields that shape the run are immutable once it has started."""
+    """Desired state of a FineTuneJob. Fields that shape the run lock once its first pod runs."""
 
     base_model: str = Field(
         description="Hugging Face model id (e.g. google/gemma-3-4b-it) or an absolute path inside the pod.",
@@ -422,6 +422,7 @@ class FineTuneJobStatus(CommonStatus):
     failures: int = Field(0, description="Pod failures counted against backoffLimit.", ge=0)
 
 
-IMMUTABLE_AFTER_START = (
-    "baseModel", "baseModelSize", "dataset", "training", "compute", "bucket", "outputVolume", "export",
-)
+# Locked once a pod of the run started (status.runStartedTime): until then a change replaces the waiting Job.
+IMMUTABLE_AFTER_START = ("baseModel", "baseModelSize", "training", "compute", "export")
+# Locked once the Job exists (status.startTime): the dataset was resolved, the output claim created with them.
+IMMUTABLE_ONCE_JOB_EXISTS = ("dataset", "bucket", "outputVolume")

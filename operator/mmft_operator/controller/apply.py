@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating
-from mmft_operator.reconcile import engine
+from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating, Ref
+from mmft_operator.reconcile import engine, waiting_job
 from mmft_operator.reconcile.engine import ChildrenPlan, KindReconciler, StatusPlan, World
 from mmft_operator.settings import OperatorSettings
 
@@ -73,6 +73,8 @@ def _reconcile_once(
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
                   retrying)
     plan = engine.plan_children(reconciler, world, parsed)
+    if plan.replace_job is not None:
+        _replace_waiting_job(observer.kube, body, plan, now)
     applied = _apply_children(observer.kube, plan)
     if plan.invalid_status is not None:
         status_plan = engine.plan_status(reconciler, world, plan, applied, [], None)
@@ -96,6 +98,26 @@ def _apply_children(kube: Kube, plan: ChildrenPlan) -> engine.AppliedChildren:
     if suspend is not None:
         job = kube.set_job_suspend(job, suspend)
     return engine.applied_children(plan, job, conflict)
+
+
+def _replace_waiting_job(kube: Kube, body: dict[str, Any], plan: ChildrenPlan, now: dt.datetime) -> None:
+    """Delete the waiting Job the spec no longer matches, unless its pods, read fresh from the API, show that one
+    started meanwhile (the watch may lag behind a pod that just began to run)."""
+    old = plan.replace_job.job
+    meta = old["metadata"]
+    fresh_pods = kube.list("v1", "Pod", meta["namespace"], {"batch.kubernetes.io/job-name": meta["name"]})
+    if waiting_job.has_run(old, fresh_pods):
+        log.info("%s/%s: not replacing Job %s: one of its pods started running", meta["namespace"],
+                 plan.owner.name, meta["name"])
+        return
+    if kube.delete_owned(Ref("batch/v1", "Job", meta["namespace"], meta["name"]), plan.owner.uid):
+        kube.post_event(
+            body, "Normal", waiting_job.REPLACED_REASON,
+            f"deleted the waiting Job {meta['name']}, none of whose pods ever ran, because the spec changed "
+            f"({plan.replace_job.change}); the new Job is created once it is gone",
+            now,
+        )
+    plan.job = None
 
 
 def _apply_status(observer: Observer, body: dict[str, Any], plan: StatusPlan, now: dt.datetime) -> None:

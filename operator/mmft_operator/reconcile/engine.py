@@ -30,6 +30,8 @@ from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
 
+from . import waiting_job
+
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +75,7 @@ class ChildrenPlan:
     children_hash: str | None = None  # status.childrenHash as recorded
     hash_when_ensured: str | None = None  # status.childrenHash once `ensure` succeeded
     wanted_suspend: bool | None = None  # None: someone else (Kueue) owns the Job's suspend
+    replace_job: waiting_job.Replacement | None = None  # the waiting Job to delete; the new one comes once it is gone
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,18 @@ def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | Non
         # Create-first only on a first attempt: after a failure most children exist already.
         plan.expect_missing = plan.children_hash is None and not world.retrying
         plan.hash_when_ensured = wanted_hash
+    _plan_waiting_job_replacement(plan, desired, status)
     return plan
+
+
+def _plan_waiting_job_replacement(plan: ChildrenPlan, desired: list[dict[str, Any]], status: dict[str, Any]) -> None:
+    """A waiting Job the spec no longer matches is deleted; its siblings are brought up to date now, the new Job is
+    created by the pass that finds the old one gone."""
+    desired_job = next((child for child in desired if child["kind"] == "Job"), None)
+    plan.replace_job = waiting_job.replacement(plan.job, desired_job, status)
+    if plan.replace_job is not None:
+        plan.ensure = [child for child in desired if child["kind"] != "Job"]
+        plan.hash_when_ensured = _combined_hash(desired)
 
 
 def suspend_change(plan: ChildrenPlan, job: dict[str, Any] | None) -> bool | None:
@@ -251,6 +265,7 @@ def plan_status(
     status = body.get("status") or {}
     if plan.invalid_status is not None:
         return _status_plan(body, plan.invalid_status, world.now)
+    pods = waiting_job.pods_of(applied.job, pods)
     observed = Observed(
         applied.job,
         pods,
@@ -266,7 +281,15 @@ def plan_status(
     )
     if applied.children_hash is not None:
         new_status["childrenHash"] = applied.children_hash
+    _record_run_start(new_status, status, pods)
     return _status_plan(body, new_status, world.now)
+
+
+def _record_run_start(new_status: dict[str, Any], status: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    """status.runStartedTime: when a pod of the Job first ran (the run-shaping fields lock then); kept once set."""
+    started = status.get("runStartedTime") or waiting_job.first_run_time(pods)
+    if started:
+        new_status["runStartedTime"] = started
 
 
 def _own_job(body: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:
