@@ -96,7 +96,7 @@ def run(
     parsed = engine.parse(reconciler, body)
     references = engine.references_needed(reconciler, parsed, body, observed_job)
     fetched = {ref: (referenced or {}).get(ref) for ref in references}
-    world = World(body, observed_job, fetched, now, SETTINGS, verify_children, retrying)
+    world = World(body, observed_job, fetched, now, SETTINGS, verify_children, retrying, pods or [])
     plan = engine.plan_children(reconciler, world, parsed)
     # A waiting Job the spec no longer matches is deleted (controller/apply.py, when its pods show none ran).
     applied_job = None if plan.replace_job is not None else plan.job

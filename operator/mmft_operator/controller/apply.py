@@ -65,13 +65,14 @@ def _reconcile_once(
 ) -> dict[str, Any]:
     meta = body["metadata"]
     parsed = engine.parse(reconciler, body)
-    job, references = None, []
+    job, references, job_pods = None, [], []
     if parsed.job_name is not None:
         recorded = bool((body.get("status") or {}).get("childrenHash"))
         job = observer.job(meta["namespace"], parsed.job_name, children_recorded=recorded)
         references = engine.references_needed(reconciler, parsed, body, job)
+        job_pods = observer.pods(meta["namespace"], parsed.job_name) if job is not None else []
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
-                  retrying)
+                  retrying, job_pods)
     plan = engine.plan_children(reconciler, world, parsed)
     if plan.replace_job is not None:
         _replace_waiting_job(observer.kube, body, plan, now)

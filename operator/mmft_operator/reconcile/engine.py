@@ -58,6 +58,7 @@ class World:
     settings: OperatorSettings
     verify_children: bool = False  # the periodic resync: ensure children even when childrenHash matches
     retrying: bool = False  # the previous attempt failed: read before creating
+    job_pods: list[dict[str, Any]] = field(default_factory=list)  # the Job's pods as observed before planning
 
 
 @dataclass
@@ -230,15 +231,17 @@ def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | Non
         # Create-first only on a first attempt: after a failure most children exist already.
         plan.expect_missing = plan.children_hash is None and not world.retrying
         plan.hash_when_ensured = wanted_hash
-    _plan_waiting_job_replacement(plan, desired, status)
+    _plan_waiting_job_replacement(plan, desired, status, world.job_pods)
     return plan
 
 
-def _plan_waiting_job_replacement(plan: ChildrenPlan, desired: list[dict[str, Any]], status: dict[str, Any]) -> None:
+def _plan_waiting_job_replacement(
+    plan: ChildrenPlan, desired: list[dict[str, Any]], status: dict[str, Any], pods: list[dict[str, Any]]
+) -> None:
     """A waiting Job the spec no longer matches is deleted; its siblings are brought up to date now, the new Job is
     created by the pass that finds the old one gone."""
     desired_job = next((child for child in desired if child["kind"] == "Job"), None)
-    plan.replace_job = waiting_job.replacement(plan.job, desired_job, status)
+    plan.replace_job = waiting_job.replacement(plan.job, desired_job, status, pods)
     if plan.replace_job is not None:
         plan.ensure = [child for child in desired if child["kind"] != "Job"]
         plan.hash_when_ensured = _combined_hash(desired)

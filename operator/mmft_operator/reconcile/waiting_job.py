@@ -51,15 +51,16 @@ def has_run(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
 
 
 def replacement(
-    job: dict[str, Any] | None, desired_job: dict[str, Any] | None, status: dict[str, Any]
+    job: dict[str, Any] | None, desired_job: dict[str, Any] | None, status: dict[str, Any],
+    pods: list[dict[str, Any]],
 ) -> Replacement | None:
     """The waiting Job to replace: the spec now asks for another Job, and the run has not started.
 
-    Never a Job that ran (status.runStartedTime is set once a pod ran; the controller checks the pods again, read
-    fresh, before it deletes), that finished, that someone else stamped, or that differs only in `suspend` (flipped
-    in place, or owned by Kueue).
+    Never a Job a pod of which ran (as observed, or as status.runStartedTime recorded; the controller reads the pods
+    again, fresh, before it deletes), that finished, that someone else stamped, or that differs only in `suspend`
+    (flipped in place, or owned by Kueue).
     """
-    if job is None or desired_job is None or status.get("runStartedTime") or _finished(job):
+    if job is None or desired_job is None or status.get("runStartedTime") or _finished(job) or has_run(job, pods):
         return None
     stamp = (job["metadata"].get("annotations") or {}).get(naming.SPEC_HASH_ANNOTATION)
     if stamp is None or stamp in {_stamp_with_suspend(desired_job, suspend) for suspend in (False, True)}:
