@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from mmft_operator.contracts.progress import TrainingProgress, WorkloadReport
 from mmft_operator.reconcile.engine import Reference
+from mmft_operator.reconcile import waiting_job
 from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
 from planner_world import (
     NOW,
@@ -312,7 +313,7 @@ def test_a_compute_change_while_the_job_waits_replaces_it_and_the_next_pass_crea
     outcome = run(FTJ, _moved(body, **OTHER_CARD), observed_job=waiting, pods=pods)
     replacement = outcome.children.replace_job
     assert replacement is not None and replacement.job is waiting
-    assert "accelerator nvidia-tesla-a100 -> nvidia-l4" in replacement.change
+    assert "accelerator nvidia-tesla-a100 -> nvidia-l4" in waiting_job.describe_change(waiting, replacement.desired)
     assert f"Job/{JOB_NAME}" not in outcome.created, "the new Job waits until the old one is gone (same name)"
     assert "ConfigMap/gemma3-melanoma-axolotl" in outcome.created, "the siblings follow at once"
     assert "runStartedTime" not in outcome.status.status

@@ -103,8 +103,12 @@ def test_the_change_names_what_a_user_changed() -> None:
     changed = copy.deepcopy(body)
     changed["spec"]["compute"] = {**changed["spec"]["compute"], "accelerator": "nvidia-h100-80gb", "gpusPerNode": 2,
                                   "spot": True}
-    change = run(KINDS["FineTuneJob"][0], changed, observed_job=observed).children.replace_job.change
-    assert change == "accelerator nvidia-tesla-a100 -> nvidia-h100-80gb, GPUs per pod 1 -> 2, spot false -> true"
+    desired = run(KINDS["FineTuneJob"][0], changed, observed_job=observed).children.replace_job.desired
+    assert waiting_job.describe_change(observed, desired) == (
+        "accelerator nvidia-tesla-a100 -> nvidia-h100-80gb, GPUs per pod 1 -> 2, spot false -> true"
+    )
+    # The watch cache keeps no pod template; without the Job as the API returns it, the change is named generally.
+    assert waiting_job.describe_change(None, desired) == "its spec changed"
 
 
 def test_pods_of_another_job_of_the_same_name_are_not_this_jobs() -> None:

@@ -106,16 +106,18 @@ def _replace_waiting_job(kube: Kube, body: dict[str, Any], plan: ChildrenPlan, n
     started meanwhile (the watch may lag behind a pod that just began to run)."""
     old = plan.replace_job.job
     meta = old["metadata"]
+    ref = Ref("batch/v1", "Job", meta["namespace"], meta["name"])
     fresh_pods = kube.list("v1", "Pod", meta["namespace"], {"batch.kubernetes.io/job-name": meta["name"]})
     if waiting_job.has_run(old, fresh_pods):
         log.info("%s/%s: not replacing Job %s: one of its pods started running", meta["namespace"],
                  plan.owner.name, meta["name"])
         return
-    if kube.delete_owned(Ref("batch/v1", "Job", meta["namespace"], meta["name"]), plan.owner.uid):
+    change = waiting_job.describe_change(kube.get(ref), plan.replace_job.desired)
+    if kube.delete_owned(ref, plan.owner.uid):
         kube.post_event(
             body, "Normal", waiting_job.REPLACED_REASON,
             f"deleted the waiting Job {meta['name']}, none of whose pods ever ran, because the spec changed "
-            f"({plan.replace_job.change}); the new Job is created once it is gone",
+            f"({change}); the new Job is created once it is gone",
             now,
         )
     plan.job = None

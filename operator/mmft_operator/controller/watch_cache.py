@@ -37,7 +37,9 @@ def job_entry(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def pod_entry(body: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "metadata": _pick(body.get("metadata", {}), "name", "creationTimestamp", "deletionTimestamp"),
+        # ownerReferences: the pods of a deleted Job of the same name, still terminating, are told apart by it.
+        "metadata": _pick(body.get("metadata", {}), "name", "creationTimestamp", "deletionTimestamp",
+                          "ownerReferences"),
         "status": dict(body.get("status") or {}),
     }
 

@@ -23,10 +23,10 @@ REPLACED_REASON = "WaitingJobReplaced"
 
 @dataclass(frozen=True)
 class Replacement:
-    """The waiting Job to delete, and why, in words for the Event."""
+    """The waiting Job to delete, and the Job the spec asks for instead."""
 
     job: dict[str, Any]
-    change: str
+    desired: dict[str, Any]
 
 
 def pods_of(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,17 +65,20 @@ def replacement(
     stamp = (job["metadata"].get("annotations") or {}).get(naming.SPEC_HASH_ANNOTATION)
     if stamp is None or stamp in {_stamp_with_suspend(desired_job, suspend) for suspend in (False, True)}:
         return None
-    return Replacement(job, describe_change(job, desired_job))
+    return Replacement(job, desired_job)
 
 
-def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """What differs between two Jobs' pods, as a user names it: accelerator, GPUs, nodes, Spot."""
+def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """What differs between two Jobs' pods, as a user names it: accelerator, GPUs, pods, Spot. `old` is the Job as
+    the API returns it (the watch cache keeps no pod template)."""
     old_view, new_view = _compute_view(old), _compute_view(new)
-    changes = [f"{what} {old_view[what]} -> {new_view[what]}" for what in old_view if old_view[what] != new_view[what]]
+    changes = [f"{what} {old_view[what]} -> {new_view[what]}" for what in old_view if old_view[what] != new_view.get(what)]
     return ", ".join(changes) if changes else "its spec changed"
 
 
-def _compute_view(job: dict[str, Any]) -> dict[str, str]:
+def _compute_view(job: dict[str, Any] | None) -> dict[str, str]:
+    if job is None or "template" not in job.get("spec", {}):
+        return {}
     pod_spec = job["spec"]["template"]["spec"]
     gpus = sum(
         int((container.get("resources") or {}).get("limits", {}).get(GPU_RESOURCE, 0))
