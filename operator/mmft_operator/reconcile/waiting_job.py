@@ -63,7 +63,9 @@ def replacement(
     if job is None or desired_job is None or status.get("runStartedTime") or _finished(job) or has_run(job, pods):
         return None
     stamp = (job["metadata"].get("annotations") or {}).get(naming.SPEC_HASH_ANNOTATION)
-    if stamp is None or stamp in {_stamp_with_suspend(desired_job, suspend) for suspend in (False, True)}:
+    if stamp is None or stamp == desired_job["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION]:
+        return None
+    if stamp in {_stamp_with_suspend(desired_job, suspend) for suspend in (False, True)}:
         return None
     return Replacement(job, desired_job)
 
