@@ -121,3 +121,76 @@ def test_a_waiting_finetunejob_moved_to_another_accelerator_runs_there_then_its_
     finished = _get(kubectl, "ftj", NAME, "-n", namespace)
     assert finished["spec"]["compute"]["accelerator"] == FREE
     assert finished["status"]["runStartedTime"] == locked["status"]["runStartedTime"], "kept once set"
+
+
+# -- queued by Kueue: a suspended Job whose Workload finds no quota is waiting too --------------------------------
+
+
+def _flavored_queue(namespace: str, quota_gpus: dict[str, int]) -> str:
+    """A ResourceFlavor per accelerator and one ClusterQueue (LocalQueue `training`) with `quota_gpus` GPUs of each."""
+    flavors = [
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": f"{namespace}-{index}"},
+         "spec": {"nodeLabels": {ACCELERATOR_LABEL: accelerator}}}
+        for index, accelerator in enumerate(quota_gpus)
+    ]
+    quota = {"cpu": "96", "memory": "680Gi", "ephemeral-storage": "1Ti"}
+    cluster_queue = {
+        "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": namespace},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "resourceGroups": [{
+                "coveredResources": [*quota, "nvidia.com/gpu"],
+                "flavors": [
+                    {"name": flavor["metadata"]["name"],
+                     "resources": [{"name": key, "nominalQuota": value}
+                                   for key, value in {**quota, "nvidia.com/gpu": str(gpus)}.items()]}
+                    for flavor, gpus in zip(flavors, quota_gpus.values(), strict=True)
+                ],
+            }],
+        },
+    }  # fmt: skip
+    local_queue = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+                   "metadata": {"name": "training", "namespace": namespace}, "spec": {"clusterQueue": namespace}}
+    return yaml.safe_dump_all([*flavors, cluster_queue, local_queue])
+
+
+@pytest.fixture
+def kueue_namespace(kubectl, namespace, kueue):
+    yield namespace
+    # While Kueue still runs: it holds finalizers on Workloads, ClusterQueues and ResourceFlavors in use.
+    kubectl("delete", "ftj", "--all", "-n", namespace, "--timeout=60s")
+    wait_for(lambda: not _get(kubectl, "workloads.kueue.x-k8s.io", "-n", namespace).get("items"), timeout=60,
+             what="the Workloads to be deleted")
+    kubectl("delete", "clusterqueue", namespace, "--ignore-not-found", "--timeout=60s")
+    for index in range(2):
+        kubectl("delete", "resourceflavor", f"{namespace}-{index}", "--ignore-not-found", "--timeout=60s")
+
+
+def test_a_finetunejob_queued_by_kueue_without_quota_for_its_accelerator_moves_to_one_with_quota(
+    kubectl, kueue_namespace, operator
+) -> None:
+    namespace = kueue_namespace
+    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    kubectl("apply", "-f", "-", input=_flavored_queue(namespace, {BUSY: 0, FREE: 4}))
+    document = _finetunejob(BUSY)
+    document["spec"]["queueName"] = "training"
+    document["spec"]["podMetadata"] = {"annotations": {"kwok.mmft.io/run-seconds": "1"}}
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(document))
+    wait_for(lambda: _get(kubectl, "ftj", NAME, "-n", namespace).get("status", {}).get("reason") == "QueuedByKueue",
+             timeout=120, what="the FineTuneJob to be queued by Kueue")
+    queued_uid = _get(kubectl, "job", JOB, "-n", namespace)["metadata"]["uid"]
+
+    _patch_compute(kubectl, namespace, FREE)
+
+    kubectl("wait", f"ftj/{NAME}", "-n", namespace, "--for=condition=Succeeded", "--timeout=180s")
+    job = _get(kubectl, "job", JOB, "-n", namespace)
+    assert job["metadata"]["uid"] != queued_uid, "the queued Job was replaced"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "training"
+    assert job["spec"]["template"]["spec"]["nodeSelector"][ACCELERATOR_LABEL] == FREE
+
+    def workload_owners() -> list[str]:
+        workloads = _get(kubectl, "workloads.kueue.x-k8s.io", "-n", namespace)["items"]
+        return [workload["metadata"]["ownerReferences"][0]["uid"] for workload in workloads]
+
+    wait_for(lambda: workload_owners() == [job["metadata"]["uid"]], timeout=60,
+             what="the queued Job's Workload to go with it")

@@ -74,7 +74,7 @@ def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     """What differs between two Jobs' pods, as a user names it: accelerator, GPUs, pods, Spot. `old` is the Job as
     the API returns it (the watch cache keeps no pod template)."""
     old_view, new_view = _compute_view(old), _compute_view(new)
-    changes = [f"{what} {old_view[what]} -> {new_view[what]}" for what in old_view if old_view[what] != new_view.get(what)]
+    changes = [f"{what} {was} -> {new_view.get(what)}" for what, was in old_view.items() if was != new_view.get(what)]
     return ", ".join(changes) if changes else "its spec changed"
 
 
