@@ -7,6 +7,8 @@ OWNER_KIND_LABEL = "mmft.io/owner-kind"
 OWNER_NAME_LABEL = "mmft.io/owner-name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SPEC_HASH_ANNOTATION = "mmft.io/spec-hash"
+# On a Job's pod template: the spec hash of the config it mounts, so that a config change changes the Job's.
+CONFIG_HASH_ANNOTATION = "mmft.io/config-hash"
 # Created once, never patched: the workload owns the data (report ConfigMap) or the API forbids changes (PVC).
 CREATE_ONLY_ANNOTATION = "mmft.io/create-only"
 # On a workload Job created for spec.retry N > 0: which attempt it runs (absent: the first, 0).

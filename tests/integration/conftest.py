@@ -147,3 +147,21 @@ def operator(cluster, crds, tmp_path, backend):
     process.stop()
     if os.environ.get("MMFT_SHOW_OPERATOR_LOG"):
         print(process.log())
+
+
+# -- Kueue (docs/kueue.md): its controller manager beside a cluster started by mmft_localcluster ----------------
+
+
+@pytest.fixture(scope="module")
+def kueue(cluster):
+    from mmft_localcluster.kueue import KueueBuild, KueueManager
+
+    build = KueueBuild.from_cache()
+    if not build.is_built():
+        pytest.skip(f"Kueue is not built in {build.directory}: run localcluster/build-kueue.sh (build.sh runs it)")
+    audit = cluster.parent / "audit.log"
+    if not audit.exists():
+        pytest.skip(f"no audit log next to {cluster}: Kueue runs only beside a cluster started by mmft_localcluster")
+    manager = KueueManager(cluster.parent, build).start()
+    yield manager
+    manager.stop()

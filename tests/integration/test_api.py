@@ -68,42 +68,29 @@ def test_kubectl_explain_shows_field_descriptions(kubectl, crds) -> None:
 
 def test_run_shaping_fields_are_immutable_once_started_but_suspend_is_not(kubectl, crds, namespace) -> None:
     kubectl("apply", "-n", namespace, "-f", str(ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml"))
+
+    def patch(spec: str, check: bool = True):  # noqa: ANN202
+        return kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--type=merge", "-p", spec, check=check)
+
+    def set_status(status: str) -> None:
+        kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--subresource=status", "--type=merge", "-p",
+                status)
+
     # Before the run starts the spec may change freely (GitOps fixes typos).
-    kubectl(
-        "patch",
-        "ftj",
-        "gemma3-melanoma",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"training":{"learningRate":0.0001}}}',
-    )
-    kubectl(
-        "patch",
-        "ftj",
-        "gemma3-melanoma",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status":{"startTime":"2026-11-29T10:00:00Z"}}',
-    )
-    refused = kubectl(
-        "patch",
-        "ftj",
-        "gemma3-melanoma",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"training":{"learningRate":0.0002}}}',
-        check=False,
-    )
+    patch('{"spec":{"training":{"learningRate":0.0001}}}')
+    # The Job exists but waits (for a node, for quota): what shapes the run may still change, the inputs the Job was
+    # built from may not.
+    set_status('{"status":{"startTime":"2026-11-29T10:00:00Z"}}')
+    patch('{"spec":{"training":{"learningRate":0.00015},"compute":{"accelerator":"nvidia-l4"}}}')
+    refused = patch('{"spec":{"dataset":{"datasetPrepRef":{"name":"other"}}}}', check=False)
     assert refused.returncode != 0
-    assert "spec.training" in refused.stderr and "cannot change after the run started" in refused.stderr
-    kubectl("patch", "ftj", "gemma3-melanoma", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    assert "spec.dataset is immutable once the workload Job exists (status.startTime)" in refused.stderr
+    # A pod of the run started: the run-shaping fields lock too.
+    set_status('{"status":{"runStartedTime":"2026-11-29T10:05:00Z"}}')
+    refused = patch('{"spec":{"training":{"learningRate":0.0002}}}', check=False)
+    assert refused.returncode != 0
+    assert "spec.training is immutable once the run's first pod started (status.runStartedTime)" in refused.stderr
+    patch('{"spec":{"suspend":true}}')
 
 
 def test_every_escape_hatch_is_accepted_and_renders_children_the_api_server_accepts(kubectl, crds, namespace) -> None:

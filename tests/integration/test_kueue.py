@@ -34,21 +34,6 @@ ACCELERATOR = "nvidia-tesla-a100"
 HOLD_SECONDS = 15
 
 
-@pytest.fixture(scope="module")
-def kueue(cluster):
-    from mmft_localcluster.kueue import KueueBuild, KueueManager
-
-    build = KueueBuild.from_cache()
-    if not build.is_built():
-        pytest.skip(f"Kueue is not built in {build.directory}: run localcluster/build-kueue.sh (build.sh runs it)")
-    audit = cluster.parent / "audit.log"
-    if not audit.exists():
-        pytest.skip(f"no audit log next to {cluster}: Kueue runs only beside a cluster started by mmft_localcluster")
-    manager = KueueManager(cluster.parent, build).start()
-    yield manager
-    manager.stop()
-
-
 @pytest.fixture
 def queued_namespace(kubectl, namespace, kueue):
     create_workload_service_account(kubectl, namespace)

@@ -1,7 +1,7 @@
 """Observed worlds for the planner's table tests (test_plan_*.py): resources as the API returns them, their Jobs and
 pods as the watch cache keeps them, and a `run` that applies a plan the way controller/apply.py does, without a
 cluster: every child it asks for is created as asked, unless the case says a child conflicts; an existing Job stays
-as observed (Jobs are create-only)."""
+as observed (Jobs are create-only) unless the plan replaces it, then it is gone."""
 
 from __future__ import annotations
 
@@ -106,10 +106,11 @@ def run(
     parsed = engine.parse(reconciler, body)
     references = engine.references_needed(reconciler, parsed, body, observed_job)
     fetched = {ref: (referenced or {}).get(ref) for ref in references}
-    world = World(body, observed_job, fetched, now, settings, verify_children, retrying,
+    world = World(body, observed_job, fetched, now, settings, verify_children, retrying, pods or [],
                   service_account=service_account, deployments=deployments or {})
     plan = engine.plan_children(reconciler, world, parsed)
-    applied_job = plan.job
+    # A waiting Job the spec no longer matches is deleted (controller/apply.py, when its pods show none ran).
+    applied_job = None if plan.replace_job is not None else plan.job
     if conflict is None and applied_job is None:
         # A Job is create-only (kube.ensure never patches one): only a missing Job becomes the desired one.
         for child in plan.ensure:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from mmft_operator.contracts.progress import TrainingProgress, WorkloadReport
 from mmft_operator.reconcile.engine import Reference
+from mmft_operator.reconcile import waiting_job
 from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
 from planner_world import (
     NOW,
@@ -267,3 +268,124 @@ def test_the_owner_of_every_child_is_this_resource() -> None:
     outcome = run(FTJ, sample("finetunejob.yaml"), referenced=READY)
     for child in outcome.children.ensure:
         assert [ref["uid"] for ref in child["metadata"]["ownerReferences"]] == [UID]
+
+
+# -- when the spec locks: a waiting Job is replaced, a Job whose pod ran never is (reconcile/waiting_job.py) --------
+
+UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/9 nodes are available: 9 Insufficient nvidia.com/gpu",
+                 "lastTransitionTime": "2026-12-01T11:55:00Z"}
+OTHER_CARD = {"accelerator": "nvidia-l4", "gpusPerNode": 1, "cpu": "8", "memory": "32Gi", "ephemeralStorage": "10Gi"}
+
+
+def _observed(applied_job: dict, uid: str = "job-uid-1", **status) -> dict:  # noqa: ANN003
+    """The Job the planner created, as the API returns it: with a UID and the Job controller's status."""
+    observed = {**applied_job, "status": {"startTime": "2026-12-01T11:00:05Z", **status}}
+    observed["metadata"] = {**applied_job["metadata"], "uid": uid}
+    return observed
+
+
+def _pod_of(job_uid: str, phase: str, **kwargs) -> dict:  # noqa: ANN003
+    made = pod(phase, **kwargs)
+    made["metadata"]["ownerReferences"] = [{"kind": "Job", "uid": job_uid, "controller": True}]
+    return made
+
+
+def _moved(body: dict, **compute) -> dict:  # noqa: ANN003
+    moved = with_status(body, body["status"])
+    moved["spec"]["compute"] = {**moved["spec"]["compute"], **compute}
+    moved["metadata"]["generation"] = 2
+    return moved
+
+
+def _node_selector(job_body: dict) -> dict:
+    return job_body["spec"]["template"]["spec"]["nodeSelector"]
+
+
+@pytest.mark.parametrize(
+    "pods",
+    [[], [pod("Pending", conditions=[UNSCHEDULABLE])], [pod("Pending", waiting={"reason": "ContainerCreating"})]],
+    ids=["no-pod-quota-refused", "unschedulable", "not-started-yet"],
+)
+def test_a_compute_change_while_the_job_waits_replaces_it_and_the_next_pass_creates_the_new_one(pods) -> None:
+    body, created = started()
+    waiting = _observed(created)
+    outcome = run(FTJ, _moved(body, **OTHER_CARD), observed_job=waiting, pods=pods)
+    replacement = outcome.children.replace_job
+    assert replacement is not None and replacement.job is waiting
+    assert "accelerator nvidia-tesla-a100 -> nvidia-l4" in waiting_job.describe_change(waiting, replacement.desired)
+    assert f"Job/{JOB_NAME}" not in outcome.created, "the new Job waits until the old one is gone (same name)"
+    assert "ConfigMap/gemma3-melanoma-axolotl" in outcome.created, "the siblings follow at once"
+    assert "runStartedTime" not in outcome.status.status
+    # The pass that finds the old Job gone creates the new one, on the new accelerator.
+    gone = run(FTJ, with_status(_moved(body, **OTHER_CARD), outcome.status.status), referenced=READY)
+    new_job = next(child for child in gone.children.ensure if child["kind"] == "Job")
+    assert _node_selector(new_job)["cloud.google.com/gke-accelerator"] == "nvidia-l4"
+    assert gone.children.replace_job is None
+
+
+def test_a_queued_job_kueue_holds_suspended_is_waiting_and_is_replaced_still_queued() -> None:
+    body, outcome = converge(FTJ, sample("finetunejob.yaml", queueName="team-a"), referenced=READY)
+    created = next(child for child in outcome.children.ensure if child["kind"] == "Job")
+    queued = _observed(created)
+    body, _ = converge(FTJ, body, observed_job=queued)
+    assert body["status"]["reason"] == "QueuedByKueue"
+    moved = run(FTJ, _moved(body, **OTHER_CARD), observed_job=queued)
+    assert moved.children.replace_job is not None
+    recreated = run(FTJ, with_status(_moved(body, **OTHER_CARD), moved.status.status), referenced=READY)
+    new_job = next(child for child in recreated.children.ensure if child["kind"] == "Job")
+    assert new_job["spec"]["suspend"] is True
+    assert new_job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+
+
+@pytest.mark.parametrize(
+    ("job_status", "pods", "recorded"),
+    [
+        ({}, [_pod_of("job-uid-1", "Running")], None),
+        ({}, [_pod_of("job-uid-1", "Failed", terminated={"exitCode": 1, "startedAt": "2026-12-01T11:10:00Z"})],
+         None),
+        ({"succeeded": 1}, [], None),
+        ({}, [], "2026-12-01T11:10:00Z"),
+        ({"conditions": [job_condition("Failed", "DeadlineExceeded")]}, [], None),
+    ],
+    ids=["a-pod-runs", "a-pod-ran-and-failed", "pods-gone-job-counted-one", "run-start-recorded", "job-finished"],
+)
+def test_a_job_whose_pod_ran_or_that_finished_is_never_replaced(job_status, pods, recorded) -> None:
+    body, created = started()
+    if recorded:
+        body["status"]["runStartedTime"] = recorded
+    outcome = run(FTJ, _moved(body, **OTHER_CARD), observed_job=_observed(created, **job_status), pods=pods)
+    assert outcome.children.replace_job is None
+    assert outcome.applied.job["metadata"]["uid"] == "job-uid-1", "the Job stays (create-only)"
+
+
+def test_a_job_that_differs_only_in_suspend_is_flipped_not_replaced() -> None:
+    body, created = started()
+    body["spec"]["suspend"] = True
+    outcome = run(FTJ, body, observed_job=_observed(created))
+    assert outcome.children.replace_job is None and outcome.suspend is True
+
+
+def test_a_job_without_the_operators_stamp_is_never_replaced() -> None:
+    body, created = started()
+    unstamped = _observed(created)
+    unstamped["metadata"] = {key: value for key, value in unstamped["metadata"].items() if key != "annotations"}
+    assert run(FTJ, _moved(body, **OTHER_CARD), observed_job=unstamped).children.replace_job is None
+
+
+def test_run_started_time_is_the_first_pod_start_of_this_job_and_is_kept_once_set() -> None:
+    body, created = started()
+    job_now = _observed(created, uid="job-uid-2")
+    # A pod of a deleted Job of the same name, still terminating, is not this Job's: it neither runs this Job nor
+    # starts the lock.
+    leftover = _pod_of("job-uid-1", "Running")
+    waiting = run(FTJ, body, observed_job=job_now, pods=[leftover, _pod_of("job-uid-2", "Pending")])
+    assert waiting.status.status["phase"] == "Pending" and "runStartedTime" not in waiting.status.status
+    running_pod = _pod_of("job-uid-2", "Running")
+    running_pod["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": "2026-12-01T11:20:00Z"}}
+    ran = run(FTJ, body, observed_job=job_now, pods=[running_pod])
+    assert ran.status.status["runStartedTime"] == "2026-12-01T11:20:00Z"
+    later = run(FTJ, with_status(body, ran.status.status), observed_job=job_now, pods=[])
+    assert later.status.status["runStartedTime"] == "2026-12-01T11:20:00Z"
+    gone = run(FTJ, with_status(body, ran.status.status), referenced=READY)
+    assert gone.status.status["runStartedTime"] == "2026-12-01T11:20:00Z", "never cleared, not even with no Job"

@@ -211,6 +211,11 @@ class CommonStatus(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     start_time: dt.datetime | None = Field(None, description="When the workload Job was created.")
+    run_started_time: dt.datetime | None = Field(
+        None,
+        description="When a pod of the workload Job first started running; the fields that shape the run lock "
+        "then. Kept once set.",
+    )
     completion_time: dt.datetime | None = Field(None, description="When the workload finished (succeeded or failed).")
     attempt: int | None = Field(
         None, description="The spec.retry value the current run's Job was created for (0: the first run).", ge=0

@@ -109,23 +109,48 @@ def _described(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def immutability_rules(info: KindInfo) -> list[dict[str, str]]:
-    """Root-level CEL: fields that shape a run cannot change once status.startTime is set."""
-    rules = []
-    for field in info.immutable_after_start:
-        same = (
-            f"(has(self.spec.{field}) == has(oldSelf.spec.{field}) && "
-            f"(!has(self.spec.{field}) || self.spec.{field} == oldSelf.spec.{field}))"
+    """Root-level CEL: fields that shape the run lock once a pod of it started running (status.runStartedTime;
+    while the Job waits for a node or for quota a change replaces the waiting Job); the inputs the Job was built
+    from lock once it exists (status.startTime)."""
+    run_started = (
+        "is immutable once the run's first pod started (status.runStartedTime); while the Job waits for a node or "
+        "quota it may change and the operator replaces the waiting Job"
+    )
+    job_exists = "is immutable once the workload Job exists (status.startTime): the Job was built from it"
+    tiers = (
+        ("runStartedTime", run_started, info.immutable_after_start),
+        ("startTime", job_exists, info.immutable_once_job_exists),
+    )
+    return [
+        _unchanged_once(
+            status_field, field,
+            f"spec.{field} {why}; create a new {info.kind} with another name to run it differently"
+            + ("; or change it together with raising spec.retry on a Failed run" if status_field == "runStartedTime"
+               else ""),
+            retry_may_change=status_field == "runStartedTime",
         )
-        rules.append(
-            {
-                "rule": f"!has(oldSelf.status) || !has(oldSelf.status.startTime) || {same}",
-                "message": f"spec.{field} cannot change after the run started (status.startTime is set); "
-                f"create a new {info.kind} with another name to run again",
-                "fieldPath": f".spec.{field}",
-                "reason": "FieldValueForbidden",
-            }
-        )
-    return rules
+        for status_field, why, fields in tiers
+        for field in fields
+    ]
+
+
+def _unchanged_once(status_field: str, field: str, message: str, retry_may_change: bool = False) -> dict[str, str]:
+    same = (
+        f"(has(self.spec.{field}) == has(oldSelf.spec.{field}) && "
+        f"(!has(self.spec.{field}) || self.spec.{field} == oldSelf.spec.{field}))"
+    )
+    # A retry in place starts a new run: its shape may change with it (spec.retry itself may only be raised on a
+    # Failed run, by retry_rules), e.g. a smaller batch after OutOfMemory.
+    retried = (
+        " || (has(self.spec.retry) && self.spec.retry > (has(oldSelf.spec.retry) ? oldSelf.spec.retry : 0))"
+        if retry_may_change else ""
+    )
+    return {
+        "rule": f"!has(oldSelf.status) || !has(oldSelf.status.{status_field}) || {same}{retried}",
+        "message": message,
+        "fieldPath": f".spec.{field}",
+        "reason": "FieldValueForbidden",
+    }
 
 
 def retry_rules(info: KindInfo) -> list[dict[str, str]]:

@@ -159,7 +159,7 @@ class DatasetPrepResources(WorkloadResources):
 
 
 class DatasetPrepSpec(WorkloadJobSettings, PodHatches):
-    """Desired state of a DatasetPrep. Immutable once the Job has started."""
+    """Desired state of a DatasetPrep. Locked once its first pod runs; bucket and output once the Job exists."""
 
     model_config = PodHatches.model_config
 
@@ -185,7 +185,7 @@ class DatasetPrepStatus(CommonStatus):
     results: DatasetPrepResults | None = Field(None, description="Split counts once finished (from the workload).")
 
 
-IMMUTABLE_AFTER_START = (
-    "source", "columns", "prompts", "split", "images", "bucket", "output",
-    "scheduling", "env", "envFrom", "extraVolumes",
-)
+# Locked once a pod of the run started (status.runStartedTime): until then a change replaces the waiting Job.
+IMMUTABLE_AFTER_START = ("source", "columns", "prompts", "split", "images", "scheduling", "env", "envFrom", "extraVolumes")
+# Locked once the Job exists (status.startTime): where its output lands is in status.outputs from then on.
+IMMUTABLE_ONCE_JOB_EXISTS = ("bucket", "output")

@@ -189,7 +189,7 @@ class EvaluationCompute(WorkloadResources, ProvisioningChoice):
 
 
 class EvaluationSpec(WorkloadJobSettings, PodHatches):
-    """Desired state of an Evaluation. Immutable once the Job has started."""
+    """Desired state of an Evaluation. Locked once its first pod runs; its inputs once the Job exists."""
 
     model_config = PodHatches.model_config | {
         "json_schema_extra": validations(*pod_hatch_rules(), flex_start_deadline_rule())
@@ -257,7 +257,7 @@ class EvaluationStatus(CommonStatus):
     )
 
 
-IMMUTABLE_AFTER_START = (
-    "dataset", "models", "scoring", "threshold", "bucket", "outputPath", "outputUri", "compute",
-    "scheduling", "env", "envFrom", "extraVolumes",
-)
+# Locked once a pod of the run started (status.runStartedTime): until then a change replaces the waiting Job.
+IMMUTABLE_AFTER_START = ("scoring", "threshold", "compute", "scheduling", "env", "envFrom", "extraVolumes")
+# Locked once the Job exists (status.startTime): the dataset and models were resolved with them.
+IMMUTABLE_ONCE_JOB_EXISTS = ("dataset", "models", "bucket", "outputPath", "outputUri")

@@ -368,7 +368,7 @@ class ExportSettings(ApiModel):
 
 
 class FineTuneJobSpec(PodHatches):
-    """Desired state of a FineTuneJob. Fields that shape the run are immutable once it has started."""
+    """Desired state of a FineTuneJob. Fields that shape the run lock once its first pod runs."""
 
     model_config = PodHatches.model_config | {
         "json_schema_extra": validations(
@@ -512,7 +512,10 @@ class FineTuneJobStatus(CommonStatus):
     )
 
 
+# Locked once a pod of the run started (status.runStartedTime): until then a change replaces the waiting Job.
 IMMUTABLE_AFTER_START = (
-    "baseModel", "baseModelSize", "dataset", "training", "compute", "bucket", "outputVolume", "export",
+    "baseModel", "baseModelSize", "training", "compute", "export",
     "scheduling", "env", "envFrom", "extraVolumes", "tracking",
 )
+# Locked once the Job exists (status.startTime): the dataset was resolved, the output claim created with them.
+IMMUTABLE_ONCE_JOB_EXISTS = ("dataset", "bucket", "outputVolume")

@@ -37,7 +37,8 @@ class KindInfo:
     description: str
     spec_model: type[BaseModel]
     status_model: type[BaseModel]
-    immutable_after_start: tuple[str, ...]
+    immutable_after_start: tuple[str, ...]  # locked once a pod of the run started (status.runStartedTime)
+    immutable_once_job_exists: tuple[str, ...]  # locked once the workload Job exists (status.startTime)
     printer_columns: tuple[PrinterColumn, ...] = field(default=())
 
     @property
@@ -61,6 +62,7 @@ FINE_TUNE_JOB = KindInfo(
     spec_model=finetunejob.FineTuneJobSpec,
     status_model=finetunejob.FineTuneJobStatus,
     immutable_after_start=finetunejob.IMMUTABLE_AFTER_START,
+    immutable_once_job_exists=finetunejob.IMMUTABLE_ONCE_JOB_EXISTS,
     printer_columns=(
         _PHASE,
         _REASON,
@@ -91,6 +93,7 @@ DATASET_PREP = KindInfo(
     spec_model=datasetprep.DatasetPrepSpec,
     status_model=datasetprep.DatasetPrepStatus,
     immutable_after_start=datasetprep.IMMUTABLE_AFTER_START,
+    immutable_once_job_exists=datasetprep.IMMUTABLE_ONCE_JOB_EXISTS,
     printer_columns=(
         _PHASE,
         _REASON,
@@ -110,6 +113,7 @@ EVALUATION = KindInfo(
     spec_model=evaluation.EvaluationSpec,
     status_model=evaluation.EvaluationStatus,
     immutable_after_start=evaluation.IMMUTABLE_AFTER_START,
+    immutable_once_job_exists=evaluation.IMMUTABLE_ONCE_JOB_EXISTS,
     printer_columns=(
         _PHASE,
         _REASON,

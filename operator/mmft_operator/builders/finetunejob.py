@@ -386,8 +386,8 @@ def build_children(
     owner: Owner, spec: FineTuneJobSpec, dataset: DatasetPaths, settings: OperatorSettings
 ) -> list[dict[str, Any]]:
     """Every child, in creation order: what the Job mounts exists before the Job."""
+    config = common.with_spec_hash(build_config_map(owner, spec, dataset))
     children = [
-        build_config_map(owner, spec, dataset),
         common.build_report_config_map(owner, TRAINER),
         common.build_report_role(owner, TRAINER),
         common.build_report_role_binding(owner, TRAINER, spec.service_account_name),
@@ -401,5 +401,9 @@ def build_children(
             build_tensorboard_deployment(owner, spec, settings),
             build_tensorboard_service(owner, spec, settings),
         ]
-    children.append(build_trainer_job(owner, spec, settings))
-    return [common.with_spec_hash(child) for child in children]
+    job = build_trainer_job(owner, spec, settings)
+    # The config's hash in the pod template: a config change while the Job waits replaces the waiting Job
+    # (reconcile/waiting_job.py), so no pod starts with a config the spec no longer asks for.
+    job["spec"]["template"]["metadata"]["annotations"][naming.CONFIG_HASH_ANNOTATION] = config["metadata"][
+        "annotations"][naming.SPEC_HASH_ANNOTATION]
+    return [config, *(common.with_spec_hash(child) for child in [*children, job])]

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from mmft_operator.kube import ApiError, ChildConflict, Kube, NamespaceTerminating, Ref
-from mmft_operator.reconcile import engine
+from mmft_operator.reconcile import engine, waiting_job
 from mmft_operator.reconcile.engine import ChildrenPlan, KindReconciler, StatusPlan, World
 from mmft_operator.settings import OperatorSettings
 
@@ -67,16 +67,19 @@ def _reconcile_once(
 ) -> StatusPlan:
     meta = body["metadata"]
     parsed = engine.parse(reconciler, body)
-    job, references = None, []
+    job, references, job_pods = None, [], []
     if parsed.job_name is not None:
         recorded = bool((body.get("status") or {}).get("childrenHash"))
         job = observer.job(meta["namespace"], parsed.job_name, children_recorded=recorded)
         references = engine.references_needed(reconciler, parsed, body, job)
+        job_pods = observer.pods(meta["namespace"], parsed.job_name) if job is not None else []
     world = World(body, job, observer.referenced(meta["namespace"], references), now, settings, verify_children,
-                  retrying)
+                  retrying, job_pods)
     if parsed.spec is not None:
         world = _with_uses(observer, world, parsed)
     plan = engine.plan_children(reconciler, world, parsed)
+    if plan.replace_job is not None:
+        _replace_waiting_job(observer.kube, body, plan, now)
     existing = observer.children(plan.owner, engine.children_to_observe(reconciler, plan))
     plan.delete = engine.plan_deletions(plan, existing)
     _delete_replaced_job(observer.kube, plan)
@@ -142,6 +145,28 @@ def _delete_replaced_job(kube: Kube, plan: ChildrenPlan) -> None:
     if kube.delete_owned(Ref("batch/v1", "Job", meta["namespace"], meta["name"]), plan.owner.uid):
         log.info("%s/%s: deleted Job %s of an earlier attempt for attempt %d", plan.owner.namespace, plan.owner.name,
                  meta["name"], plan.attempt)
+
+
+def _replace_waiting_job(kube: Kube, body: dict[str, Any], plan: ChildrenPlan, now: dt.datetime) -> None:
+    """Delete the waiting Job the spec no longer matches, unless its pods, read fresh from the API, show that one
+    started meanwhile (the watch may lag behind a pod that just began to run)."""
+    old = plan.replace_job.job
+    meta = old["metadata"]
+    ref = Ref("batch/v1", "Job", meta["namespace"], meta["name"])
+    fresh_pods = kube.list("v1", "Pod", meta["namespace"], {"batch.kubernetes.io/job-name": meta["name"]})
+    if waiting_job.has_run(old, fresh_pods):
+        log.info("%s/%s: not replacing Job %s: one of its pods started running", meta["namespace"],
+                 plan.owner.name, meta["name"])
+        return
+    change = waiting_job.describe_change(kube.get(ref), plan.replace_job.desired)
+    if kube.delete_owned(ref, plan.owner.uid):
+        kube.post_event(
+            body, "Normal", waiting_job.REPLACED_REASON,
+            f"deleted the waiting Job {meta['name']}, none of whose pods ever ran, because the spec changed "
+            f"({change}); the new Job is created once it is gone",
+            now,
+        )
+    plan.job = None
 
 
 def _apply_status(observer: Observer, body: dict[str, Any], plan: StatusPlan, now: dt.datetime) -> None:

@@ -44,7 +44,8 @@ def pod_entry(body: Mapping[str, Any]) -> dict[str, Any]:
     # The Job's UID label only: a replaced Job's terminating pods share its name (reconcile/lifecycle.py pods_of).
     uid_label = _pick(meta.get("labels") or {}, CONTROLLER_UID_LABEL)
     return {
-        "metadata": {**_pick(meta, "name", "uid", "creationTimestamp", "deletionTimestamp"),
+        # The Job's UID label and ownerReferences: a replaced or deleted Job's pods, still terminating, share its name.
+        "metadata": {**_pick(meta, "name", "uid", "creationTimestamp", "deletionTimestamp", "ownerReferences"),
                      **({"labels": uid_label} if uid_label else {})},
         "status": dict(body.get("status") or {}),
     }

@@ -33,6 +33,7 @@ from mmft_operator.status import identity, workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
 
 from . import lifecycle
+from . import waiting_job
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class World:
     settings: OperatorSettings
     verify_children: bool = False  # the periodic resync: ensure children even when childrenHash matches
     retrying: bool = False  # the previous attempt failed: read before creating
+    job_pods: list[dict[str, Any]] = field(default_factory=list)  # the Job's pods as observed before planning
     # Warning events about the Job and its pods that the objects themselves do not show (status/workload.py).
     events: tuple[workload.WorkloadEvent, ...] = ()
     # The spec's ServiceAccount as observed; None when it does not exist. Read only where the Workload Identity
@@ -89,6 +91,7 @@ class ChildrenPlan:
     stage: str = lifecycle.RUN  # lifecycle.RUN, FINAL (the outcome stands) or REPLACE (a retry deletes the old Job)
     attempt: int = 0  # the attempt (spec.retry) this pass works on
     replaced_job: dict[str, Any] | None = None  # REPLACE: the earlier attempt's Job, to delete before a new one
+    replace_job: waiting_job.Replacement | None = None  # the waiting Job to delete; the new one comes once it is gone
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,7 @@ def plan_children(reconciler: KindReconciler, world: World, parsed: Parsed | Non
         # Create-first only on a first attempt: after a failure most children exist already.
         plan.expect_missing = plan.children_hash is None and not world.retrying
         plan.hash_when_ensured = wanted_hash
+    _plan_waiting_job_replacement(plan, desired, status, world.job_pods)
     return plan
 
 
@@ -322,6 +326,18 @@ def job_ttl_change(
     return lifecycle.job_ttl_change(plan.spec.ttl_seconds_after_finished, status_plan.status, job, settings)
 
 
+def _plan_waiting_job_replacement(
+    plan: ChildrenPlan, desired: list[dict[str, Any]], status: dict[str, Any], pods: list[dict[str, Any]]
+) -> None:
+    """A waiting Job the spec no longer matches is deleted; its siblings are brought up to date now, the new Job is
+    created by the pass that finds the old one gone."""
+    desired_job = next((child for child in desired if child["kind"] == "Job"), None)
+    plan.replace_job = waiting_job.replacement(plan.job, desired_job, status, pods)
+    if plan.replace_job is not None:
+        plan.ensure = [child for child in desired if child["kind"] != "Job"]
+        plan.hash_when_ensured = _combined_hash(desired)
+
+
 def suspend_change(plan: ChildrenPlan, job: dict[str, Any] | None) -> bool | None:
     """The suspend value to write to the (possibly just created) Job, or None when it already matches or someone
     else (Kueue) owns it."""
@@ -355,6 +371,9 @@ def plan_status(
             new_status = lifecycle.final_status(status, new_status)
     if applied.children_hash is not None:
         new_status["childrenHash"] = applied.children_hash
+    # A new attempt's run starts again: the lock follows its own first pod, not the failed attempt's.
+    recorded = status if status.get("attempt", 0) == plan.attempt else {}
+    _record_run_start(new_status, recorded, lifecycle.pods_of(applied.job, pods))
     _add_job_retained(reconciler, world, plan, applied.job, new_status)
     _add_observed_conditions(reconciler, world, plan, new_status)
     retention_status, requeue_at = _after_run(reconciler, world, plan, new_status)
@@ -458,7 +477,8 @@ def _compose_attempt(
         )
     if status.get("attempt", 0) != plan.attempt:
         # A new attempt: the failed attempt's times are not this one's (_compose keeps recorded times otherwise).
-        status = {key: value for key, value in status.items() if key not in ("startTime", "completionTime")}
+        status = {key: value for key, value in status.items()
+                  if key not in ("startTime", "completionTime", "runStartedTime")}
     new_status = _compose(
         reconciler, plan.owner, plan.spec, status, world.body["metadata"].get("generation", 1), world.now,
         plan.prerequisites, Observed(job, pods, report, verdict), plan.resolved, plan.children, applied.conflict,
@@ -500,6 +520,13 @@ def _add_observed_conditions(reconciler: KindReconciler, world: World, plan: Chi
     new_status["conditions"] = [c for c in conditions if c["type"] not in updates] + [
         c for c in merged if updates.get(c["type"]) is not None
     ]
+
+
+def _record_run_start(new_status: dict[str, Any], status: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    """status.runStartedTime: when a pod of the Job first ran (the run-shaping fields lock then); kept once set."""
+    started = status.get("runStartedTime") or waiting_job.first_run_time(pods)
+    if started:
+        new_status["runStartedTime"] = started
 
 
 def _own_job(body: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any] | None:

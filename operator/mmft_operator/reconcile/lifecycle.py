@@ -39,7 +39,9 @@ JOB_RETAINED = "JobRetained"
 # terminating share the Job's name, never its UID.
 CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 # Status fields the verdict made: kept exactly as recorded once the outcome is final.
-_VERDICT_FIELDS = ("phase", "reason", "conditions", "startTime", "completionTime", "attempt", "resolved")
+_VERDICT_FIELDS = (
+    "phase", "reason", "conditions", "startTime", "completionTime", "runStartedTime", "attempt", "resolved",
+)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -81,11 +83,20 @@ def replacing_verdict(attempt: int, job: dict[str, Any]) -> workload.WorkloadVer
 
 
 def pods_of(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The pods of this very Job (by its UID): a replaced Job's terminating pods have the same job-name label."""
+    """The pods of this very Job (by its UID, from the Job controller's label or the pod's controller reference):
+    the pods of a replaced or deleted Job, still terminating, have the same job-name label."""
     if job is None:
         return []
     uid = job["metadata"].get("uid")
-    return [pod for pod in pods if (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID_LABEL) == uid]
+    return [pod for pod in pods if _job_uid(pod) == uid]
+
+
+def _job_uid(pod: dict[str, Any]) -> str | None:
+    meta = pod["metadata"]
+    labelled = (meta.get("labels") or {}).get(CONTROLLER_UID_LABEL)
+    if labelled:
+        return labelled
+    return next((ref.get("uid") for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
 
 
 def final_status(recorded: dict[str, Any], recomputed: dict[str, Any] | None) -> dict[str, Any]:
