@@ -229,7 +229,12 @@ def test_kueue_admits_the_job_the_operator_created_suspended_and_the_run_succeed
     kueue_writes = _job_writes(audit, since, KUEUE_USER, namespace)
     job_path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}-train"
     assert {f"patch {job_path}", f"update {job_path}"} & set(kueue_writes), f"Kueue never wrote the Job: {kueue_writes}"
-    _assert_the_operator_only_created_the_job(audit, since, namespace)
+    # Besides creating it, the operator sets the finished Job's retention once (README, "Retention by outcome").
+    wait_for(lambda: _get(kubectl, namespace, "job", f"{name}-train")["spec"].get("ttlSecondsAfterFinished"),
+             timeout=60, what="the finished Job's ttlSecondsAfterFinished")
+    assert _job_writes(audit, since, OPERATOR_USER, namespace) == [
+        f"create /apis/batch/v1/namespaces/{namespace}/jobs", f"patch {job_path}",
+    ]
 
 
 def test_without_quota_the_job_stays_suspended_and_the_finetunejob_reports_it_queued(

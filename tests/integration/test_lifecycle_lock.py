@@ -11,12 +11,14 @@ import json
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, wait_for
+from cluster_helpers import ROOT, create_workload_service_account, wait_for
 
 pytestmark = pytest.mark.simulated_pods
 
 SAMPLES = ROOT / "deploy/samples/gemma3-melanoma"
-BUSY = "nvidia-h100-mega-80gb"  # every GPU of its nodes is taken by the placeholders below
+# The sample's card, one GPU per pod (an Autopilot shape the admission simulation admits); every GPU of its nodes
+# is taken by the placeholders below.
+BUSY = "nvidia-tesla-a100"
 FREE = "nvidia-l4"
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 NAME = "moved"
@@ -40,7 +42,7 @@ def _occupy_every_gpu(kubectl, namespace: str, accelerator: str) -> None:
             "metadata": {"name": f"gpu-holder-{index}", "namespace": namespace},
             "spec": {
                 "nodeSelector": {ACCELERATOR_LABEL: accelerator, "kubernetes.io/hostname": node["metadata"]["name"]},
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "tolerations": [{"operator": "Exists"}],  # the GPU taint, and Spot's on the Spot node
                 "containers": [{"name": "holder", "image": "registry.k8s.io/pause:3.10",
                                 "resources": {"requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": gpus},
                                               "limits": {"nvidia.com/gpu": gpus}}}],
@@ -68,7 +70,7 @@ def _patch_compute(kubectl, namespace: str, accelerator: str, check: bool = True
 def test_a_waiting_finetunejob_moved_to_another_accelerator_runs_there_then_its_spec_locks(
     kubectl, namespace, operator
 ) -> None:
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     kubectl("create", "secret", "generic", "huggingface-credentials", "-n", namespace, "--from-literal=token=hf_x")
     _occupy_every_gpu(kubectl, namespace, BUSY)
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(_finetunejob(BUSY)))
@@ -170,7 +172,7 @@ def test_a_finetunejob_queued_by_kueue_without_quota_for_its_accelerator_moves_t
     kubectl, kueue_namespace, operator
 ) -> None:
     namespace = kueue_namespace
-    kubectl("create", "serviceaccount", "mmft-workload", "-n", namespace)
+    create_workload_service_account(kubectl, namespace)
     kubectl("apply", "-f", "-", input=_flavored_queue(namespace, {BUSY: 0, FREE: 4}))
     document = _finetunejob(BUSY)
     document["spec"]["queueName"] = "training"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from mmft_operator.contracts.progress import TrainingProgress, WorkloadReport
-from mmft_operator.reconcile.engine import Reference
 from mmft_operator.reconcile import waiting_job
+from mmft_operator.reconcile.engine import Reference
 from mmft_operator.reconcile.finetunejob import FineTuneJobReconciler
 from planner_world import (
     NOW,
@@ -286,7 +286,7 @@ def _observed(applied_job: dict, uid: str = "job-uid-1", **status) -> dict:  # n
 
 
 def _pod_of(job_uid: str, phase: str, **kwargs) -> dict:  # noqa: ANN003
-    made = pod(phase, **kwargs)
+    made = pod(phase, job_uid=job_uid, **kwargs)
     made["metadata"]["ownerReferences"] = [{"kind": "Job", "uid": job_uid, "controller": True}]
     return made
 

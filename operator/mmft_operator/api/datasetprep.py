@@ -186,6 +186,8 @@ class DatasetPrepStatus(CommonStatus):
 
 
 # Locked once a pod of the run started (status.runStartedTime): until then a change replaces the waiting Job.
-IMMUTABLE_AFTER_START = ("source", "columns", "prompts", "split", "images", "scheduling", "env", "envFrom", "extraVolumes")
+IMMUTABLE_AFTER_START = (
+    "source", "columns", "prompts", "split", "images", "scheduling", "env", "envFrom", "extraVolumes",
+)
 # Locked once the Job exists (status.startTime): where its output lands is in status.outputs from then on.
 IMMUTABLE_ONCE_JOB_EXISTS = ("bucket", "output")

@@ -95,7 +95,7 @@ def _reconcile_once(
     ttl = engine.job_ttl_change(plan, status_plan, applied.job, settings)
     if ttl is not None:
         try:
-            observer.kube.set_job_ttl(applied.job, ttl)
+            observer.cache.wrote(observer.kube.set_job_ttl(applied.job, ttl))
         except ApiError as error:
             if error.status != 404:  # gone already: there is nothing left to keep
                 raise

@@ -153,8 +153,9 @@ class WatchCache:
         self._indexes: tuple[Mapping, Mapping, Mapping] | None = None
         self._owners: dict[str, Mapping] = {}
         self._watched: tuple[Mapping, Mapping, Mapping] = ({}, {}, {})  # events, deployments, service accounts
-        # The operator's own last status write per owner, until the watch shows it: a reconcile triggered by a
-        # child right after a write would otherwise start from the status before it, and its patch would conflict.
+        # The operator's own last status write per owner (and TTL patch per Job), until the watch shows it: a
+        # reconcile triggered by a child right after a write would otherwise start from the state before it, and
+        # its status patch would conflict (or its Job patch be sent again).
         self._written: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._written_lock = threading.Lock()
 
@@ -171,7 +172,14 @@ class WatchCache:
         return self._indexes is not None
 
     def job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._one(0, (namespace, name))
+        """The Job as last watched or patched by the operator, whichever is newer (a finished Job's TTL patch would
+        otherwise be sent again by every pass until the watch shows it)."""
+        watched = self._one(0, (namespace, name))
+        if watched is None:
+            with self._written_lock:
+                self._written.pop(("Job", namespace, name), None)
+            return None
+        return self._newest(("Job", namespace, name), watched)
 
     def pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         return self._read(lambda: list(self._indexes[1].get((namespace, job_name), [])))
@@ -221,19 +229,28 @@ class WatchCache:
             with self._written_lock:
                 self._written.pop(key, None)
             return None
-        watched = entries[0]
+        return self._newest(key, entries[0])
+
+    def wrote(self, body: Mapping[str, Any]) -> None:
+        """Remember what a write returned (an owner's status, a Job's TTL) until the watch shows it."""
+        meta = body.get("metadata", {})
+        key = (body.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+        if body.get("kind") in self._owners:
+            entry = owner_entry(body)
+        elif body.get("kind") == "Job":
+            entry = job_entry(body)
+        else:
+            return
+        with self._written_lock:
+            self._written[key] = entry
+
+    def _newest(self, key: tuple[str, str, str], watched: dict[str, Any]) -> dict[str, Any]:
         with self._written_lock:
             written = self._written.get(key)
             if written is not None and not _newer(written, watched):
                 del self._written[key]  # the watch caught up
                 written = None
         return copy.deepcopy(written or watched)
-
-    def wrote(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata", {})
-        if body.get("kind") in self._owners:
-            with self._written_lock:
-                self._written[(body["kind"], meta.get("namespace", ""), meta.get("name", ""))] = owner_entry(body)
 
     def _one(self, which: int, key: tuple[str, str]) -> dict[str, Any] | None:
         entries = self._read(lambda: list(self._indexes[which].get(key, [])))

@@ -32,8 +32,7 @@ from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import identity, workload
 from mmft_operator.status.conditions import ConditionUpdate, merge_conditions
 
-from . import lifecycle
-from . import waiting_job
+from . import lifecycle, waiting_job
 
 log = logging.getLogger(__name__)
 

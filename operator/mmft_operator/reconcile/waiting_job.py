@@ -107,3 +107,21 @@ def _finished(job: dict[str, Any]) -> bool:
         and condition.get("status") == "True"
         for condition in (job.get("status") or {}).get("conditions") or []
     )
+
+
+def _run_start(pod: dict[str, Any]) -> str | None:
+    """When a main container of the pod started, or None while none has (init containers and sidecars waiting for
+    a node or an image do not count)."""
+    status = pod.get("status") or {}
+    stamps = []
+    for container in status.get("containerStatuses") or []:
+        for key in ("state", "lastState"):
+            state = container.get(key) or {}
+            stamp = (state.get("running") or state.get("terminated") or {}).get("startedAt")
+            if stamp:
+                stamps.append(stamp)
+    if stamps:
+        return min(stamps)
+    if status.get("phase") in ("Running", "Succeeded"):
+        return status.get("startTime") or pod["metadata"].get("creationTimestamp")
+    return None
