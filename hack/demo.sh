@@ -13,7 +13,7 @@ STATE_DIR=${MMFT_STATE_DIR:-$PWD/.state/localcluster}
 export MMFT_STATE_DIR=$STATE_DIR
 SAMPLES=deploy/localcluster/samples/tiny-pipeline
 BUCKET=mmft-local
-# The images' tag, as for localcluster/build-images.sh (deploy/localcluster names :dev; another tag is set after).
+# The images' tag, as for localcluster/build-images.sh (deploy/localcluster/values.yaml names :dev).
 TAG=${MMFT_IMAGE_TAG:-dev}
 started=$EPOCHREALTIME
 elapsed() { awk -v start="$started" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.0f", now - start }'; }
@@ -36,18 +36,8 @@ bucket_dir=$(mmft cluster bucket "$BUCKET")
 docker run --rm --network=none --user=1000:1000 --entrypoint=python \
     -v "$PWD:/src:ro" -v "$bucket_dir:/bucket" "mmft-workload:$TAG" /src/hack/write_demo_inputs.py /bucket
 
-say "installing the operator from deploy/localcluster"
-k apply --server-side -k deploy/localcluster >/dev/null
-if [[ $TAG != dev ]]; then
-    k -n mmft-system set image deployment/mmft-operator "operator=mmft-operator:$TAG" >/dev/null
-    k -n mmft-system set env deployment/mmft-operator "MMFT_WORKLOAD_IMAGE=mmft-workload:$TAG" \
-        "MMFT_TENSORBOARD_IMAGE=mmft-tensorboard:$TAG" >/dev/null
-fi
-k wait --for=condition=Established crd -l app.kubernetes.io/part-of=mmft --timeout=60s >/dev/null
-# The emulator serves the bucket folders that existed when it started.
-k -n mmft-gcs-emulator rollout restart deployment/gcs-emulator >/dev/null
-k -n mmft-gcs-emulator rollout status deployment/gcs-emulator --timeout=120s >/dev/null
-k -n mmft-system rollout status deployment/mmft-operator --timeout=180s >/dev/null
+say "installing mmft with its Helm chart (deploy/localcluster/values.yaml, images :$TAG)"
+mmft cluster install-mmft --tag "$TAG"
 
 say "running the pipeline in namespace $NAMESPACE"
 k delete namespace "$NAMESPACE" --ignore-not-found --wait=true >/dev/null

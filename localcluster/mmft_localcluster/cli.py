@@ -30,6 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     load.add_argument("images", nargs="+", metavar="IMAGE")
     namespace = actions.add_parser("real-namespace", help="create a namespace whose pods all run on the real node")
     namespace.add_argument("name")
+    install = actions.add_parser(
+        "install-mmft", help="install mmft on the real node with its Helm chart (deploy/localcluster/values.yaml)"
+    )
+    install.add_argument("--tag", default="dev", help="the tag of the loaded mmft images (default dev)")
     bucket = actions.add_parser("bucket", help="create the real node's folder standing in for a bucket; print its path")
     bucket.add_argument("name")
     actions.add_parser("down", help="stop every process the cluster started")
@@ -67,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
         elif args.action == "real-namespace":
             cluster.create_real_node_namespace(args.name)
             print(args.name)
+        elif args.action == "install-mmft":
+            cluster.install_mmft(args.tag)
+            print("mmft installed in namespace mmft-system (helm release mmft)", file=sys.stderr)
         elif args.action == "bucket":
             from mmft_localcluster.node import NodeError, bucket_dir
 

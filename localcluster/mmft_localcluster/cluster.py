@@ -19,7 +19,15 @@ from pathlib import Path
 from mmft_localcluster import autopilot_admission, components, gke_nodes, node, pki
 from mmft_localcluster.components import ComponentFiles, Ports
 from mmft_localcluster.node import NodeError, RealNode
-from mmft_localcluster.paths import BUILD_SCRIPT, Binaries, default_state_dir, kubectl_path, read_versions
+from mmft_localcluster.paths import (
+    BUILD_SCRIPT,
+    REPO_ROOT,
+    Binaries,
+    default_state_dir,
+    kubectl_path,
+    read_versions,
+    tool_path,
+)
 from mmft_localcluster.processes import ProcessTable
 
 CONTROL_PLANE = (
@@ -36,6 +44,12 @@ COMPONENT_IDENTITIES = {
     "real-node-kubelet": pki.REAL_NODE_KUBELET,
     "kube-proxy": pki.KUBE_PROXY,
 }
+
+
+# mmft on the real node (install_mmft): the namespace and GCS emulator of deploy/localcluster, then the Helm chart.
+LOCAL_DEPLOY = REPO_ROOT / "deploy/localcluster"
+CHART = REPO_ROOT / "deploy/helm/mmft"
+MMFT_NAMESPACE = "mmft-system"
 
 
 class ClusterError(RuntimeError):
@@ -191,6 +205,31 @@ class LocalCluster:
         self.kubectl("apply", "-f", "-", input=json.dumps(namespace))
         self._wait("kube-controller-manager", time.monotonic() + timeout,
                    lambda: self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0)
+
+    def install_mmft(self, tag: str = "dev", timeout: float = 240) -> None:
+        """mmft on the real node, installed the way users install it: deploy/localcluster applied (the operator's
+        namespace, the GCS emulator), then `helm upgrade --install` of deploy/helm/mmft with
+        deploy/localcluster/values.yaml and the images' tag. Returns once the operator's pod is ready. The images must
+        be loaded (load_image); the emulator restarts so that it serves every bucket folder made so far."""
+        if not self._has_real_node() or not self.is_running():
+            raise ClusterError("no running cluster with a real node here: `mmft cluster up --real-node` first")
+        self.kubectl("apply", "--server-side", "-k", str(LOCAL_DEPLOY))
+        self.kubectl("-n", "mmft-gcs-emulator", "rollout", "restart", "deployment/gcs-emulator")
+        try:
+            helm = str(tool_path("helm"))
+        except RuntimeError as error:
+            raise ClusterError(str(error)) from None
+        command = [
+            helm, "upgrade", "--install", "mmft", str(CHART), f"--kubeconfig={self.kubeconfig}",
+            f"--namespace={MMFT_NAMESPACE}", f"--values={LOCAL_DEPLOY / 'values.yaml'}",
+            f"--set=image.tag={tag}", f"--set=workloadImage=mmft-workload:{tag}",
+            f"--set=tensorboardImage=mmft-tensorboard:{tag}", "--wait", f"--timeout={int(timeout)}s",
+        ]  # fmt: skip
+        installed = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 60)
+        if installed.returncode != 0:
+            raise ClusterError(f"helm upgrade --install mmft failed: {installed.stderr.strip() or installed.stdout}")
+        self.kubectl("-n", "mmft-gcs-emulator", "rollout", "status", "deployment/gcs-emulator",
+                     f"--timeout={int(timeout)}s", timeout=timeout + 30)
 
     def _start_real_node(self, files: ComponentFiles, ports: Ports, deadline: float) -> None:
         real = self.node

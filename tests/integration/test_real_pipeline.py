@@ -33,7 +33,8 @@ EMULATOR = "http://10.96.0.40:4443"
 
 
 def install_mmft(cluster, tag: str = TAG) -> None:
-    """What hack/demo.sh does: images built and loaded, inputs in the bucket folder, deploy/localcluster applied."""
+    """What hack/demo.sh does: images built and loaded, inputs in the bucket folder, then `mmft cluster install-mmft`
+    (deploy/localcluster applied, the Helm chart installed)."""
     built = subprocess.run(
         ["bash", str(ROOT / "localcluster/build-images.sh"), "operator", "workload", "tensorboard"],
         env={**os.environ, "MMFT_IMAGE_TAG": tag},
@@ -50,17 +51,7 @@ def install_mmft(cluster, tag: str = TAG) -> None:
          "/src/hack/write_demo_inputs.py", "/bucket"],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
-    cluster.kubectl("apply", "--server-side", "-k", str(ROOT / "deploy/localcluster"))
-    if tag != "dev":
-        deployment = ("-n", "mmft-system", "deployment/mmft-operator")
-        cluster.kubectl("set", "image", *deployment, f"operator={IMAGES['operator']}")
-        cluster.kubectl("set", "env", *deployment, f"MMFT_WORKLOAD_IMAGE={IMAGES['workload']}",
-                        f"MMFT_TENSORBOARD_IMAGE={IMAGES['tensorboard']}")  # fmt: skip
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=mmft")
-    cluster.kubectl("-n", "mmft-gcs-emulator", "rollout", "restart", "deployment/gcs-emulator")
-    cluster.kubectl("-n", "mmft-gcs-emulator", "rollout", "status", "deployment/gcs-emulator", "--timeout=120s")
-    operator = ("-n", "mmft-system", "rollout", "status", "deployment/mmft-operator")
-    cluster.kubectl(*operator, "--timeout=180s", timeout=240)
+    cluster.install_mmft(tag)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +70,10 @@ def pipeline_namespace(mmft):
     mmft.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+def pod_ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
 def _condition(resource: dict, kind: str) -> dict:
     return next((c for c in resource.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
@@ -93,14 +88,20 @@ def _audit_users(cluster, verb: str, resource: str) -> set[str]:
 
 
 def test_the_operator_runs_as_a_pod_with_its_own_service_account_and_rbac(mmft):
+    # Installed by `helm install` of deploy/helm/mmft: the release's Deployment, its pod in a real container.
+    deployment = get_json(mmft, "deployment", "mmft-operator", "-n", "mmft-system")
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert deployment["metadata"]["annotations"]["meta.helm.sh/release-name"] == "mmft"
     pods = get_json(mmft, "pods", "-n", "mmft-system", "-l", "app.kubernetes.io/component=operator")["items"]
     assert len(pods) == 1
+    assert pod_ready(pods[0]), pods[0]["status"]
     pod = pods[0]
     assert pod["spec"]["nodeName"] == node.REAL_NODE_NAME
     assert pod["spec"]["serviceAccountName"] == "mmft-operator"
     assert pod["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
     # Its calls reach the API server with its ServiceAccount token (in-cluster credentials), and RBAC holds it to
-    # deploy/base/clusterrole.yaml: it may create Jobs, not read Secrets or delete Nodes.
+    # the chart's ClusterRole (deploy/base/clusterrole.yaml's copy): it may create Jobs, not read Secrets or delete
+    # Nodes.
     wait_for(lambda: OPERATOR_ACCOUNT in _audit_users(mmft, "watch", "finetunejobs"), 60, interval=1,
              what="the operator's watch")
     can = lambda verb, resource: mmft.kubectl(  # noqa: E731

@@ -106,20 +106,26 @@ def test_up_without_the_prerequisites_names_them_and_starts_nothing(tmp_path, mo
 
 
 def test_deploy_localcluster_agrees_with_the_real_node() -> None:
-    """The overlay is YAML and the node is Python: the facts they share are compared here."""
+    """The manifests and Helm values are YAML and the node is Python: the facts they share are compared here."""
     import subprocess
 
     import yaml
     from mmft_localcluster import kubectl_path
-    from mmft_localcluster.paths import REPO_ROOT
+    from mmft_localcluster.cluster import CHART, LOCAL_DEPLOY, MMFT_NAMESPACE
+    from mmft_localcluster.paths import tool_path
 
     built = subprocess.run(
-        [str(kubectl_path()), "kustomize", str(REPO_ROOT / "deploy/localcluster")],
+        [str(kubectl_path()), "kustomize", str(LOCAL_DEPLOY)], capture_output=True, text=True, check=True
+    )
+    # What `mmft cluster install-mmft` installs with the chart (cluster.install_mmft).
+    rendered = subprocess.run(
+        [str(tool_path("helm")), "template", "mmft", str(CHART), f"--namespace={MMFT_NAMESPACE}",
+         f"--values={LOCAL_DEPLOY / 'values.yaml'}"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    documents = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    documents = [doc for text in (built.stdout, rendered.stdout) for doc in yaml.safe_load_all(text) if doc]
     by_kind_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents}
-    for namespace in ("mmft-system", "mmft-gcs-emulator"):
+    for namespace in (MMFT_NAMESPACE, "mmft-gcs-emulator"):
         annotations = by_kind_name[("Namespace", namespace)]["metadata"]["annotations"]
         parsed = {key: value for key, value in annotations.items() if key.startswith("scheduler.alpha")}
         expected = dict(node.REAL_NODE_NAMESPACE_ANNOTATIONS)
@@ -127,8 +133,13 @@ def test_deploy_localcluster_agrees_with_the_real_node() -> None:
             expected.pop("scheduler.alpha.kubernetes.io/defaultTolerations")
         )
         assert parsed == expected
-    operator = by_kind_name[("Deployment", "mmft-operator")]["spec"]["template"]["spec"]["containers"][0]
+    operator_deployment = by_kind_name[("Deployment", "mmft-operator")]
+    assert operator_deployment["metadata"]["namespace"] == MMFT_NAMESPACE
+    operator = operator_deployment["spec"]["template"]["spec"]["containers"][0]
+    assert operator["image"] == "mmft-operator:dev" and operator["imagePullPolicy"] == "IfNotPresent"
     env = {item["name"]: item.get("value") for item in operator["env"]}
+    assert env["MMFT_WORKLOAD_IMAGE"] == "mmft-workload:dev"
+    assert env["MMFT_TENSORBOARD_IMAGE"] == "mmft-tensorboard:dev"
     assert env["MMFT_BUCKET_VOLUME"] == f"hostPath:{node.BUCKETS_ROOT}"
     emulator = by_kind_name[("Deployment", "gcs-emulator")]["spec"]["template"]["spec"]
     assert emulator["containers"][0]["image"] == node.gcs_emulator_image_reference()
