@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, wait_for
+from cluster_helpers import ROOT, create_workload_service_account, wait_for
 from mmft_operator.contracts.exit_codes import GANG_RESTART
 
 pytestmark = pytest.mark.simulated_pods
@@ -47,7 +47,7 @@ def _claims_by_node(pods: list[dict]) -> dict[str, set[str]]:
 
 
 def test_two_node_ranks_run_on_two_nodes_and_share_no_read_write_once_claim(kubectl, namespace, operator) -> None:
-    kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
+    create_workload_service_account(kubectl, namespace, WORKLOAD_SA)  # Workload Identity: the bucket mounts
     name = "two-nodes"
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(_two_node_finetunejob(name)))
     selector = f"batch.kubernetes.io/job-name={name}-train"
