@@ -17,7 +17,7 @@ import json
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, OperatorProcess, token_kubeconfig, wait_for
+from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, token_kubeconfig, wait_for
 
 pytestmark = pytest.mark.simulated_pods
 
@@ -152,15 +152,15 @@ def _kubelet_event(namespace: str, pod: dict, reason: str, message: str) -> dict
 def test_a_failed_mount_is_volume_mount_failed_with_the_kubelets_message_then_stalled(
     kubectl, namespace, operator_as_its_account
 ) -> None:
-    kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
+    create_workload_service_account(kubectl, namespace, WORKLOAD_SA)
     # kwok keeps the pod Pending with its container waiting in ContainerCreating, as a pod whose mount fails stays.
     _apply(kubectl, namespace, _datasetprep("unmounted", {"kwok.mmft.io/waiting-reason": "ContainerCreating"}))
     pod = wait_for(lambda: next(iter(json.loads(kubectl(
         "get", "pods", "-n", namespace, "-l", "mmft.io/owner-name=unmounted", "-o", "json").stdout)["items"]), None),
         timeout=HANG, what="the workload pod")
-    starting = wait_for(lambda: _get(kubectl, "dsp", "unmounted", namespace).get("status", {}).get("reason"),
-                        timeout=HANG, what="a status")
-    assert starting == "Starting"
+    # Briefly Unschedulable while its /scratch claim (a generic ephemeral volume) is provisioned, then Starting.
+    wait_for(lambda: _get(kubectl, "dsp", "unmounted", namespace).get("status", {}).get("reason") == "Starting",
+             timeout=HANG, what="reason Starting")
 
     message = ('MountVolume.SetUp failed for volume "gcs" : rpc error: code = NotFound desc = failed to get GCS '
                'bucket "my-mmft-bucket": googleapi: Error 404: The specified bucket does not exist., notFound')
@@ -178,7 +178,7 @@ def test_a_failed_mount_is_volume_mount_failed_with_the_kubelets_message_then_st
 def test_tensorboard_availability_is_its_own_condition_and_absent_when_disabled(
     kubectl, namespace, operator_as_its_account
 ) -> None:
-    kubectl("create", "serviceaccount", WORKLOAD_SA, "-n", namespace)
+    create_workload_service_account(kubectl, namespace, WORKLOAD_SA)
     # The trainer runs long enough for TensorBoard's pod to become ready meanwhile.
     pod_metadata = {"annotations": {"kwok.mmft.io/run-seconds": "600"}}
     _apply(kubectl, namespace, _finetunejob("with-board", podMetadata=pod_metadata))
