@@ -103,6 +103,12 @@ def test_a_converged_resource_lists_no_children() -> None:
     assert engine.children_to_observe(FTJ, outcome.children) == ()
 
 
+def test_a_first_creation_lists_no_children() -> None:
+    outcome = run(FTJ, sample("finetunejob.yaml"), referenced=READY)
+    assert outcome.children.ensure and outcome.children.expect_missing
+    assert engine.children_to_observe(FTJ, outcome.children) == ()
+
+
 def test_the_resync_lists_the_removable_kinds_and_deletes_nothing_still_wanted() -> None:
     body, applied_job = started()
     outcome = run(FTJ, body, observed_job=applied_job, verify_children=True)
