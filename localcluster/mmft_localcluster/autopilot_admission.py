@@ -179,27 +179,24 @@ def _container_patches(index: int) -> str:
     container = f"object.spec.containers[{index}]"
     path = f"'/spec/containers/{index}/resources"
     has_limits = f"has({container}.resources) && has({container}.resources.limits)"
-    patches = []
-    for resource in RESOURCES:
-        name = f"{_VARIABLE[resource].lower()}{index}"
-        value = (
-            f"(variables.{name}Final == variables.{name} ? {container}.resources.requests[{_cel(resource)}] : "
-            f"{_format(resource, f'variables.{name}Final')})"
-        )
-        patches.append(
-            f"(variables.{name} >= 0.0 && variables.{name}Final != variables.{name} ? "
-            f"[JSONPatch{{op: 'replace', path: {path}/requests/{resource}', value: {value}}}] : [])"
-        )
-    any_request = " || ".join(f"variables.{_VARIABLE[r].lower()}{index} >= 0.0" for r in RESOURCES)
+    names = {resource: f"{_VARIABLE[resource].lower()}{index}" for resource in RESOURCES}
+    # The request each resource ends with: as asked, or raised to the rule's minimum.
+    values = {
+        resource: f"(variables.{name}Final == variables.{name} ? {container}.resources.requests[{_cel(resource)}] : "
+        f"{_format(resource, f'variables.{name}Final')})"
+        for resource, name in names.items()
+    }
+    patches = [
+        f"(variables.{name} >= 0.0 && variables.{name}Final != variables.{name} ? "
+        f"[JSONPatch{{op: 'replace', path: {path}/requests/{resource}', value: {values[resource]}}}] : [])"
+        for resource, name in names.items()
+    ]
+    any_request = " || ".join(f"variables.{name} >= 0.0" for name in names.values())
     patches.append(
         f"(({any_request}) && !({has_limits}) ? [JSONPatch{{op: 'add', path: {path}/limits', value: {{}}}}] : [])"
     )
-    for resource in RESOURCES:
-        name = f"{_VARIABLE[resource].lower()}{index}"
-        value = (
-            f"(variables.{name}Final == variables.{name} ? {container}.resources.requests[{_cel(resource)}] : "
-            f"{_format(resource, f'variables.{name}Final')})"
-        )
+    for resource, name in names.items():
+        value = values[resource]
         patches.append(
             f"(variables.{name} >= 0.0 && !({has_limits} && {_cel(resource)} in {container}.resources.limits) ? "
             f"[JSONPatch{{op: 'add', path: {path}/limits/{resource}', value: {value}}}] : [])"

@@ -478,8 +478,7 @@ def _compose_attempt(
         )
     if status.get("attempt", 0) != plan.attempt:
         # A new attempt: the failed attempt's times are not this one's (_compose keeps recorded times otherwise).
-        status = {key: value for key, value in status.items()
-                  if key not in ("startTime", "completionTime", "runStartedTime")}
+        status = {key: value for key, value in status.items() if key not in ("startTime", "completionTime")}
     new_status = _compose(
         reconciler, plan.owner, plan.spec, status, world.body["metadata"].get("generation", 1), world.now,
         plan.prerequisites, Observed(job, pods, report, verdict), plan.resolved, plan.children, applied.conflict,
