@@ -48,6 +48,7 @@ from cluster_helpers import (  # noqa: E402
     workload_service_account,
 )
 from mmft_localcluster import LocalCluster, kubectl_path  # noqa: E402
+from mmft_localcluster.crds import wait_established  # noqa: E402
 
 GROUP, VERSION = "mmft.io", "v1alpha1"
 
@@ -267,7 +268,7 @@ def main() -> int:
             accelerator = yaml.safe_load(SAMPLE_FINETUNEJOB.read_text())["spec"]["compute"]["accelerator"]
             cluster.add_gpu_nodes(accelerator, gpu_nodes_needed)
         kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "crds"))
-        kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=mmft")
+        wait_established(kubeconfig, "crd", "-l", "app.kubernetes.io/part-of=mmft")
         kubectl(kubeconfig, "apply", "--server-side", "-k", str(ROOT / "deploy/overlays/local"))
         namespace = f"scale-{int(time.time())}"
         kubectl(kubeconfig, "create", "namespace", namespace)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests/integration"))
 
 from cluster_helpers import OperatorProcess, wait_for  # noqa: E402
 from mmft_localcluster import LocalCluster, kubectl_path  # noqa: E402
+from mmft_localcluster.crds import wait_established  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -73,7 +74,7 @@ def main() -> None:
 
     try:
         kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=mmft")
+        wait_established(kubeconfig, "crd", "-l", "app.kubernetes.io/part-of=mmft")
         for namespace in ("noise", "ml"):
             kubectl("create", "namespace", namespace)
         wait_for(lambda: "default" in kubectl("get", "sa", "-n", "ml", "-o", "name"), what="default SA")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmft_localcluster.cluster import _free_ports, _http_ok
+from mmft_localcluster.crds import wait_established
 from mmft_localcluster.paths import cache_root, go_version, kubectl_path, read_versions
 
 NAMESPACE = "kueue-system"
@@ -138,7 +139,7 @@ class KueueManager:
         """Server-side apply: the Workload CRD is too large for the last-applied annotation of a client-side one."""
         crds = str(self.build.crd_dir)
         self._kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
-        self._kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+        wait_established(self.admin_kubeconfig, "-f", crds)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

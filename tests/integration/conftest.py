@@ -123,10 +123,12 @@ def namespace(kubectl) -> str:
 
 
 @pytest.fixture(scope="session")
-def crds(kubectl) -> None:
+def crds(kubectl, cluster) -> None:
     """The mmft.io CRDs installed and Established."""
+    from mmft_localcluster.crds import wait_established
+
     kubectl("apply", "--server-side", "-k", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=mmft")
+    wait_established(cluster, "crd", "-l", "app.kubernetes.io/part-of=mmft")
 
 
 @pytest.fixture(scope="session")

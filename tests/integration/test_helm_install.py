@@ -13,6 +13,7 @@ import subprocess
 import pytest
 from cluster_helpers import ROOT, wait_for
 from mmft_localcluster import LocalCluster, kubectl_path
+from mmft_localcluster.crds import wait_established
 from mmft_localcluster.paths import monitoring_crds_dir, tool_path
 
 CHART = ROOT / "deploy/helm/mmft"
@@ -55,12 +56,12 @@ def helm(own_cluster, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def monitoring_crds(kubectl):
+def monitoring_crds(kubectl, own_cluster):
     for crd in sorted(monitoring_crds_dir().glob("*/*.yaml")):
         kubectl("apply", "--server-side", "-f", str(crd))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd",
-            "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com",
-            "podmonitorings.monitoring.googleapis.com", "rules.monitoring.googleapis.com")
+    wait_established(own_cluster, "crd",
+                     "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com",
+                     "podmonitorings.monitoring.googleapis.com", "rules.monitoring.googleapis.com")
 
 
 def get(kubectl, *args: str) -> dict:
