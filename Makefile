@@ -11,7 +11,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 EXTRAS ?= test,localcluster,dataprep,trainer,evaluator
 PYTEST_ARGS ?=
 
-.PHONY: install install-operator cluster images demo test test-unit test-integration test-ml test-containers crds lint
+.PHONY: install install-operator cluster images demo test test-previous-kubernetes test-unit test-integration test-ml test-containers crds lint
 
 $(PYTHON):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ images:  ## the operator, workload (CPU torch) and TensorBoard images, with the 
 demo: install-operator cluster  ## the seed's pipeline at toy scale in real containers on the local cluster's real node (hack/demo.sh)
 	bash hack/demo.sh
 
-test: install cluster  ## every tier: unit, integration (local control plane), ML on tiny models
+test: install cluster  ## every tier: unit, integration (local control plane), ML on tiny models; then the API tests on the previous Kubernetes minor
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-previous-kubernetes
+
+test-previous-kubernetes: cluster  ## the integration tests marked both_minors, on the previous minor version's control plane
+	MMFT_TEST_KUBERNETES_VERSION=previous $(PYTHON) -m pytest -m both_minors tests/integration $(PYTEST_ARGS)
 
 test-unit: cluster
 	$(PYTHON) -m pytest -m "not integration and not ml and not containers" $(PYTEST_ARGS)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into the mmft cache (never into the repository):
-#   etcd, kube-apiserver + kube-controller-manager + kube-scheduler (+ kubelet and kube-proxy for the real node), kwok;
+#   etcd, kube-apiserver + kube-controller-manager + kube-scheduler (+ kubelet and kube-proxy for the real node), kwok,
+#   and the previous minor version's control plane;
 #   then Kueue (build-kueue.sh), the real node's containerd, runc and pause binary (build-node.sh), and the tools the
 #   tests run against deploy/: helm, promtool and the monitoring CRDs (build-tools.sh).
 # Cached per component version and Go version, so a second run only checks that the binaries exist.
@@ -24,19 +25,17 @@ build_etcd() {
     (cd "$HERE/gomod/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT_DIR/etcd" .)
 }
 
+# build_kubernetes MODULE_DIR VERSION COMMANDS...: the named k8s.io/kubernetes commands, with the version they report.
 build_kubernetes() {
-    local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-    local ldflags="-s -w"
+    local module=$1 version=$2; shift 2
+    local minor=${version#v1.}; minor=${minor%%.*}
+    local ldflags="-s -w" packages=()
     for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ldflags+=" -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1 -X $package.gitMinor=$minor"
+        ldflags+=" -X $package.gitVersion=$version -X $package.gitMajor=1 -X $package.gitMinor=$minor"
         ldflags+=" -X $package.gitTreeState=clean -X $package.buildDate=1970-01-01T00:00:00Z"
     done
-    (cd "$HERE/gomod/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$OUT_DIR/" \
-        k8s.io/kubernetes/cmd/kube-apiserver \
-        k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler \
-        k8s.io/kubernetes/cmd/kubelet \
-        k8s.io/kubernetes/cmd/kube-proxy)
+    for command in "$@"; do packages+=("k8s.io/kubernetes/cmd/$command"); done
+    (cd "$HERE/gomod/$module" && go build -trimpath -ldflags "$ldflags" -o "$OUT_DIR/" "${packages[@]}")
 }
 
 build_kwok() {
@@ -48,8 +47,14 @@ command -v go >/dev/null || { echo "build: the go command is required (go1.26 or
 
 build_component etcd "$ETCD_VERSION" etcd -- build_etcd
 build_component kwok "$KWOK_VERSION" kwok -- build_kwok
-build_component kubernetes "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy \
-    -- build_kubernetes
+NODE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+build_component kubernetes "$KUBERNETES_VERSION" "${NODE_COMMANDS[@]}" \
+    -- build_kubernetes kubernetes "$KUBERNETES_VERSION" "${NODE_COMMANDS[@]}"
+# The previous minor version's control plane (no node of its own: its clusters have kwok nodes only), for the
+# integration tests that run against both supported minor versions (docs/install.md, Supported Kubernetes versions).
+CONTROL_PLANE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler)
+build_component kubernetes "$KUBERNETES_PREVIOUS_VERSION" "${CONTROL_PLANE_COMMANDS[@]}" \
+    -- build_kubernetes kubernetes-previous "$KUBERNETES_PREVIOUS_VERSION" "${CONTROL_PLANE_COMMANDS[@]}"
 bash "$HERE/build-kueue.sh"
 bash "$HERE/build-node.sh"
 bash "$HERE/build-tools.sh"

@@ -26,6 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="fake-gcs-server whose buckets exist for the simulated Cloud Storage FUSE mounts (default: every bucket)",
     )
+    up.add_argument(
+        "--kubernetes-version",
+        metavar="VERSION",
+        help="the control plane's version: current (default), previous, or its number, e.g. 1.36 (versions.env)",
+    )
     load = actions.add_parser("load-image", help="copy Docker images into the real node (docker save | ctr import)")
     load.add_argument("images", nargs="+", metavar="IMAGE")
     namespace = actions.add_parser("real-namespace", help="create a namespace whose pods all run on the real node")
@@ -50,10 +55,13 @@ def main(args: argparse.Namespace) -> int:
 
     if args.action == "build":
         return subprocess.run(["bash", str(BUILD_SCRIPT)]).returncode
-    cluster = LocalCluster(
-        args.state_dir, real_node=getattr(args, "real_node", False), gcs_emulator=getattr(args, "gcs_emulator", None)
-    )
     try:
+        cluster = LocalCluster(
+            args.state_dir,
+            real_node=getattr(args, "real_node", False),
+            gcs_emulator=getattr(args, "gcs_emulator", None),
+            kubernetes_version=getattr(args, "kubernetes_version", None),
+        )
         if args.action == "up":
             cluster.up(timeout=args.timeout, log=lambda line: print(line, file=sys.stderr))
             print(cluster.kubeconfig)

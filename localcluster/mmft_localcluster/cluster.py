@@ -26,6 +26,8 @@ from mmft_localcluster.paths import (
     default_state_dir,
     kubectl_path,
     read_versions,
+    resolve_kubernetes_version,
+    supported_kubernetes_versions,
     tool_path,
 )
 from mmft_localcluster.processes import ProcessTable
@@ -59,10 +61,27 @@ class ClusterError(RuntimeError):
 class LocalCluster:
     """A kube-apiserver/controller-manager/scheduler on etcd, with kwok playing GKE Autopilot GPU nodes."""
 
-    def __init__(self, state_dir: Path | str | None = None, real_node: bool = False, gcs_emulator: str | None = None):
+    def __init__(
+        self,
+        state_dir: Path | str | None = None,
+        real_node: bool = False,
+        gcs_emulator: str | None = None,
+        kubernetes_version: str | None = None,
+    ):
         """``gcs_emulator``: URL of a fake-gcs-server whose buckets are the ones that exist for the simulated Cloud
-        Storage FUSE mounts (volume_simulator.py); without it every bucket is taken to exist."""
+        Storage FUSE mounts (volume_simulator.py); without it every bucket is taken to exist.
+        ``kubernetes_version``: the control plane's, "previous" or a version of versions.env (default: the newest);
+        the real node's kubelet is the newest only, so it runs with that one alone."""
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
+        try:
+            self.kubernetes_version = resolve_kubernetes_version(kubernetes_version)
+        except ValueError as error:
+            raise ClusterError(str(error)) from None
+        if real_node and self.kubernetes_version != supported_kubernetes_versions()[0]:
+            raise ClusterError(
+                f"the real node's kubelet is built for {supported_kubernetes_versions()[0]} only; start "
+                f"{self.kubernetes_version} without the real node"
+            )
         self.gcs_emulator = gcs_emulator
         self.processes = ProcessTable(self.state_dir)
         self.real_node = real_node
@@ -102,6 +121,12 @@ class LocalCluster:
                 raise ClusterError(
                     f"a cluster {'with' if running_with_node else 'without'} the real node already runs in "
                     f"{self.state_dir}; `mmft cluster down` first"
+                )
+            running_version = json.loads(self.state_file.read_text()).get("kubernetes_version")
+            if running_version != self.kubernetes_version:
+                raise ClusterError(
+                    f"a cluster of Kubernetes {running_version} already runs in {self.state_dir}; "
+                    "`mmft cluster down` first"
                 )
             log(f"cluster already running; kubeconfig: {self.kubeconfig}")
             return self.kubeconfig
@@ -154,6 +179,7 @@ class LocalCluster:
                 {
                     "ports": vars(ports),
                     "real_node": node.REAL_NODE_NAME if self.real_node else None,
+                    "kubernetes_version": self.kubernetes_version,
                     "versions": read_versions(),
                     "startup_seconds": startup_seconds,
                     "startup_phases_seconds": phases,
@@ -288,12 +314,12 @@ class LocalCluster:
         return [node["metadata"]["name"] for node in nodes]
 
     def _binaries(self, log: Callable[[str], None]) -> Binaries:
-        binaries = Binaries.from_cache()
+        binaries = Binaries.from_cache(self.kubernetes_version)
         node_missing = self.node.binaries.missing if self.real_node else list
         if binaries.missing() or node_missing():
             log(f"building the control plane ({BUILD_SCRIPT}); the first build takes many minutes")
             subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=sys.stderr)
-            binaries = Binaries.from_cache()
+            binaries = Binaries.from_cache(self.kubernetes_version)
             self.node = RealNode(self.state_dir)
         if missing := binaries.missing() + (self.node.binaries.missing() if self.real_node else []):
             raise ClusterError(f"build finished but these binaries are missing: {', '.join(map(str, missing))}")

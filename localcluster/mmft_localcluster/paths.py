@@ -61,10 +61,11 @@ class Binaries:
     kwok: Path
 
     @classmethod
-    def from_cache(cls) -> Binaries:
+    def from_cache(cls, kubernetes_version: str | None = None) -> Binaries:
+        """The control plane of `kubernetes_version` (one of supported_kubernetes_versions(); default the newest)."""
         versions = read_versions()
         root, go = cache_root(), go_version()
-        kubernetes = root / f"kubernetes-{versions['KUBERNETES_VERSION']}-{go}"
+        kubernetes = root / f"kubernetes-{kubernetes_version or versions['KUBERNETES_VERSION']}-{go}"
         return cls(
             etcd=root / f"etcd-{versions['ETCD_VERSION']}-{go}" / "etcd",
             kube_apiserver=kubernetes / "kube-apiserver",
@@ -75,6 +76,30 @@ class Binaries:
 
     def missing(self) -> list[Path]:
         return [path for path in vars(self).values() if not os.access(path, os.X_OK)]
+
+
+def supported_kubernetes_versions() -> tuple[str, str]:
+    """The control-plane versions build.sh builds: the newest first, then the previous minor version."""
+    versions = read_versions()
+    return versions["KUBERNETES_VERSION"], versions["KUBERNETES_PREVIOUS_VERSION"]
+
+
+def resolve_kubernetes_version(wanted: str | None) -> str:
+    """A full version from `None`/"current", "previous", a minor ("1.36", "v1.36") or a full one; a clear error for
+    a version that is not built here."""
+    current, previous = supported_kubernetes_versions()
+    if wanted in (None, "", "current"):
+        return current
+    if wanted == "previous":
+        return previous
+    for version in (current, previous):
+        minor = version.rsplit(".", 1)[0]
+        if wanted.lstrip("v") in (version.lstrip("v"), minor.lstrip("v")):
+            return version
+    raise ValueError(
+        f"Kubernetes {wanted} is not built for the local cluster: choose {current} (current) or {previous} "
+        f"(previous), set in {VERSIONS_FILE}"
+    )
 
 
 def tool_path(name: str) -> Path:

@@ -2,6 +2,9 @@
 
 * ``local`` (default, what CI runs): the local control plane of docs/localcluster.md. The tests start one
   (or reuse ``MMFT_KUBECONFIG``), kwok simulates the pods, and the tests run ``mmft operator`` as a subprocess.
+  ``MMFT_TEST_KUBERNETES_VERSION`` picks its control plane: ``previous`` (or its number) for the previous minor
+  version of localcluster/versions.env; tests marked ``both_minors`` run there (``make test`` runs them in a second
+  pass), the others are skipped.
 * ``kind``: the cluster of hack/kind-up.sh, given by ``KUBECONFIG`` (docs/kind.md). The operator is its
   mmft-system Deployment and the workload pods run the real CPU workloads; the tests write inputs into the host
   folders that the pods mount as buckets.
@@ -19,6 +22,7 @@ from pathlib import Path
 BACKEND_ENV = "MMFT_TEST_BACKEND"
 LOCAL, KIND = "local", "kind"
 REUSED_LOCAL_KUBECONFIG_ENV = "MMFT_KUBECONFIG"
+KUBERNETES_VERSION_ENV = "MMFT_TEST_KUBERNETES_VERSION"
 KIND_BUCKETS_DIR_ENV = "MMFT_KIND_BUCKETS_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # hack/kind-up.sh creates it and deploy/kind/cluster.yaml mounts it on the workers.
@@ -42,6 +46,8 @@ class Backend:
     operator_in_cluster: bool
     # kind: the host folder whose subfolders the pods mount as buckets (bucket_root/<bucket> at the bucket mountPath).
     bucket_root: Path | None = None
+    # The local control plane's version as LocalCluster takes it ("previous", "1.36", ...); None: the newest.
+    kubernetes_version: str | None = None
 
     def bucket_dir(self, bucket: str) -> Path:
         """The host folder holding `bucket`, as the workload pods see it through their bucket mount."""
@@ -61,7 +67,21 @@ def select_backend(environ: Mapping[str, str] | None = None) -> Backend:
     name = environ.get(BACKEND_ENV, "").strip() or LOCAL
     if name == LOCAL:
         reused = environ.get(REUSED_LOCAL_KUBECONFIG_ENV)
-        return Backend(LOCAL, Path(reused) if reused else None, simulated_pods=True, operator_in_cluster=False)
+        version = environ.get(KUBERNETES_VERSION_ENV, "").strip() or None
+        if reused and version:
+            raise BackendError(
+                f"{KUBERNETES_VERSION_ENV} chooses the version of a cluster the tests start; with "
+                f"{REUSED_LOCAL_KUBECONFIG_ENV} they reuse a running one: unset one of them"
+            )
+        return Backend(
+            LOCAL,
+            Path(reused) if reused else None,
+            simulated_pods=True,
+            operator_in_cluster=False,
+            kubernetes_version=version,
+        )
+    if environ.get(KUBERNETES_VERSION_ENV, "").strip():
+        raise BackendError(f"{KUBERNETES_VERSION_ENV} applies to the local backend only, not {name!r}")
     if name == KIND:
         return Backend(
             KIND,

@@ -35,6 +35,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if item.get_closest_marker("simulated_pods") and not backend.simulated_pods:
             item.add_marker(pytest.mark.skip(reason=f"needs kwok's simulated pods; backend {backend.name} runs them"))
+        if backend.kubernetes_version and not item.get_closest_marker("both_minors"):
+            item.add_marker(pytest.mark.skip(reason=f"runs against the newest Kubernetes only, not "
+                                                    f"{backend.kubernetes_version} (mark it both_minors)"))
         if item.get_closest_marker("kind_only") and backend.name != "kind":
             item.add_marker(pytest.mark.skip(reason="runs real containers: MMFT_TEST_BACKEND=kind (docs/kind.md)"))
 
@@ -58,7 +61,7 @@ def cluster(tmp_path_factory, backend) -> Path:
         return
     from mmft_localcluster import LocalCluster
 
-    local = LocalCluster(tmp_path_factory.mktemp("localcluster"))
+    local = LocalCluster(tmp_path_factory.mktemp("localcluster"), kubernetes_version=backend.kubernetes_version)
     try:
         yield local.up()
     finally:

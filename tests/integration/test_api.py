@@ -9,12 +9,24 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.both_minors
+
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((Path(__file__).parent / "invalid").glob("*.yaml"))
 
 
 def _expectations(path: Path) -> list[str]:
     return re.findall(r"^# expect: (.+)$", path.read_text(), flags=re.MULTILINE)
+
+
+def test_the_api_server_runs_the_kubernetes_version_the_session_asked_for(kubectl, backend) -> None:
+    """make test's second pass (MMFT_TEST_KUBERNETES_VERSION=previous) really talks to the older API server."""
+    if backend.kubeconfig is not None:
+        pytest.skip("a cluster the tests did not start runs whatever version it runs")
+    from mmft_localcluster.paths import resolve_kubernetes_version
+
+    server = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    assert server == resolve_kubernetes_version(backend.kubernetes_version)
 
 
 def test_corpus_is_large_enough_and_every_case_says_what_it_expects() -> None:

@@ -21,7 +21,7 @@ from mmft_operator.autopilot_rules import (
     WARDEN_PREFIX,
 )
 
-pytestmark = pytest.mark.simulated_pods
+pytestmark = [pytest.mark.simulated_pods, pytest.mark.both_minors]
 # One unit above a maximum: a millicore of CPU, a mebibyte of memory or storage.
 ONE_UNIT_MORE = {"cpu": "1m", "memory": "1Mi", "ephemeral-storage": "1Mi"}
 SIDECAR = {"gke-gcsfuse/volumes": "true"}

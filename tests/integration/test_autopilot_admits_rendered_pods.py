@@ -19,7 +19,7 @@ from mmft_operator.render import render_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_INPUTS = ROOT / "tests/unit/golden/inputs"
-pytestmark = pytest.mark.simulated_pods
+pytestmark = [pytest.mark.simulated_pods, pytest.mark.both_minors]
 
 
 def _documents(*paths: Path) -> list[dict]:

@@ -16,13 +16,15 @@ from mmft_localcluster import LocalCluster, kubectl_path
 from mmft_localcluster.crds import wait_established
 from mmft_localcluster.paths import monitoring_crds_dir, tool_path
 
+pytestmark = pytest.mark.both_minors
+
 CHART = ROOT / "deploy/helm/mmft"
 NAMESPACE = "mmft-system"
 
 
 @pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory):
-    local = LocalCluster(tmp_path_factory.mktemp("helmcluster"))
+def own_cluster(tmp_path_factory, backend):
+    local = LocalCluster(tmp_path_factory.mktemp("helmcluster"), kubernetes_version=backend.kubernetes_version)
     try:
         yield local.up()
     finally:

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, token_kubeconfig, wait_for
 
+pytestmark = pytest.mark.both_minors
+
 OPERATOR_SA = "system:serviceaccount:mmft-system:mmft-operator"
 OVERLAYS = ["base", "overlays/gke-autopilot", "overlays/local"]
 

@@ -16,7 +16,7 @@ import yaml
 from cluster_helpers import ROOT, OperatorProcess, create_workload_service_account, wait_for
 
 # kwok.mmft.io/* annotations choose the pods' outcomes: meaningful only where pods are simulated.
-pytestmark = pytest.mark.simulated_pods
+pytestmark = [pytest.mark.simulated_pods, pytest.mark.both_minors]
 
 SAMPLES = ROOT / "deploy/samples/gemma3-melanoma"
 WORKLOAD_SA = "mmft-workload"

@@ -23,7 +23,7 @@ from mmft_operator.contracts.progress import (
 from mmft_operator.contracts.report_writer import ReportWriter
 
 # kwok.mmft.io/* annotations choose the pods' outcomes: meaningful only where pods are simulated.
-pytestmark = pytest.mark.simulated_pods
+pytestmark = [pytest.mark.simulated_pods, pytest.mark.both_minors]
 
 SAMPLES = ROOT / "deploy/samples/gemma3-melanoma"
 WORKLOAD_SA = "mmft-workload"

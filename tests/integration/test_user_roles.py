@@ -10,6 +10,8 @@ import pytest
 import yaml
 from cluster_helpers import ROOT, wait_for
 
+pytestmark = pytest.mark.both_minors
+
 SAMPLE = yaml.safe_load((ROOT / "deploy/samples/gemma3-melanoma/finetunejob.yaml").read_text())
 
 

@@ -435,6 +435,20 @@ def test_kind_backend_needs_the_bucket_folder_kind_up_mounts(tmp_path):
         backends.select_backend(environ)
 
 
+def test_local_backend_takes_the_kubernetes_version_of_the_cluster_it_starts():
+    assert backends.select_backend({"MMFT_TEST_KUBERNETES_VERSION": "previous"}).kubernetes_version == "previous"
+    assert backends.select_backend({"MMFT_TEST_KUBERNETES_VERSION": " "}).kubernetes_version is None
+    with pytest.raises(backends.BackendError, match="with MMFT_KUBECONFIG they reuse a running one"):
+        backends.select_backend({"MMFT_TEST_KUBERNETES_VERSION": "1.36", "MMFT_KUBECONFIG": "/tmp/kubeconfig"})
+
+
+def test_the_kubernetes_version_is_refused_for_the_kind_backend(tmp_path):
+    environ = {"MMFT_TEST_BACKEND": "kind", "KUBECONFIG": str(kubeconfig_file(tmp_path)),
+               "MMFT_KIND_BUCKETS_DIR": str(tmp_path), "MMFT_TEST_KUBERNETES_VERSION": "previous"}
+    with pytest.raises(backends.BackendError, match="applies to the local backend only, not 'kind'"):
+        backends.select_backend(environ)
+
+
 def test_unknown_backend_names_the_choices():
     with pytest.raises(backends.BackendError, match="MMFT_TEST_BACKEND='kwok' is not a test backend; use 'local'"):
         backends.select_backend({"MMFT_TEST_BACKEND": "kwok"})

@@ -1,0 +1,50 @@
+"""The local cluster runs either supported Kubernetes minor version, named the ways a user would name it."""
+
+from __future__ import annotations
+
+import pytest
+from mmft_localcluster import ClusterError, LocalCluster
+from mmft_localcluster.paths import VERSIONS_FILE, read_versions, resolve_kubernetes_version
+
+VERSIONS = read_versions()
+CURRENT, PREVIOUS = VERSIONS["KUBERNETES_VERSION"], VERSIONS["KUBERNETES_PREVIOUS_VERSION"]
+
+
+def minor(version: str) -> str:
+    return version.lstrip("v").rsplit(".", 1)[0]
+
+
+def test_the_two_versions_are_consecutive_minor_versions():
+    current, previous = (int(minor(version).split(".")[1]) for version in (CURRENT, PREVIOUS))
+    assert current == previous + 1, (CURRENT, PREVIOUS)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        (None, CURRENT),
+        ("", CURRENT),
+        ("current", CURRENT),
+        ("previous", PREVIOUS),
+        (PREVIOUS, PREVIOUS),
+        (PREVIOUS.lstrip("v"), PREVIOUS),
+        (minor(PREVIOUS), PREVIOUS),
+        (f"v{minor(CURRENT)}", CURRENT),
+    ],
+)
+def test_a_version_is_resolved_from_a_word_a_minor_or_a_full_number(wanted, expected):
+    assert resolve_kubernetes_version(wanted) == expected
+
+
+@pytest.mark.parametrize("wanted", ["1.30", "v1.36.99", "latest", "1"])
+def test_a_version_not_built_here_names_the_two_that_are(wanted):
+    with pytest.raises(ValueError) as refused:
+        resolve_kubernetes_version(wanted)
+    assert all(part in str(refused.value) for part in (wanted, CURRENT, PREVIOUS, str(VERSIONS_FILE)))
+
+
+def test_the_real_node_runs_only_with_the_newest_control_plane(tmp_path):
+    with pytest.raises(ClusterError, match=f"kubelet is built for {CURRENT} only"):
+        LocalCluster(tmp_path, real_node=True, kubernetes_version="previous")
+    assert LocalCluster(tmp_path, real_node=True).kubernetes_version == CURRENT
+    assert LocalCluster(tmp_path, kubernetes_version="previous").kubernetes_version == PREVIOUS
