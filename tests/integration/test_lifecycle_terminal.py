@@ -166,3 +166,39 @@ def test_a_failed_run_is_retried_in_place_with_kubectl_patch_and_with_apply(kube
     refused = kubectl("patch", "ftj", "retry", "-n", namespace, "--type=merge", "-p", '{"spec":{"retry":3}}',
                       check=False)
     assert refused.returncode != 0 and "can be raised only while status.phase is Failed" in refused.stderr
+
+
+def test_a_job_deleted_by_hand_is_recreated_while_running_and_leaves_a_finished_run_final(
+    kubectl, namespace, restartable_operator
+):
+    """Deleting the Job is what a user tries first to "kill" or "clean up" a run. While the run is running the Job
+    is desired state and comes back (the trainer resumes from its checkpoints); once the outcome is recorded the
+    deletion only frees the Job, as a collected TTL does."""
+    _prepare_namespace(kubectl, namespace)
+    document = _document("finetunejob.yaml", podMetadata={"annotations": {"kwok.mmft.io/run-seconds": "12"}})
+    document["spec"]["dataset"] = {"trainPath": "/mnt/gcs/data/train.jsonl"}
+    document["metadata"]["name"] = "by-hand"
+    _apply(kubectl, namespace, document)
+    wait_for(lambda: _summary(kubectl, namespace, "ftj", "by-hand")[0] == "Running", timeout=120, what="the run")
+    running_job = _get(kubectl, "job", "by-hand-train", namespace)["metadata"]["uid"]
+
+    kubectl("delete", "job", "by-hand-train", "-n", namespace, "--wait=false")
+    recreated = wait_for(
+        lambda: (job := _get(kubectl, "job", "by-hand-train", namespace)) and job["metadata"]["uid"] != running_job
+        and job["metadata"]["uid"],
+        timeout=60, what="the running run's Job to be created again",
+    )
+    kubectl("wait", "ftj/by-hand", "-n", namespace, "--for=condition=Succeeded", "--timeout=180s")
+    finished = _summary(kubectl, namespace, "ftj", "by-hand")
+    assert finished[0] == "Succeeded"
+    assert _condition(_get(kubectl, "ftj", "by-hand", namespace), "JobRetained")["reason"] == "Retained"
+
+    kubectl("delete", "job", "by-hand-train", "-n", namespace, "--wait=true", "--timeout=60s")
+    seen: dict[str, str] = {}
+    _watch_jobs(kubectl, namespace, 15, seen)
+    assert not seen, f"a Job was created for a finished run: {seen}"
+    body = _get(kubectl, "ftj", "by-hand", namespace)
+    assert _summary(kubectl, namespace, "ftj", "by-hand") == finished
+    retained = _condition(body, "JobRetained")
+    assert (retained["status"], retained["reason"]) == ("False", "JobDeleted")
+    assert "deleted by someone" in retained["message"]
