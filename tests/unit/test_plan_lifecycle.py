@@ -97,6 +97,27 @@ def test_a_finished_run_whose_job_is_gone_creates_no_job_and_keeps_its_status(ki
     assert again.status.patch is None and not any(child["kind"] == "Job" for child in again.children.ensure)
 
 
+@pytest.mark.parametrize("outcome", ["Succeeded", "Failed"])
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_a_spec_that_turns_invalid_after_the_run_keeps_the_outcome_and_says_so(kind, outcome):
+    body, job, pods = finished(kind, outcome)
+    recorded = body["status"]
+    invalid = copy.deepcopy(body)
+    invalid["spec"]["image"] = {"unknownField": 1}  # what a stricter operator version, or a bypassed check, meets
+    invalid["metadata"]["generation"] = body["metadata"].get("generation", 1) + 1
+    later = run(kind.reconciler, invalid, observed_job=job, pods=pods)
+    assert later.children.ensure == [] and later.references == []
+    status = later.status.status
+    for key in ("phase", "reason", "startTime", "completionTime", "outputs", "attempt"):
+        assert status.get(key) == recorded.get(key), key
+    config = later.condition("ConfigValid")
+    assert (config["status"], config["reason"]) == ("False", "SpecInvalid")
+    assert config["message"].startswith("spec.image")
+    assert later.condition("Ready") == next(c for c in recorded["conditions"] if c["type"] == "Ready")
+    assert status["observedGeneration"] == invalid["metadata"]["generation"]
+    assert later.status.event is None, "the outcome did not change: the condition says what is wrong"
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
 def test_the_verdict_of_a_finished_job_is_not_recomputed_when_its_pods_or_report_go(kind):
     body, job, _ = finished(kind, "Failed")
