@@ -185,9 +185,10 @@ def test_a_job_deleted_by_hand_is_recreated_while_running_and_leaves_a_finished_
     kubectl("delete", "job", "by-hand-train", "-n", namespace, "--wait=false")
     recreated = wait_for(
         lambda: (job := _get(kubectl, "job", "by-hand-train", namespace)) and job["metadata"]["uid"] != running_job
-        and job["metadata"]["uid"],
+        and job,
         timeout=60, what="the running run's Job to be created again",
     )
+    assert recreated["metadata"]["annotations"]["mmft.io/attempt"] == "0", "a deleted Job is not a retry"
     kubectl("wait", "ftj/by-hand", "-n", namespace, "--for=condition=Succeeded", "--timeout=180s")
     finished = _summary(kubectl, namespace, "ftj", "by-hand")
     assert finished[0] == "Succeeded"
