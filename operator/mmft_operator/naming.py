@@ -15,6 +15,11 @@ CREATE_ONLY_ANNOTATION = "mmft.io/create-only"
 ATTEMPT_ANNOTATION = "mmft.io/attempt"
 
 
+# The Job controller labels a Job's pods with the Job's UID: pods of a replaced Job that are still terminating share
+# the Job's name, never its UID; the workloads stamp their reports with it (downward API).
+JOB_CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
+
 def attempt_annotations(retry: int) -> dict[str, str]:
     return {ATTEMPT_ANNOTATION: str(retry)} if retry else {}
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mmft_operator import naming
 from mmft_operator.contracts.progress import WorkloadReport
 from mmft_operator.reconcile import engine
 from mmft_operator.reconcile.engine import ChildrenPlan, KindReconciler, Reference, StatusPlan, World
-from mmft_operator.reconcile.lifecycle import CONTROLLER_UID_LABEL
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status.workload import WorkloadEvent
 
@@ -59,7 +59,7 @@ def pod(phase: str, terminated=None, waiting=None, conditions=(), container="tra
     """A pod of the Job with UID `job_uid` (the Job controller's label), by default the Job `job()` and `run` make."""
     state = {key: value for key, value in (("terminated", terminated), ("waiting", waiting)) if value}
     return {"metadata": {"name": f"pod-{phase.lower()}", "creationTimestamp": "2026-12-01T11:00:06Z",
-                         "labels": {CONTROLLER_UID_LABEL: job_uid}},
+                         "labels": {naming.JOB_CONTROLLER_UID_LABEL: job_uid}},
             "status": {"phase": phase, "conditions": list(conditions),
                        "containerStatuses": [{"name": container, "state": state}]}}
 

@@ -9,7 +9,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from mmft_operator.contracts.progress import DatasetPrepReport, DatasetPrepResults, SplitCounts, WorkloadReport
+from mmft_operator.contracts.progress import (
+    DatasetPrepReport,
+    DatasetPrepResults,
+    SplitCounts,
+    TrainingProgress,
+    TrainingReport,
+    WorkloadReport,
+)
 from mmft_operator.reconcile import engine
 from mmft_operator.reconcile.datasetprep import DatasetPrepReconciler
 from mmft_operator.reconcile.engine import KindReconciler, Reference
@@ -274,6 +281,33 @@ def test_raising_retry_on_a_failed_run_replaces_its_job_in_place(kind, job_still
     done = run(kind.reconciler, with_status(body, running.status.status), observed_job=done_job)
     assert (done.status.status["phase"], done.status.status["attempt"]) == ("Succeeded", 1)
     assert done.status.status["completionTime"] == "2026-12-01T11:40:00Z"
+
+
+def test_a_report_of_an_earlier_job_of_the_same_name_never_reaches_the_new_attempts_status():
+    """The report ConfigMap outlives the failed attempt's Job; until the new Job's pod writes its own, the old one
+    (progress at step 40, preflight passed) must not show as the new attempt's."""
+    kind = KINDS[1]
+    body, failed_job, _ = finished(kind, "Failed")
+    body = copy.deepcopy(body)
+    body["spec"]["retry"] = 1
+    new_job = {**failed_job, "metadata": {**failed_job["metadata"], "uid": "job-attempt-1",
+                                          "annotations": {"mmft.io/attempt": "1"}}, "status": {}}
+    old_report = TrainingReport(phase="Running", jobUid=failed_job["metadata"]["uid"],
+                                progress=TrainingProgress(step=40, totalSteps=100))
+    waiting = run(kind.reconciler, body, observed_job=new_job, pods=[pod("Pending", job_uid="job-attempt-1")],
+                  report=old_report)
+    assert "progress" not in waiting.status.status
+    assert waiting.condition("ConfigValid")["reason"] != "PreflightPassed"
+
+    own = old_report.model_copy(update={"jobUid": "job-attempt-1",
+                                        "progress": TrainingProgress(step=3, totalSteps=100)})
+    reported = run(kind.reconciler, body, observed_job=new_job, pods=[pod("Running", job_uid="job-attempt-1")],
+                   report=own)
+    assert reported.status.status["progress"]["step"] == 3
+    # A workload of an earlier version writes no Job UID: its report is taken as it is.
+    unstamped = own.model_copy(update={"jobUid": None})
+    assert run(kind.reconciler, body, observed_job=new_job, pods=[pod("Running", job_uid="job-attempt-1")],
+               report=unstamped).status.status["progress"]["step"] == 3
 
 
 def test_an_earlier_attempts_job_read_back_while_creating_is_not_judged_as_the_new_one():

@@ -291,3 +291,27 @@ def test_the_outputs_the_operator_chooses_are_valid_for_each_crd():
     assert DatasetPrepStatus.model_validate(prep).outputs.trainJsonl == "/mnt/gcs/prepared/train.jsonl"
     assert FineTuneJobStatus.model_validate(train).outputs.checkpointVolume == train["outputs"]["checkpointVolume"]
     assert EvaluationStatus.model_validate(scored).outputs.report.endswith("/evaluations/melanoma/report.html")
+
+
+# --- Which Job wrote it --------------------------------------------------------------------------------------------
+
+
+def test_the_writer_stamps_every_report_with_its_jobs_uid_from_the_pods_environment(tmp_path, monkeypatch):
+    """builders/common.workload_env gives MMFT_JOB_UID from the Job controller's label (downward API); the engine
+    drops a report whose UID is another Job's (reconcile/lifecycle.report_of)."""
+    from mmft_operator.builders.common import workload_env
+    from mmft_operator.contracts.progress import ENV_JOB_UID
+    from mmft_operator.settings import OperatorSettings
+
+    env = {item["name"]: item for item in workload_env(PREP_OWNER, "/tmp/report.json", OperatorSettings())}
+    field = env[ENV_JOB_UID]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.labels['batch.kubernetes.io/controller-uid']"
+    report_file = tmp_path / "report.json"
+    monkeypatch.setenv("MMFT_REPORT_FILE", str(report_file))
+    monkeypatch.delenv("MMFT_REPORT_CONFIGMAP", raising=False)
+    monkeypatch.setenv(ENV_JOB_UID, "job-uid-7")
+    ReportWriter.from_environment().publish(WorkloadReport(phase="Running"))
+    assert WorkloadReport.from_json(report_file.read_text()).jobUid == "job-uid-7"
+    monkeypatch.delenv(ENV_JOB_UID)
+    ReportWriter.from_environment().publish(WorkloadReport(phase="Running"))
+    assert WorkloadReport.from_json(report_file.read_text()).jobUid is None

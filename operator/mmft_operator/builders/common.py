@@ -179,11 +179,15 @@ def shm_mount() -> dict[str, Any]:
     return {"name": SHM_VOLUME, "mountPath": "/dev/shm"}
 
 
+_JOB_UID_FIELD = f"metadata.labels['{naming.JOB_CONTROLLER_UID_LABEL}']"
+
+
 def workload_env(owner: Owner, report_file: str, settings: OperatorSettings) -> list[dict[str, Any]]:
     env = [
         {"name": progress.ENV_REPORT_FILE, "value": report_file},
         {"name": progress.ENV_REPORT_CONFIGMAP, "value": naming.report_config_map(owner.kind, owner.name)},
         {"name": progress.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": progress.ENV_JOB_UID, "valueFrom": {"fieldRef": {"fieldPath": _JOB_UID_FIELD}}},
     ]
     if settings.storage_emulator_host:
         env.append({"name": "STORAGE_EMULATOR_HOST", "value": settings.storage_emulator_host})

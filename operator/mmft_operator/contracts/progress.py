@@ -26,6 +26,9 @@ ENV_REPORT_FILE = "MMFT_REPORT_FILE"
 ENV_REPORT_CONFIGMAP = "MMFT_REPORT_CONFIGMAP"
 ENV_NAMESPACE = "MMFT_NAMESPACE"
 ENV_REPORT_INTERVAL = "MMFT_REPORT_INTERVAL_SECONDS"
+# The UID of the Job whose pod writes the report (downward API: the Job controller's label on its pods), so that the
+# operator never reads a report of an earlier Job of the same name (a failed attempt, a Job deleted by hand).
+ENV_JOB_UID = "MMFT_JOB_UID"
 DEFAULT_REPORT_INTERVAL_SECONDS = 10.0
 
 Phase = Literal["Starting", "Preflight", "Running", "Saving", "Exporting", "Completed", "Failed"]
@@ -172,6 +175,7 @@ class WorkloadReport(_Contract, Generic[ProgressT, OutputsT, ResultsT]):
 
     phase: Phase = "Starting"
     message: str | None = None
+    jobUid: str | None = Field(None, description="UID of the Job whose pod wrote this report (absent: not known).")
     updatedAt: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     progress: ProgressT | None = None
     outputs: OutputsT | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .progress import (
     DEFAULT_REPORT_INTERVAL_SECONDS,
+    ENV_JOB_UID,
     ENV_NAMESPACE,
     ENV_REPORT_CONFIGMAP,
     ENV_REPORT_FILE,
@@ -37,6 +38,7 @@ class ReportWriter:
         interval_seconds: float | None = None,
         core_api=None,
         clock=time.monotonic,
+        job_uid: str | None = None,
     ) -> None:
         self.report_file = Path(report_file) if report_file else None
         self.configmap = configmap
@@ -45,6 +47,7 @@ class ReportWriter:
         self._core_api = core_api
         self._clock = clock
         self._last_sent: float | None = None
+        self.job_uid = job_uid
 
     @classmethod
     def from_environment(cls, default_file: str | os.PathLike | None = None) -> ReportWriter:
@@ -53,9 +56,12 @@ class ReportWriter:
             configmap=os.environ.get(ENV_REPORT_CONFIGMAP) or None,
             namespace=os.environ.get(ENV_NAMESPACE) or None,
             interval_seconds=float(os.environ.get(ENV_REPORT_INTERVAL, DEFAULT_REPORT_INTERVAL_SECONDS)),
+            job_uid=os.environ.get(ENV_JOB_UID) or None,
         )
 
     def publish(self, report: WorkloadReport, force: bool = False) -> None:
+        if self.job_uid and report.jobUid is None:
+            report = report.model_copy(update={"jobUid": self.job_uid})
         payload = report.to_json()
         if self.report_file:
             self._write_file(payload)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mmft_operator.reconcile.lifecycle import CONTROLLER_UID_LABEL
+from mmft_operator import naming
 from mmft_operator.status.identity import GCP_SERVICE_ACCOUNT_ANNOTATION
 from mmft_operator.status.workload import START_FAILURE_EVENT_REASONS, WorkloadEvent
 
@@ -42,7 +42,7 @@ def job_entry(body: Mapping[str, Any]) -> dict[str, Any]:
 def pod_entry(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata", {})
     # The Job's UID label only: a replaced Job's terminating pods share its name (reconcile/lifecycle.py pods_of).
-    uid_label = _pick(meta.get("labels") or {}, CONTROLLER_UID_LABEL)
+    uid_label = _pick(meta.get("labels") or {}, naming.JOB_CONTROLLER_UID_LABEL)
     return {
         # The Job's UID label and ownerReferences: a replaced or deleted Job's pods, still terminating, share its name.
         "metadata": {**_pick(meta, "name", "uid", "creationTimestamp", "deletionTimestamp", "ownerReferences"),

@@ -468,6 +468,7 @@ def _compose_attempt(
         # The earlier attempt's Job, read back while creating the new one: the next pass replaces it.
         job, replaced = None, job
     pods = lifecycle.pods_of(job, pods)
+    report = lifecycle.report_of(job, report)
     if replaced is not None:
         report = None  # the failed attempt's report, until the new Job's pod writes its own
         verdict = lifecycle.replacing_verdict(plan.attempt, replaced)

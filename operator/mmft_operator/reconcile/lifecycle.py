@@ -23,6 +23,7 @@ import datetime as dt
 from typing import Any
 
 from mmft_operator import naming
+from mmft_operator.contracts.progress import WorkloadReport
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
 from mmft_operator.status.conditions import ConditionUpdate
@@ -35,9 +36,6 @@ FINAL = "Final"  # the recorded outcome stands: never create the Job, never reco
 REPLACE = "Replace"  # a retry: delete the Job of an earlier attempt, create the new one once it is gone
 
 JOB_RETAINED = "JobRetained"
-# The Job's pods carry the Job's UID in this label (set by the Job controller): pods of a replaced Job that are still
-# terminating share the Job's name, never its UID.
-CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 # Status fields the verdict made: kept exactly as recorded once the outcome is final.
 _VERDICT_FIELDS = (
     "phase", "reason", "conditions", "startTime", "completionTime", "runStartedTime", "attempt", "resolved",
@@ -91,9 +89,18 @@ def pods_of(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> list[dict
     return [pod for pod in pods if _job_uid(pod) == uid]
 
 
+def report_of(job: dict[str, Any] | None, report: WorkloadReport | None) -> WorkloadReport | None:
+    """The report unless it names another Job than this one: the report ConfigMap outlives a failed attempt's Job (or
+    one deleted by hand), and its new Job's pod may take minutes to write its own. A report without a Job UID (a
+    workload of an earlier version) and one read while no Job exists are taken as they are."""
+    if report is None or job is None or report.jobUid is None:
+        return report
+    return report if report.jobUid == job["metadata"].get("uid") else None
+
+
 def _job_uid(pod: dict[str, Any]) -> str | None:
     meta = pod["metadata"]
-    labelled = (meta.get("labels") or {}).get(CONTROLLER_UID_LABEL)
+    labelled = (meta.get("labels") or {}).get(naming.JOB_CONTROLLER_UID_LABEL)
     if labelled:
         return labelled
     return next((ref.get("uid") for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
