@@ -47,7 +47,13 @@ def test_a_refused_pod_shows_pod_rejected_and_asks_to_look_again_when_the_grace_
                   now=later)
     assert stalled.condition("Stalled")["status"] == "True" and stalled.condition("Stalled")["message"] == REFUSAL
     assert stalled.status.requeue_at is None
-    assert stalled.status.patch is not None and stalled.status.event is None  # same reason: no second Event
+    # Same reason, but the operator gave up waiting: a Warning says so to whoever watches events or alerts on them.
+    assert stalled.status.patch is not None
+    assert (stalled.status.event.type, stalled.status.event.reason) == ("Warning", "PodRejected")
+    assert REFUSAL in stalled.status.event.message
+    again = run(DSP, with_status(body, stalled.status.status), observed_job=job, events=refused,
+                service_account=ANNOTATED, now=later + dt.timedelta(seconds=60))
+    assert again.status.event is None, "still Stalled: no second Warning"
 
 
 def test_a_failed_mount_shows_volume_mount_failed() -> None:

@@ -650,7 +650,8 @@ def _spec_invalid_status(status: dict[str, Any], generation: int, now: dt.dateti
 
 
 def _status_plan(body: dict[str, Any], new_status: dict[str, Any], now: dt.datetime) -> StatusPlan:
-    """Write only what changed (a converged resource costs no write), and an Event per phase/reason transition."""
+    """Write only what changed (a converged resource costs no write), and an Event per phase/reason transition or
+    when the resource turns Stalled (a grace period running out keeps the reason but deserves a Warning)."""
     old_status = body.get("status") or {}
     if _normalised(old_status) == _normalised(new_status):
         return StatusPlan(new_status)
@@ -659,9 +660,14 @@ def _status_plan(body: dict[str, Any], new_status: dict[str, Any], now: dt.datet
         if key not in new_status:
             patch[key] = None  # merge patch removes what no longer applies
     event = None
-    if (old_status.get("phase"), old_status.get("reason")) != (new_status.get("phase"), new_status.get("reason")):
+    transition = any(old_status.get(key) != new_status.get(key) for key in ("phase", "reason"))
+    if transition or (_stalled(new_status) and not _stalled(old_status)):
         event = _transition_event(new_status)
     return StatusPlan(new_status, patch, event)
+
+
+def _stalled(status: dict[str, Any]) -> bool:
+    return any(c["type"] == "Stalled" and c["status"] == "True" for c in status.get("conditions") or [])
 
 
 def _transition_event(status: dict[str, Any]) -> Event:
