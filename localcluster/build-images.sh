@@ -90,12 +90,34 @@ image_key() { docker image inspect --format "{{index .Config.Labels \"$KEY_LABEL
 # this process's own, so two builds (another tag, another checkout) never remove each other's.
 save_to_cache() {
     local name=$1 ref=$2 key=$3 started=$EPOCHREALTIME old
-    docker save "$ref" >"$CACHE/$name-$key.tar.partial.$$" || { rm -f "$CACHE/$name-$key.tar.partial.$$"; return 1; }
+    if ! docker save "$ref" >"$CACHE/$name-$key.tar.partial.$$"; then
+        # Only the cache misses it (a full disk, typically): the image itself is built and tagged.
+        rm -f "$CACHE/$name-$key.tar.partial.$$"
+        log "could not export $ref to $CACHE (free space: $(df -h --output=avail "$CACHE" | tail -1 | tr -d ' ')); continuing"
+        return 0
+    fi
     mv "$CACHE/$name-$key.tar.partial.$$" "$CACHE/$name-$key.tar"
     for old in "$CACHE/$name"-*.tar; do
         [[ $old == "$CACHE/$name-$key.tar" ]] || rm -f "$old"
     done
     log "$ref exported to $CACHE/$name-$key.tar in $(elapsed_since "$started") s"
+}
+
+# forget_previous NAME REF: untags the image NAME was before REF (recorded in $CACHE/NAME.ref), as save_to_cache drops
+# its export: each dependency change would otherwise leave a 4.6 GB workload image behind (a full disk on the
+# development machine after a day of edits to pyproject.toml, measured 2026-12-05).
+forget_previous() {
+    local name=$1 ref=$2 record=$CACHE/$1.ref previous
+    previous=$(cat "$record" 2>/dev/null || true)
+    if [[ -n $previous && $previous != "$ref" ]] && image_id "$previous" >/dev/null; then
+        docker rmi "$previous" >/dev/null 2>&1 && log "removed $previous (superseded by $ref)" || true
+    fi
+    echo "$ref" >"$record"
+}
+
+# prune_superseded: the untagged images of earlier builds of this script (its label), which a rebuilt tag leaves.
+prune_superseded() {
+    docker image prune -f --filter "label=$KEY_LABEL" >/dev/null || log "could not prune superseded images"
 }
 
 # load_from_cache NAME KEY: loads an export if there is one (docker load restores its tags).
@@ -191,6 +213,7 @@ ensure_deps() {
     load_from_cache "$export_name" "$key" && image_id "$DEPS_REF" >/dev/null && return
     build "$target-deps" "$DEPS_REF" "$key" --build-arg "BASE_IMAGE=$BASE_REF" "$@"
     save_to_cache "$export_name" "$DEPS_REF" "$key"
+    forget_previous "$export_name" "$DEPS_REF"
 }
 
 # ensure_final TARGET BUILD_ARGS...: mmft-TARGET:TAG from its dependency image and the source tree.
@@ -246,3 +269,4 @@ for target in "${wanted[@]}"; do
         tensorboard) ensure_tensorboard && echo "mmft-tensorboard:$TAG $(image_id "mmft-tensorboard:$TAG")" ;;
     esac
 done
+prune_superseded

@@ -96,6 +96,27 @@ class NodeBinaries:
         return [path for path in vars(self).values() if not os.access(path, os.X_OK)]
 
 
+# The three mmft images take ~6.6 GB in the node's containerd (measured 2026-12-05: content plus unpacked snapshots),
+# and the kubelet evicts below 1Gi free (kubelet_config): with less free space the node turns DiskPressure and every
+# image load or pod start fails far from the cause.
+MIN_FREE_GIB = 10
+
+
+def free_space_problem(directory: Path, minimum_gib: float) -> str | None:
+    """Why the filesystem that will hold `directory` is too full for the real node, or None."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    free_gib = shutil.disk_usage(existing).free / 2**30
+    if free_gib >= minimum_gib:
+        return None
+    return (
+        f"only {free_gib:.1f} GiB free under {existing} ({minimum_gib:g} GiB needed: the images unpack to ~6.6 GiB in "
+        "the node's containerd and the kubelet evicts pods below 1 GiB free); free some, e.g. `docker image prune`, "
+        "old /tmp/pytest-of-*/ folders, or point --state-dir elsewhere"
+    )
+
+
 def missing_prerequisites() -> list[str]:
     """What the machine lacks to run the real node, each with the way to get it; empty when nothing is missing."""
     missing = []
@@ -402,6 +423,8 @@ class RealNode:
                 network = ipaddress.ip_network(destination, strict=False)
                 if network.overlaps(POD_SUBNET):
                     raise NodeError(f"the real node's pod subnet {POD_SUBNET} overlaps this machine's route {route!r}")
+        if problem := free_space_problem(self.files.state_dir, MIN_FREE_GIB):
+            raise NodeError(f"the real node cannot start: {problem}")
         if len(str(self.files.containerd_socket)) > 100:
             raise NodeError(f"state directory too deep for a unix socket path: {self.files.containerd_socket}")
 
@@ -473,10 +496,14 @@ class RealNode:
             save.stdout.close()
             save_error = save.stderr.read().decode(errors="replace")
             save.wait()
+        # The import first: when it dies, docker save only sees a broken pipe (-13), which says nothing.
+        if importing.returncode != 0:
+            why = importing.stderr.decode().strip()
+            if problem := free_space_problem(self.files.containerd_root, minimum_gib=1):
+                why = f"{why}; {problem}"
+            raise NodeError(f"ctr images import of {reference} failed: {why}")
         if save.returncode != 0:
             raise NodeError(f"docker save {reference} failed ({save.returncode}): {save_error.strip()}")
-        if importing.returncode != 0:
-            raise NodeError(f"ctr images import of {reference} failed: {importing.stderr.decode().strip()}")
         loaded[reference] = image_id
         self.files.loaded_images.write_text(json.dumps(loaded, indent=2))
         return True

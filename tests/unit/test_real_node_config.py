@@ -147,3 +147,19 @@ def test_deploy_localcluster_agrees_with_the_real_node() -> None:
     service_ip = by_kind_name[("Service", "gcs-emulator")]["spec"]["clusterIP"]
     assert env["MMFT_STORAGE_EMULATOR_HOST"] == f"http://{service_ip}:4443"
     assert f"-external-url=http://{service_ip}:4443" in emulator["containers"][0]["args"]
+
+
+def test_too_little_free_disk_is_refused_before_anything_starts(tmp_path, monkeypatch) -> None:
+    """A full disk turns the node DiskPressure and every image load fails as a broken pipe: refuse it up front."""
+    from mmft_localcluster.cluster import ClusterError, LocalCluster
+
+    not_yet = tmp_path / "state" / "node"  # the folder need not exist: its nearest existing parent is measured
+    assert node.free_space_problem(not_yet, minimum_gib=0) is None
+    problem = node.free_space_problem(not_yet, minimum_gib=10**9)
+    assert problem.startswith("only ") and f"free under {tmp_path}" in problem and "docker image prune" in problem
+    monkeypatch.setattr(node, "missing_prerequisites", lambda: [])
+    monkeypatch.setattr(node, "MIN_FREE_GIB", 10**9)
+    cluster = LocalCluster(tmp_path / "state", real_node=True)
+    with pytest.raises(ClusterError, match="the real node cannot start: only .* GiB free"):
+        cluster.up(log=lambda line: None)
+    assert cluster.processes.running() == {}
