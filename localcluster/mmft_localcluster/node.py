@@ -96,9 +96,9 @@ class NodeBinaries:
         return [path for path in vars(self).values() if not os.access(path, os.X_OK)]
 
 
-# The three mmft images take ~6.6 GB in the node's containerd (measured 2026-12-05: content plus unpacked snapshots),
-# and the kubelet evicts below 1Gi free (kubelet_config): with less free space the node turns DiskPressure and every
-# image load or pod start fails far from the cause.
+# The three mmft images and the sample pipeline's containers took ~11 GB on the node (free space 18 -> 7 GB during
+# test_real_pipeline.py, 2026-12-05), and the kubelet evicts below 1Gi free (kubelet_config): with less free space the
+# node turns DiskPressure and every image load or pod start fails far from the cause. A floor, not a guarantee.
 MIN_FREE_GIB = 10
 
 
@@ -111,9 +111,9 @@ def free_space_problem(directory: Path, minimum_gib: float) -> str | None:
     if free_gib >= minimum_gib:
         return None
     return (
-        f"only {free_gib:.1f} GiB free under {existing} ({minimum_gib:g} GiB needed: the images unpack to ~6.6 GiB in "
-        "the node's containerd and the kubelet evicts pods below 1 GiB free); free some, e.g. `docker image prune`, "
-        "old /tmp/pytest-of-*/ folders, or point --state-dir elsewhere"
+        f"only {free_gib:.1f} GiB free under {existing} ({minimum_gib:g} GiB needed: the images and the pipeline's "
+        "containers take ~11 GB on the node and the kubelet evicts pods below 1 GiB free); free some, e.g. "
+        "`docker image prune`, old /tmp/pytest-of-*/ folders, or point --state-dir elsewhere"
     )
 
 
