@@ -158,6 +158,7 @@ def test_too_little_free_disk_is_refused_before_anything_starts(tmp_path, monkey
     problem = node.free_space_problem(not_yet, minimum_gib=10**9)
     assert problem.startswith("only ") and f"free under {tmp_path}" in problem and "docker image prune" in problem
     monkeypatch.setattr(node, "missing_prerequisites", lambda: [])
+    monkeypatch.setattr(node, "_owner", lambda: None)  # a real node running elsewhere on this machine is not the point
     monkeypatch.setattr(node, "MIN_FREE_GIB", 10**9)
     cluster = LocalCluster(tmp_path / "state", real_node=True)
     with pytest.raises(ClusterError, match="the real node cannot start: only .* GiB free"):
