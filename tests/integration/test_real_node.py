@@ -102,9 +102,21 @@ def test_pods_reach_each_other_through_a_cluster_ip_service(real_cluster, real_n
     _apply(real_cluster, real_namespace, service, _pod("web", probe, ["serve", "8080"], container=readiness))
     real_cluster.kubectl("wait", "-n", real_namespace, "--for=condition=Ready", "--timeout=120s", "pod/web")
     cluster_ip = get_json(real_cluster, "service", "web", "-n", real_namespace)["spec"]["clusterIP"]
-    _apply(real_cluster, real_namespace, _pod("client", probe, ["get", f"http://{cluster_ip}/"]))
-    pod = _finished_pod(real_cluster, real_namespace, "client")
-    logs = real_cluster.kubectl("logs", "-n", real_namespace, "client").stdout
+    # A Ready pod reaches the Service in steps, as on any cluster: the EndpointSlice controller lists it, then
+    # kube-proxy rewrites its rules (until then the Service has no endpoint and kube-proxy REJECTs: "connection
+    # refused", seen once in CI). Wait for the first step; give the client the second by trying again.
+    wait_for(lambda: any((endpoint.get("conditions") or {}).get("ready")
+                         for item in get_json(real_cluster, "endpointslices", "-n", real_namespace, "-l",
+                                              "kubernetes.io/service-name=web")["items"]
+                         for endpoint in item.get("endpoints") or []),
+             60, what="the EndpointSlice of web to list the ready pod")
+    for attempt in range(3):
+        client = f"client-{attempt}"
+        _apply(real_cluster, real_namespace, _pod(client, probe, ["get", f"http://{cluster_ip}/"]))
+        pod = _finished_pod(real_cluster, real_namespace, client)
+        logs = real_cluster.kubectl("logs", "-n", real_namespace, client).stdout
+        if pod["status"]["phase"] == "Succeeded":
+            break
     assert pod["status"]["phase"] == "Succeeded", logs
     assert "probe on web" in logs
 
