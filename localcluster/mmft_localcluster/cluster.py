@@ -77,10 +77,11 @@ class LocalCluster:
             self.kubernetes_version = resolve_kubernetes_version(kubernetes_version)
         except ValueError as error:
             raise ClusterError(str(error)) from None
-        if real_node and self.kubernetes_version != supported_kubernetes_versions()[0]:
+        newest = supported_kubernetes_versions()[0]
+        if real_node and self.kubernetes_version != newest:
             raise ClusterError(
-                f"the real node's kubelet is built for {supported_kubernetes_versions()[0]} only; start "
-                f"{self.kubernetes_version} without the real node"
+                f"the real node's kubelet is built for {newest} only; start {self.kubernetes_version} without the "
+                "real node"
             )
         self.gcs_emulator = gcs_emulator
         self.processes = ProcessTable(self.state_dir)

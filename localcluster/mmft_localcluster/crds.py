@@ -19,11 +19,15 @@ class CrdsNotEstablished(RuntimeError):
     pass
 
 
+def crds_of(listing: dict) -> list[dict]:
+    """The CRDs of a `kubectl get -o json` answer: one object, or a List of them."""
+    return (listing.get("items") or []) if listing.get("kind") == "List" else [listing]
+
+
 def not_established(listing: dict) -> list[str]:
-    """Names of the CRDs in a `kubectl get -o json` answer (one object or a List) not yet Established."""
-    items = listing.get("items", [listing]) if listing.get("kind") == "List" else [listing]
+    """Names of the CRDs in a `kubectl get -o json` answer not yet Established."""
     pending = []
-    for crd in items:
+    for crd in crds_of(listing):
         conditions = (crd.get("status") or {}).get("conditions") or []
         if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
             pending.append(crd.get("metadata", {}).get("name", "?"))
@@ -42,7 +46,7 @@ def wait_established(kubeconfig: Path | str, *selection: str, timeout: float = 6
         if done.returncode == 0:
             listing = json.loads(done.stdout)
             pending = not_established(listing)
-            if not pending and listing.get("items", [listing]):
+            if not pending and crds_of(listing):
                 return
             why = f"not Established: {', '.join(pending) or 'no CRD matched'}"
         else:

@@ -625,17 +625,17 @@ def _spec_invalid_status(status: dict[str, Any], generation: int, now: dt.dateti
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     message = f"spec.{where}: {first['msg']}"
+    config_invalid = ConditionUpdate("ConfigValid", False, "SpecInvalid", message)
     if status.get("phase") in lifecycle.TERMINAL_PHASES:
         # The outcome stands (terminal is terminal): a spec that became invalid after the run (edited past the
         # API server's checks, or read by a stricter operator version) only stops the children that follow it.
-        finished = [ConditionUpdate("ConfigValid", False, "SpecInvalid", message)]
         return {
             **status,
             "observedGeneration": generation,
-            "conditions": merge_conditions(status.get("conditions") or [], finished, generation, now),
+            "conditions": merge_conditions(status.get("conditions") or [], [config_invalid], generation, now),
         }
     updates = [
-        ConditionUpdate("ConfigValid", False, "SpecInvalid", message),
+        config_invalid,
         ConditionUpdate("Stalled", True, "SpecInvalid", message),
         ConditionUpdate("Reconciling", False, "SpecInvalid", message),
         ConditionUpdate("Ready", False, "SpecInvalid", message),
