@@ -18,6 +18,7 @@
 #   MMFT_BASE_IMAGE     use this image as the Python base instead of making one (e.g. python:3.11.11-slim-bookworm)
 #   MMFT_DEBIAN_MIRROR  debootstrap's mirror (default http://deb.debian.org/debian)
 #   MMFT_CA_BUNDLE      CA bundle the build's downloads trust (default this machine's /etc/ssl/certs/ca-certificates.crt)
+#   MMFT_BUILD_CACHE_KEEP  bytes of BuildKit's layer cache kept after a build (default 1000000000; see trim_build_cache)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -120,6 +121,18 @@ prune_superseded() {
     docker image prune -f --filter "label=$KEY_LABEL" >/dev/null || log "could not prune superseded images"
 }
 
+# trim_build_cache: BuildKit keeps every stage it ran, among them the CUDA-sized packages stage (7.3 GB) and its CPU
+# copy (4.5 GB) of each dependency build, although the dependency images already hold what later builds need. Two
+# dependency builds left 22 GB (2026-12-05), and the next CI run on that machine failed on a full disk. After a build,
+# layers beyond the most recently used $MMFT_BUILD_CACHE_KEEP bytes go (all of the engine's, not only ours: BuildKit
+# cannot tell them apart); pip's cache mount stays, so a changed pyproject.toml still installs from it.
+trim_build_cache() {
+    local started=$EPOCHREALTIME
+    docker builder prune --force --filter type=regular --keep-storage "${MMFT_BUILD_CACHE_KEEP:-1000000000}" \
+        >/dev/null 2>&1 && log "trimmed BuildKit's layer cache in $(elapsed_since "$started") s" \
+        || log "could not trim BuildKit's layer cache (docker builder prune); continuing"
+}
+
 # load_from_cache NAME KEY: loads an export if there is one (docker load restores its tags).
 load_from_cache() {
     local file=$CACHE/$1-$2.tar started=$EPOCHREALTIME
@@ -186,6 +199,7 @@ deps_inputs_key() { # what a dependency stage reads: the Dockerfile, its helpers
     (cd "$ROOT" && cat Dockerfile pyproject.toml docker/*) | sha
 }
 
+BUILT_SOMETHING=0
 # build TARGET REF KEY BUILD_ARGS...: builds one Dockerfile target, labelled with its content key.
 build() {
     local target=$1 ref=$2 key=$3 started=$EPOCHREALTIME
@@ -196,6 +210,7 @@ build() {
     [[ -f $HOST_CA_BUNDLE ]] && trust=(--secret "id=ca-certificates,src=$HOST_CA_BUNDLE")
     (cd "$ROOT" && "${BUILD[@]}" --target "$target" --label "$KEY_LABEL=$key" -t "$ref" "${trust[@]}" "$@" . >&2) \
         || fail "building $ref failed (output above)"
+    BUILT_SOMETHING=1
     log "built $ref in $(elapsed_since "$started") s"
 }
 
@@ -270,3 +285,4 @@ for target in "${wanted[@]}"; do
     esac
 done
 prune_superseded
+if [[ $BUILT_SOMETHING == 1 ]]; then trim_build_cache; fi

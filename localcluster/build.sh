@@ -58,4 +58,6 @@ build_component kubernetes "$KUBERNETES_PREVIOUS_VERSION" "${CONTROL_PLANE_COMMA
 bash "$HERE/build-kueue.sh"
 bash "$HERE/build-node.sh"
 bash "$HERE/build-tools.sh"
+# Every binary is cached by version now; the compile cache only takes disk (build-common.sh).
+rm -rf "$GOCACHE"
 echo "build: binaries under $CACHE_ROOT"

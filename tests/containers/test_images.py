@@ -73,6 +73,28 @@ def test_no_superseded_image_is_left_behind(built):
     assert left.split() == []
 
 
+DOCKER_SIZE_UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def docker_size_bytes(size: str) -> float:
+    """Docker's human sizes ('330MB', '2.06kB', '0B') in bytes (decimal units, as `docker system df` prints them)."""
+    number = size.rstrip("kMGTB")
+    return float(number) * DOCKER_SIZE_UNITS[size[len(number) :]]
+
+
+def test_buildkits_layer_cache_stays_trimmed(built):
+    """BuildKit keeps every stage it ran (the CUDA-sized packages stage alone is 7.3 GB); after a build the script
+    keeps at most MMFT_BUILD_CACHE_KEEP (1 GB) of layers besides pip's cache mount. Before it did, 22 GB piled up and
+    filled the disk. Records share layers, so the engine's own total is the measure, less the cache mounts."""
+    totals = dict(
+        line.split("\t") for line in docker("system", "df", "--format", "{{.Type}}\t{{.Size}}").stdout.splitlines()
+    )
+    records = json.loads(docker("system", "df", "-v", "--format", "{{json .BuildCache}}").stdout or "[]")
+    cache_mounts = sum(docker_size_bytes(r["Size"]) for r in records if r["CacheType"] == "exec.cachemount")
+    layers = docker_size_bytes(totals["Build Cache"]) - cache_mounts
+    assert layers <= 1.05e9, f"{layers / 1e9:.2f} GB of BuildKit layers kept ({len(records)} records)"
+
+
 @pytest.mark.parametrize("target", list(IMAGES))
 def test_images_run_as_user_1000_with_mmft_or_tensorboard_as_entry_point(built, target):
     config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", IMAGES[target]).stdout)
@@ -80,7 +102,12 @@ def test_images_run_as_user_1000_with_mmft_or_tensorboard_as_entry_point(built, 
     assert config["Entrypoint"] == (["tensorboard"] if target == "tensorboard" else ["mmft"])
     # Caches and scratch space are writable by that user, wherever the variables point.
     written = docker(
-        "run", "--rm", "--entrypoint", "sh", IMAGES[target], "-c",
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        IMAGES[target],
+        "-c",
         'for dir in "$HF_HOME" "$TRITON_CACHE_DIR" "$TORCHINDUCTOR_CACHE_DIR" "$MPLCONFIGDIR" /workspace /tmp; do '
         'mkdir -p "$dir" && touch "$dir/probe" && echo "$dir"; done',
     ).stdout.split()
@@ -162,8 +189,20 @@ def test_tensorboard_image_serves_http(built):
     name = f"mmft-test-tensorboard-{uuid.uuid4().hex[:8]}"
     port = free_port()
     # As the operator runs it: command tensorboard, a logdir, all interfaces, HOME=/tmp.
-    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:6006", "-e", "HOME=/tmp", IMAGES["tensorboard"],
-           "--logdir=/workspace", "--host=0.0.0.0", "--port=6006")
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        f"127.0.0.1:{port}:6006",
+        "-e",
+        "HOME=/tmp",
+        IMAGES["tensorboard"],
+        "--logdir=/workspace",
+        "--host=0.0.0.0",
+        "--port=6006",
+    )
     try:
         deadline = time.monotonic() + 120
         status = None
