@@ -86,6 +86,12 @@ class ModelShape:
                 + self.embedding_parameters * BF16) / GIB
 
     @property
+    def download_gib(self) -> float:
+        """The checkpoint as published on the Hub, in bf16: what a pod downloads into HF_HOME (and a merged export
+        of this size holds)."""
+        return self.weights_gib("lora")
+
+    @property
     def activation_scale(self) -> float:
         """Activations per sample relative to the measured 4B: layers x hidden size."""
         return self.num_layers * self.hidden_size / (GEMMA3_4B.num_layers * GEMMA3_4B.hidden_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,6 +251,17 @@ def build_report_role_binding(owner: Owner, component: str, service_account: str
 # Ephemeral storage of a workload pod without a GPU that names none: a general-purpose Autopilot pod may ask 10Gi in
 # all, the FUSE sidecar's share included (mmft_operator.autopilot_rules).
 NO_GPU_EPHEMERAL_STORAGE = "4Gi"
+
+
+# Room beside the model downloads on a pod's own disk: TensorBoard events, the report, torch's compile cache, the
+# evaluation's fetched images.
+SCRATCH_HEADROOM_GIB = 10
+
+
+def scratch_gib(download_gib: float) -> int:
+    """Ephemeral storage for models of ``download_gib`` downloaded onto the pod's own disk, with the headroom beside
+    them. On Autopilot the request is also the limit: a pod that writes more is evicted."""
+    return math.ceil(download_gib) + SCRATCH_HEADROOM_GIB
 
 
 def resource_requests(cpu: str, memory: str, ephemeral_storage: str) -> dict[str, str]:

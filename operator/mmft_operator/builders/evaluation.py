@@ -7,7 +7,9 @@ from typing import Any
 
 from mmft_operator.accelerators import profile
 from mmft_operator.api.evaluation import EvaluationSpec
+from mmft_operator.model_location import parse_location
 from mmft_operator.settings import OperatorSettings
+from mmft_operator.training_defaults import ModelShape
 
 from . import common
 from .common import Owner
@@ -15,6 +17,8 @@ from .workload_job import WorkloadPod, build_workload_job, report_children
 
 KIND = "Evaluation"
 COMPONENT = "evaluator"
+# The default disk of a GPU evaluation pod, raised for larger downloads (default_ephemeral_storage_gib).
+MIN_EPHEMERAL_STORAGE_GIB = 50
 
 _POLICY_FLAGS = {"Fixed": "fixed", "MaxBalancedAccuracy": "max-balanced-accuracy", "TargetRecall": "target-recall"}
 _COMPILE_FLAGS = {"Auto": "auto", "Off": "none", "Vision": "vision", "VisionAndLanguage": "vision+language"}
@@ -27,6 +31,7 @@ class ResolvedModel:
 
     name: str
     location: str  # a Hugging Face id, a path, or BASE+ADAPTER
+    shape: ModelShape  # its size class, which sizes the pod's disk for the download
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,17 @@ def evaluate_command(spec: EvaluationSpec, models: list[ResolvedModel], data: Ev
     return command
 
 
+def default_ephemeral_storage_gib(models: list[ResolvedModel]) -> int:
+    """The models the evaluator downloads into /scratch/models (Hugging Face ids, gs:// exports; a base shared by
+    several models once), with the headroom; never below MIN_EPHEMERAL_STORAGE_GIB. A path is read where it is."""
+    downloads = {}
+    for model in models:
+        base = parse_location(model.location).model
+        if not base.startswith("/"):
+            downloads[base] = model.shape.download_gib
+    return max(MIN_EPHEMERAL_STORAGE_GIB, common.scratch_gib(sum(downloads.values())))
+
+
 def _compile_cache_env(spec: EvaluationSpec) -> list[dict[str, str]]:
     if not spec.scoring.compile_cache_path:
         return []
@@ -122,7 +138,8 @@ def build_evaluation_job(
     requests = common.resource_requests(
         compute.cpu or str(card.cpu_per_gpu * compute.gpus),
         compute.memory or f"{card.memory_gib_per_gpu * compute.gpus}Gi",
-        compute.ephemeral_storage or ("50Gi" if compute.gpus else common.NO_GPU_EPHEMERAL_STORAGE),
+        compute.ephemeral_storage
+        or (f"{default_ephemeral_storage_gib(models)}Gi" if compute.gpus else common.NO_GPU_EPHEMERAL_STORAGE),
     )
     pod = WorkloadPod(
         component=COMPONENT,

@@ -19,6 +19,7 @@ from mmft_operator.api.finetunejob import FineTuneJobSpec, OutputVolume
 from mmft_operator.api.tracking import TrackingSettings
 from mmft_operator.contracts.exit_codes import FAIL_AT_ONCE, GANG_RESTART
 from mmft_operator.settings import OperatorSettings
+from mmft_operator.training_defaults import model_shape
 
 from . import common
 from .axolotl_config import OUTPUT_MOUNT, RUN_DIR, DatasetPaths, build_axolotl_config
@@ -139,8 +140,18 @@ def _requests(spec: FineTuneJobSpec) -> dict[str, str]:
         spec.compute.cpu or str(card.cpu_per_gpu * gpus),
         spec.compute.memory or f"{card.memory_gib_per_gpu * gpus}Gi",
         spec.compute.ephemeral_storage
-        or (f"{card.ephemeral_storage_gib}Gi" if gpus else common.NO_GPU_EPHEMERAL_STORAGE),
+        or (f"{_default_ephemeral_storage_gib(spec)}Gi" if gpus else common.NO_GPU_EPHEMERAL_STORAGE),
     )
+
+
+def _default_ephemeral_storage_gib(spec: FineTuneJobSpec) -> int:
+    card = profile(spec.compute.accelerator)
+    if spec.compute.nodes == 1:
+        return card.ephemeral_storage_gib  # the base model downloads onto the output claim
+    # Several nodes have no claim: each pod downloads the base model onto its own disk (HF_HOME on the scratch
+    # emptyDir, limited to this request). The card's 10Gi evicted every rank of a 12B or 27B run.
+    download = model_shape(spec.base_model, spec.base_model_size).download_gib
+    return max(card.ephemeral_storage_gib, common.scratch_gib(download))
 
 
 def tracking_env(tracking: TrackingSettings | None) -> list[dict[str, Any]]:

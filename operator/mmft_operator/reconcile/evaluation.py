@@ -8,14 +8,17 @@ from mmft_operator.api.evaluation import EvaluationSpec
 from mmft_operator.builders import evaluation as builders
 from mmft_operator.builders.common import Owner
 from mmft_operator.contracts.progress import EvaluationReport
-from mmft_operator.model_location import format_location
+from mmft_operator.model_location import format_location, parse_location
 from mmft_operator.settings import OperatorSettings
 from mmft_operator.status import workload
+from mmft_operator.training_defaults import MODEL_SHAPES, model_shape
 
 from .engine import KindReconciler, Observed, Prerequisite, Reference, Referenced
 from .finetunejob import dataset_prerequisite, dataset_references
 
 MODEL_KEY_PREFIX = "model."
+# The size class of each model ("4B", "12B", "27B"), which sizes the evaluation pod's disk.
+MODEL_SIZE_KEY_PREFIX = "modelSize."
 
 
 class EvaluationReconciler(KindReconciler):
@@ -37,7 +40,7 @@ class EvaluationReconciler(KindReconciler):
     def children(
         self, owner: Owner, spec: EvaluationSpec, resolved: dict[str, str], settings: OperatorSettings
     ) -> list[dict]:
-        models = [builders.ResolvedModel(m.name, resolved[MODEL_KEY_PREFIX + m.name]) for m in spec.models]
+        models = [resolved_model(m.name, resolved) for m in spec.models]
         data = builders.EvaluationData(test=resolved["testJsonl"], validation=resolved.get("validationJsonl"))
         return builders.build_children(owner, spec, models, data, settings)
 
@@ -75,12 +78,21 @@ class EvaluationReconciler(KindReconciler):
         return "all models scored; see status.models and the report"
 
 
+def resolved_model(name: str, resolved: dict[str, str]) -> builders.ResolvedModel:
+    location = resolved[MODEL_KEY_PREFIX + name]
+    size = resolved.get(MODEL_SIZE_KEY_PREFIX + name)
+    # A status an earlier operator wrote has no size: read it from the location's name, as for a Hugging Face id.
+    shape = MODEL_SHAPES[size] if size in MODEL_SHAPES else model_shape(parse_location(location).model, None)
+    return builders.ResolvedModel(name, location, shape)
+
+
 def models_prerequisite(spec: EvaluationSpec, referenced: Referenced) -> Prerequisite:
     resolved: dict[str, str] = {}
     waiting: list[str] = []
     for model in spec.models:
         if model.hugging_face is not None:
             resolved[MODEL_KEY_PREFIX + model.name] = model.hugging_face
+            resolved[MODEL_SIZE_KEY_PREFIX + model.name] = model_shape(model.hugging_face, None).name
             continue
         ref = model.fine_tune_job_ref
         job = referenced.get(Reference("FineTuneJob", ref.name))
@@ -113,6 +125,10 @@ def models_prerequisite(spec: EvaluationSpec, referenced: Referenced) -> Prerequ
                 stalled=True,
             )
         resolved[MODEL_KEY_PREFIX + model.name] = location
+        job_spec = job.get("spec") or {}
+        resolved[MODEL_SIZE_KEY_PREFIX + model.name] = model_shape(
+            job_spec.get("baseModel", ""), job_spec.get("baseModelSize")
+        ).name
     if waiting:
         return Prerequisite("ModelsReady", False, "WaitingForModels", "; ".join(waiting))
     return Prerequisite(
