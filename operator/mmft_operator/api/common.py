@@ -228,8 +228,8 @@ class CommonStatus(ApiModel):
     )
     resolved: dict[str, str] = Field(
         default_factory=dict,
-        description="Inputs resolved from referenced resources (dataset paths, model locations) the Job was built "
-        "with; kept so the run stays reproducible if a referenced resource changes later.",
+        description="Inputs resolved from referenced resources (dataset paths, model locations and size classes) "
+        "the Job was built with; kept so the run stays reproducible if a referenced resource changes later.",
     )
 
 
