@@ -199,3 +199,38 @@ def test_unschedulable_says_when_its_grace_runs_out() -> None:
     verdict = judge(job(), [pod("Pending", conditions=[unschedulable])], NOW, 600)
     assert verdict.stalls_in == 300.0
     assert judge(job(), [pod("Pending", waiting={"reason": "ErrImagePull"})], NOW, 600).stalls_in is None
+
+
+def evicted(message: str, created: str = "2026-11-29T11:00:06Z") -> dict:
+    """A pod the kubelet evicted: status reason Evicted and its message (pkg/kubelet/eviction's formats), the
+    container killed (137), and no DisruptionTarget for a limit eviction."""
+    body = pod("Failed", created=created, terminated={"exitCode": 137, "reason": "Error"})
+    body["status"].update({"reason": "Evicted", "message": message})
+    return body
+
+
+def test_an_eviction_over_an_ephemeral_storage_limit_names_the_kubelets_message_and_the_field_to_raise() -> None:
+    for message in ('Usage of EmptyDir volume "scratch" exceeds the limit "10Gi". ',
+                    'Container trainer exceeded its local ephemeral storage limit "10Gi". ',
+                    "Pod ephemeral local storage usage exceeds the total limit of containers 10Gi. "):
+        verdict = judge(job([cond("Failed", "BackoffLimitExceeded")]), [evicted(message)], NOW, 600)
+        assert (verdict.phase, verdict.reason, verdict.stalled) == ("Failed", "Evicted", True)
+        assert message.strip() in verdict.message
+        assert "compute.ephemeralStorage" in verdict.message
+        assert "exited with code 137" not in verdict.message
+        assert verdict.failures == 1  # counted against backoffLimit: a retry fails the same way
+
+
+def test_another_eviction_names_the_kubelets_message_without_storage_advice() -> None:
+    message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 80Mi. "
+    verdict = judge(job([cond("Failed", "BackoffLimitExceeded")]), [evicted(message)], NOW, 600)
+    assert verdict.reason == "Evicted" and message.strip() in verdict.message
+    assert "ephemeralStorage" not in verdict.message
+
+
+def test_a_node_pressure_eviction_with_disruption_target_is_a_preemption_not_a_failure() -> None:
+    pressured = evicted("The node was low on resource: ephemeral-storage. ")
+    pressured["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True",
+                                          "reason": "TerminationByKubelet"}]
+    verdict = judge(job(), [pressured], NOW, 600)
+    assert (verdict.reason, verdict.preemptions, verdict.failures) == ("Preempted", 1, 0)

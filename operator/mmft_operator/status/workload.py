@@ -92,11 +92,38 @@ def _is_preempted(pod: dict[str, Any]) -> bool:
 DEFAULT_OUT_OF_MEMORY_ADVICE = "lower the batch size"
 
 
+# The kubelet's pod status reason when it evicts a pod (pkg/kubelet/eviction). A pod over its ephemeral-storage limit
+# or an emptyDir over its sizeLimit is evicted without DisruptionTarget, so it counts as a failure and a retry fails
+# the same way; a node-pressure eviction adds DisruptionTarget and counts as a preemption.
+KUBELET_EVICTED = "Evicted"
+# Words of the kubelet's messages for the limits above ("... local ephemeral storage limit ...", "Usage of EmptyDir
+# volume ... exceeds the limit ...").
+_STORAGE_EVICTION_WORDS = ("ephemeral", "EmptyDir")
+EPHEMERAL_STORAGE_ADVICE = (
+    "raise the ephemeral storage request (compute.ephemeralStorage; resources.ephemeralStorage of a DatasetPrep), "
+    "which on Autopilot is also the pod's limit"
+)
+
+
+def _eviction(pod: dict[str, Any]) -> tuple[str, str] | None:
+    status = pod.get("status", {})
+    if status.get("reason") != KUBELET_EVICTED:
+        return None
+    message = (status.get("message") or "").strip() or "no message"
+    if any(word in message for word in _STORAGE_EVICTION_WORDS):
+        return "Evicted", f"the kubelet evicted the pod: {message} Fix: {EPHEMERAL_STORAGE_ADVICE}"
+    return "Evicted", f"the kubelet evicted the pod: {message}"
+
+
 def _pod_failure_reason(pods: list[dict[str, Any]], out_of_memory_advice: str) -> tuple[str, str] | None:
     """The most specific reason any failed pod shows, newest pods first."""
     failed = [pod for pod in pods if pod.get("status", {}).get("phase") == "Failed" and not _is_preempted(pod)]
     failed.sort(key=lambda pod: pod["metadata"].get("creationTimestamp", ""), reverse=True)
     for pod in failed:
+        # Before the containers' states: an evicted container shows only the kill (exit code 137).
+        evicted = _eviction(pod)
+        if evicted is not None:
+            return evicted
         for terminated in _terminated_states(pod):
             code = terminated.get("exitCode")
             detail = (terminated.get("message") or "").strip()
