@@ -123,7 +123,10 @@ class LocalCluster:
                     f"a cluster {'with' if running_with_node else 'without'} the real node already runs in "
                     f"{self.state_dir}; `mmft cluster down` first"
                 )
-            running_version = json.loads(self.state_file.read_text()).get("kubernetes_version")
+            # A cluster started before the state recorded its version ran the newest one.
+            running_version = json.loads(self.state_file.read_text()).get(
+                "kubernetes_version", supported_kubernetes_versions()[0]
+            )
             if running_version != self.kubernetes_version:
                 raise ClusterError(
                     f"a cluster of Kubernetes {running_version} already runs in {self.state_dir}; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mmft_localcluster import ClusterError, LocalCluster
 from mmft_localcluster.paths import VERSIONS_FILE, read_versions, resolve_kubernetes_version
@@ -48,3 +50,22 @@ def test_the_real_node_runs_only_with_the_newest_control_plane(tmp_path):
         LocalCluster(tmp_path, real_node=True, kubernetes_version="previous")
     assert LocalCluster(tmp_path, real_node=True).kubernetes_version == CURRENT
     assert LocalCluster(tmp_path, kubernetes_version="previous").kubernetes_version == PREVIOUS
+
+
+@pytest.mark.parametrize(
+    ("recorded", "asked", "refused"),
+    [({}, None, False), ({}, "previous", True), ({"kubernetes_version": PREVIOUS}, None, True),
+     ({"kubernetes_version": PREVIOUS}, "previous", False)],
+    ids=["unrecorded-is-newest", "unrecorded-not-previous", "other-version", "same-version"],
+)
+def test_up_keeps_a_running_cluster_of_the_asked_version_only(tmp_path, monkeypatch, recorded, asked, refused):
+    """A running cluster of another version is refused; a state written before versions were recorded ran the
+    newest (it read "a cluster of Kubernetes None already runs")."""
+    cluster = LocalCluster(tmp_path, kubernetes_version=asked)
+    cluster.state_file.write_text(json.dumps({"real_node": None, **recorded}))
+    monkeypatch.setattr(LocalCluster, "is_running", lambda self: True)  # no processes: only the state file is read
+    if refused:
+        with pytest.raises(ClusterError, match="already runs in .*`mmft cluster down` first"):
+            cluster.up(log=lambda line: None)
+    else:
+        assert cluster.up(log=lambda line: None) == cluster.kubeconfig

@@ -34,9 +34,6 @@ def test_the_modelled_download_matches_the_published_checkpoint(size: str, publi
 def _trainer_pod(spec_changes: dict) -> dict:
     document = yaml.safe_load(MULTINODE.read_text())
     document["spec"].update(spec_changes)
-    compute = document["spec"]["compute"]
-    if compute.get("nodes", 1) == 1:
-        document["spec"]["compute"] = {k: v for k, v in compute.items() if k != "nodes"}
     job = next(child for child in render_documents([document], "default") if child["kind"] == "Job")
     return job["spec"]["template"]["spec"]
 
