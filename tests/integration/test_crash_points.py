@@ -53,7 +53,8 @@ NOT_CHILDREN = {("ConfigMap", "kube-root-ca.crt")}
 BATCH_SIZE = 8
 # A run may make fewer writes than the uninterrupted one (a phase it never observed): its cut point is run again.
 ATTEMPTS_PER_CUT = 3
-# No write for this long after Succeeded: the run is over (the last writes are the Succeeded status and its Event).
+# No write for this long after Succeeded and the Job's retention TTL: the run is over. The TTL is the run's last write
+# (after the Succeeded status and its Event); a run taken as over without it left that cut point unreached under load.
 QUIET_SECONDS = 3.0
 
 
@@ -146,6 +147,13 @@ def _phases(kubectl, namespaces: list[str]) -> dict[str, str | None]:
     return {namespace: found.get(namespace) for namespace in namespaces}
 
 
+def _retained(kubectl, namespaces: list[str]) -> dict[str, bool]:
+    """Whether each namespace's Job carries the retention TTL the operator sets once the outcome is recorded."""
+    items = json.loads(kubectl("get", "jobs", "-A", "-o", "json").stdout)["items"]
+    found = {item["metadata"]["namespace"]: "ttlSecondsAfterFinished" in item["spec"] for item in items}
+    return {namespace: found.get(namespace, False) for namespace in namespaces}
+
+
 @dataclass
 class CutRun:
     cut: int
@@ -190,8 +198,11 @@ class CrashRig:
         _apply(self.kubectl, [doc for namespace in namespaces for doc in _namespace_documents(namespace)])
 
     def settled(self, namespaces: list[str]) -> bool:
-        phases = _phases(self.kubectl, namespaces)
-        return all(phases[ns] == "Succeeded" and self.proxy.quiet_for(ns) >= QUIET_SECONDS for ns in namespaces)
+        phases, retained = _phases(self.kubectl, namespaces), _retained(self.kubectl, namespaces)
+        return all(
+            phases[ns] == "Succeeded" and retained[ns] and self.proxy.quiet_for(ns) >= QUIET_SECONDS
+            for ns in namespaces
+        )
 
     def run_batch(self, batch: list[CutRun]) -> None:
         """Each namespace's FineTuneJob up to its cut point, one SIGKILL for all, a restart, convergence."""
